@@ -1,0 +1,115 @@
+"""Adversarial losses.
+
+Every mode is a :class:`GANLoss` subclass registered in :data:`GAN_LOSSES` under its config name.
+A loss is called on the discriminator's raw output (no sigmoid) with ``target_is_real``; the
+targets are built with the prediction's shape, dtype and device, so the loss works for PatchGAN
+maps of any size and under autocast.
+
+``wgangp`` is a real WGAN-GP: the models add :func:`gradient_penalty` to the discriminator loss
+(the reference code defines the penalty but never calls it).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from cyclegan_pl.registry import Registry
+
+GAN_LOSSES: Registry[type] = Registry("GAN loss mode", option="model.gan_mode")
+
+
+class GANLoss(nn.Module):
+    """Base class: ``loss(prediction, target_is_real, for_discriminator)``.
+
+    ``for_discriminator`` only matters for losses whose generator and discriminator objectives
+    differ in form (hinge).
+    """
+
+    #: whether the discriminator loss needs the gradient penalty term
+    uses_gradient_penalty: bool = False
+
+    def forward(self, prediction: Tensor, target_is_real: bool, for_discriminator: bool = False) -> Tensor:
+        raise NotImplementedError
+
+
+@GAN_LOSSES.register("lsgan")
+class LSGANLoss(GANLoss):
+    """Least-squares GAN: MSE against a target of 1 (real) or 0 (fake)."""
+
+    def forward(self, prediction: Tensor, target_is_real: bool, for_discriminator: bool = False) -> Tensor:
+        target = torch.full_like(prediction, 1.0 if target_is_real else 0.0)
+        return F.mse_loss(prediction, target)
+
+
+@GAN_LOSSES.register("vanilla")
+class VanillaGANLoss(GANLoss):
+    """The original GAN loss: binary cross-entropy on logits."""
+
+    def forward(self, prediction: Tensor, target_is_real: bool, for_discriminator: bool = False) -> Tensor:
+        target = torch.full_like(prediction, 1.0 if target_is_real else 0.0)
+        return F.binary_cross_entropy_with_logits(prediction, target)
+
+
+@GAN_LOSSES.register("wgangp")
+class WassersteinGANLoss(GANLoss):
+    """Wasserstein critic loss: ``-mean(real)`` and ``+mean(fake)``.
+
+    The discriminator step adds :func:`gradient_penalty` (see ``uses_gradient_penalty``).
+    """
+
+    uses_gradient_penalty = True
+
+    def forward(self, prediction: Tensor, target_is_real: bool, for_discriminator: bool = False) -> Tensor:
+        return -prediction.mean() if target_is_real else prediction.mean()
+
+
+@GAN_LOSSES.register("hinge")
+class HingeGANLoss(GANLoss):
+    """Hinge loss: ``relu(1 - D(real)) + relu(1 + D(fake))`` for D, ``-D(fake)`` for G."""
+
+    def forward(self, prediction: Tensor, target_is_real: bool, for_discriminator: bool = False) -> Tensor:
+        if not for_discriminator:
+            # The generator maximises the critic score of its fakes.
+            return -prediction.mean()
+        if target_is_real:
+            return F.relu(1.0 - prediction).mean()
+        return F.relu(1.0 + prediction).mean()
+
+
+def build_gan_loss(gan_mode: str) -> GANLoss:
+    """Instantiate the GAN loss registered as ``gan_mode`` (lsgan, vanilla, wgangp, hinge)."""
+    return GAN_LOSSES.get(gan_mode)()
+
+
+def gradient_penalty(
+    discriminator: nn.Module,
+    real: Tensor,
+    fake: Tensor,
+    condition: Tensor | None = None,
+    constant: float = 1.0,
+) -> Tensor:
+    """WGAN-GP penalty ``mean((||grad D(x_hat)||_2 - constant)^2)`` on random interpolates.
+
+    Args:
+        discriminator: the critic; called on ``x_hat`` (or ``cat(condition, x_hat)``).
+        real: real images (N, C, H, W).
+        fake: generated images, same shape; detached here.
+        condition: for conditional critics (pix2pix), the input concatenated in front.
+        constant: the target gradient norm.
+
+    The graph is kept (``create_graph=True``) so the penalty's own gradient reaches D's weights.
+    """
+    alpha = torch.rand(real.shape[0], 1, 1, 1, device=real.device, dtype=real.dtype)
+    interpolates = (alpha * real.detach() + (1 - alpha) * fake.detach()).requires_grad_(True)
+    critic_input = interpolates if condition is None else torch.cat([condition, interpolates], dim=1)
+    scores = discriminator(critic_input)
+    (gradients,) = torch.autograd.grad(
+        outputs=scores,
+        inputs=interpolates,
+        grad_outputs=torch.ones_like(scores),
+        create_graph=True,
+    )
+    gradients = gradients.flatten(1)
+    return ((gradients.norm(2, dim=1) - constant) ** 2).mean()

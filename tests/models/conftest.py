@@ -1,0 +1,47 @@
+"""Tiny batches and trainers for the module tests."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import lightning.pytorch as pl
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+
+def _batch(size: int = 32, n: int = 1, seed: int = 0) -> dict:
+    generator = torch.Generator().manual_seed(seed)
+    return {
+        "A": torch.rand(n, 3, size, size, generator=generator) * 2 - 1,
+        "B": torch.rand(n, 3, size, size, generator=generator) * 2 - 1,
+        "A_paths": [f"a{i}.png" for i in range(n)],
+        "B_paths": [f"b{i}.png" for i in range(n)],
+    }
+
+
+@pytest.fixture
+def make_batch() -> Callable[..., dict]:
+    """make_batch(size=32, n=1, seed=0): a dict batch of random images in [-1, 1]."""
+    return _batch
+
+
+def _trainer(**kwargs) -> pl.Trainer:
+    options = dict(
+        accelerator="cpu", max_epochs=1, logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
+    )
+    options.update(kwargs)
+    return pl.Trainer(**options)
+
+
+@pytest.fixture
+def fit_batches() -> Callable[..., pl.Trainer]:
+    """fit_batches(module, batches, **trainer_kwargs): one epoch over the given batches."""
+
+    def fit(module: pl.LightningModule, batches: list, **trainer_kwargs) -> pl.Trainer:
+        trainer = _trainer(**trainer_kwargs)
+        trainer.fit(module, train_dataloaders=DataLoader(batches, batch_size=None))
+        return trainer
+
+    return fit
