@@ -1,0 +1,225 @@
+"""Training throughput: our Lightning loop against a plain PyTorch loop of REFERENCE.md's iteration.
+
+Each measurement runs in its own process (so peak memory is that run's alone) on one fixed
+in-memory batch: the data pipeline is measured separately by data_throughput.py.
+
+    python benchmarks/train_throughput.py                       # CPU, 64 and 128 px, real widths
+    python benchmarks/train_throughput.py --device cuda --precision bf16-mixed --sizes '[256]'
+
+Prints a markdown table: iterations/s, peak memory (CUDA: max allocated; CPU: peak RSS of the
+process) and the ratio to the plain loop.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import resource
+import time
+from typing import Dict, List, Literal
+
+import torch
+import torch.nn.functional as F
+
+Method = Literal["cyclegan", "pix2pix"]
+Loop = Literal["plain", "lightning", "lightning+batched"]
+
+
+def _batch(method: str, size: int, batch_size: int) -> Dict:
+    generator = torch.Generator().manual_seed(0)
+    image = lambda: torch.rand(batch_size, 3, size, size, generator=generator) * 2 - 1  # noqa: E731
+    return {"A": image(), "B": image(), "A_paths": ["a"] * batch_size, "B_paths": ["b"] * batch_size}
+
+
+def _module(method: str, size: int, ngf: int, batched: bool):
+    from cyclegan_pl import CycleGAN, Pix2Pix
+
+    if method == "cyclegan":
+        return CycleGAN(ngf=ngf, ndf=ngf, batched_calls=batched)
+    return Pix2Pix(generator=f"unet_{size}", ngf=ngf, ndf=ngf, batched_calls=batched)
+
+
+def _autocast(device: str, precision: str):
+    if precision.startswith("bf16"):
+        return torch.autocast(device, dtype=torch.bfloat16)
+    if precision.startswith("16"):
+        return torch.autocast(device, dtype=torch.float16)
+    return torch.autocast(device, enabled=False)
+
+
+def _plain_iterations(method: str, size: int, ngf: int, device: str, precision: str, batch_size: int, steps: int):
+    """REFERENCE.md's iteration written out in plain PyTorch; yields after each iteration."""
+    module = _module(method, size, ngf, batched=False)
+    batch = {k: v.to(device) for k, v in _batch(method, size, batch_size).items() if torch.is_tensor(v)}
+    real_a, real_b = batch["A"], batch["B"]
+    scaler = torch.amp.GradScaler(device, enabled=precision.startswith("16"))
+
+    def gan(pred, real):
+        target = torch.full_like(pred, 1.0 if real else 0.0)
+        if method == "cyclegan":
+            return F.mse_loss(pred.float(), target.float())
+        return F.binary_cross_entropy_with_logits(pred.float(), target.float())
+
+    def set_grad(nets, flag):
+        for net in nets:
+            for p in net.parameters():
+                p.requires_grad_(flag)
+
+    if method == "cyclegan":
+        g_a, g_b, d_a, d_b = (m.to(device) for m in (module.gen_ab, module.gen_ba, module.disc_b, module.disc_a))
+        opt_g = torch.optim.Adam(list(g_a.parameters()) + list(g_b.parameters()), lr=2e-4, betas=(0.5, 0.999))
+        opt_d = torch.optim.Adam(list(d_a.parameters()) + list(d_b.parameters()), lr=2e-4, betas=(0.5, 0.999))
+        for _ in range(steps):
+            with _autocast(device, precision):
+                fake_b = g_a(real_a)
+                rec_a = g_b(fake_b)
+                fake_a = g_b(real_b)
+                rec_b = g_a(fake_a)
+                set_grad([d_a, d_b], False)
+                opt_g.zero_grad()
+                loss_g = (gan(d_a(fake_b), True) + gan(d_b(fake_a), True)
+                          + 10 * F.l1_loss(rec_a, real_a) + 10 * F.l1_loss(rec_b, real_b)
+                          + 5 * F.l1_loss(g_a(real_b), real_b) + 5 * F.l1_loss(g_b(real_a), real_a))
+            scaler.scale(loss_g).backward()
+            scaler.step(opt_g)
+            set_grad([d_a, d_b], True)
+            opt_d.zero_grad()
+            with _autocast(device, precision):
+                loss_d = 0.5 * (gan(d_a(real_b), True) + gan(d_a(fake_b.detach()), False))
+                loss_d = loss_d + 0.5 * (gan(d_b(real_a), True) + gan(d_b(fake_a.detach()), False))
+            scaler.scale(loss_d).backward()
+            scaler.step(opt_d)
+            scaler.update()
+            yield
+    else:
+        net_g, net_d = module.gen.to(device), module.disc.to(device)
+        opt_g = torch.optim.Adam(net_g.parameters(), lr=2e-4, betas=(0.5, 0.999))
+        opt_d = torch.optim.Adam(net_d.parameters(), lr=2e-4, betas=(0.5, 0.999))
+        for _ in range(steps):
+            with _autocast(device, precision):
+                fake_b = net_g(real_a)
+                set_grad([net_d], True)
+                opt_d.zero_grad()
+                loss_d = 0.5 * (gan(net_d(torch.cat([real_a, fake_b.detach()], 1)), False)
+                                + gan(net_d(torch.cat([real_a, real_b], 1)), True))
+            scaler.scale(loss_d).backward()
+            scaler.step(opt_d)
+            set_grad([net_d], False)
+            opt_g.zero_grad()
+            with _autocast(device, precision):
+                loss_g = gan(net_d(torch.cat([real_a, fake_b], 1)), True) + 100 * F.l1_loss(fake_b, real_b)
+            scaler.scale(loss_g).backward()
+            scaler.step(opt_g)
+            scaler.update()
+            yield
+
+
+def _sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def _peak_memory_mib(device: str) -> float:
+    if device == "cuda":
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _measure(loop: str, method: str, size: int, ngf: int, device: str, precision: str,
+             batch_size: int, warmup: int, iterations: int, queue) -> None:
+    torch.manual_seed(0)
+    if loop == "plain":
+        iterator = _plain_iterations(method, size, ngf, device, precision, batch_size, warmup + iterations)
+        for _ in range(warmup):
+            next(iterator)
+        _sync(device)
+        start = time.perf_counter()
+        for _ in iterator:
+            pass
+        _sync(device)
+        elapsed = time.perf_counter() - start
+    else:
+        import lightning.pytorch as pl
+        from torch.utils.data import DataLoader
+
+        marks: Dict[str, float] = {}
+
+        class Clock(pl.Callback):
+            def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+                if batch_idx == warmup:
+                    _sync(device)
+                    marks["start"] = time.perf_counter()
+
+            def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+                if batch_idx == warmup + iterations - 1:
+                    _sync(device)
+                    marks["end"] = time.perf_counter()
+
+        module = _module(method, size, ngf, batched=loop.endswith("batched"))
+        batch = _batch(method, size, batch_size)
+        trainer = pl.Trainer(
+            accelerator=device, devices=1, precision=precision, max_epochs=1, logger=False,
+            enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+            limit_val_batches=0, callbacks=[Clock()],
+        )
+        trainer.fit(module, DataLoader([batch] * (warmup + iterations), batch_size=None))
+        elapsed = marks["end"] - marks["start"]
+    queue.put((iterations / elapsed, _peak_memory_mib(device)))
+
+
+def run_one(loop: str, **kwargs) -> tuple:
+    context = mp.get_context("spawn")
+    queue = context.Queue()
+    process = context.Process(target=_measure, kwargs=dict(loop=loop, queue=queue, **kwargs))
+    process.start()
+    result = queue.get()
+    process.join()
+    return result
+
+
+def main(
+    methods: List[Method] = ["cyclegan", "pix2pix"],
+    sizes: List[int] = [64, 128],
+    ngf: int = 64,
+    device: Literal["cpu", "cuda"] = "cpu",
+    precision: str = "32-true",
+    batch_size: int = 1,
+    warmup: int = 2,
+    iterations: int = 5,
+    loops: List[Loop] = ["plain", "lightning", "lightning+batched"],
+) -> List[Dict]:
+    """Measure iterations/s and peak memory of each loop; print a markdown table.
+
+    Args:
+        methods: which models to measure.
+        sizes: image sides in pixels (pix2pix uses unet_<size>).
+        ngf: generator and discriminator width (64 is the published one).
+        device: cpu or cuda.
+        precision: Lightning precision string (32-true, bf16-mixed, 16-mixed); the plain loop
+            uses the matching autocast (and a GradScaler for 16-mixed).
+        batch_size: images per iteration (the published recipe uses 1).
+        warmup: iterations run before timing starts.
+        iterations: timed iterations.
+        loops: which loops to time (the ratio column is relative to ``plain``).
+    """
+    rows = []
+    print(f"device={device} precision={precision} ngf={ngf} batch={batch_size} "
+          f"threads={torch.get_num_threads()} warmup={warmup} iterations={iterations}")
+    print("| model | size | loop | it/s | peak memory (MiB) | ratio to plain |")
+    print("|---|---|---|---|---|---|")
+    for method in methods:
+        for size in sizes:
+            plain_rate = None
+            for loop in loops:
+                rate, memory = run_one(loop, method=method, size=size, ngf=ngf, device=device, precision=precision,
+                                       batch_size=batch_size, warmup=warmup, iterations=iterations)
+                plain_rate = rate if loop == "plain" else plain_rate
+                ratio = f"{rate / plain_rate:.3f}" if plain_rate else "-"
+                rows.append(dict(model=method, size=size, loop=loop, it_s=rate, memory_mib=memory))
+                print(f"| {method} | {size} | {loop} | {rate:.3f} | {memory:.0f} | {ratio} |", flush=True)
+    return rows
+
+
+if __name__ == "__main__":
+    from jsonargparse import auto_cli
+
+    auto_cli(main, as_positional=False)

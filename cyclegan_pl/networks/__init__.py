@@ -1,0 +1,117 @@
+"""Generators, discriminators, norms and initializations of CycleGAN and pix2pix.
+
+Build networks by name with :func:`define_generator` / :func:`define_discriminator`; load weights
+saved by the reference code with :func:`load_reference_state_dict`.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from .checkpoint import (
+    CheckpointMismatchError,
+    convert_reference_state_dict,
+    describe_network,
+    describe_state_dict,
+    load_reference_state_dict,
+)
+from .discriminators import DISCRIMINATORS, NLayerDiscriminator, PixelDiscriminator
+from .generators import (
+    GENERATORS,
+    ResnetBlock,
+    ResnetGenerator,
+    UnetGenerator,
+    UnetSkipConnectionBlock,
+)
+from .init import INITS, init_weights
+from .norms import NORMS, get_norm_layer, norm_uses_bias
+
+__all__ = [
+    "CheckpointMismatchError",
+    "DISCRIMINATORS",
+    "GENERATORS",
+    "INITS",
+    "NLayerDiscriminator",
+    "NORMS",
+    "PixelDiscriminator",
+    "ResnetBlock",
+    "ResnetGenerator",
+    "UnetGenerator",
+    "UnetSkipConnectionBlock",
+    "convert_reference_state_dict",
+    "define_discriminator",
+    "define_generator",
+    "describe_network",
+    "describe_state_dict",
+    "get_norm_layer",
+    "init_weights",
+    "load_reference_state_dict",
+    "norm_uses_bias",
+]
+
+
+def define_generator(
+    name: str,
+    input_nc: int = 3,
+    output_nc: int = 3,
+    ngf: int = 64,
+    norm: str = "instance",
+    dropout: bool = False,
+    init_type: str = "normal",
+    init_gain: float = 0.02,
+) -> nn.Module:
+    """Build and initialize a generator.
+
+    Args:
+        name: ``resnet_9blocks``, ``resnet_6blocks``, ``unet_256``, ``unet_128``, or a pattern
+            ``resnet_<N>blocks`` (N residual blocks) / ``unet_<side>`` (side a power of two
+            >= 32; ``log2(side)`` downsamplings).
+        input_nc: input image channels.
+        output_nc: output image channels.
+        ngf: channels of the first convolution.
+        norm: ``instance``, ``batch`` or ``none``.
+        dropout: Dropout(0.5) in the ResNet blocks / the U-Net's middle blocks.
+        init_type: ``normal``, ``xavier``, ``kaiming`` or ``orthogonal``.
+        init_gain: standard deviation / gain of the initialization.
+
+    Returns:
+        The network (on the CPU), with attribute ``size_multiple``.
+
+    Raises:
+        ValueError: for an unknown name, norm or init type (listing the valid ones).
+    """
+    builder = GENERATORS.get(name)
+    net = builder(input_nc=input_nc, output_nc=output_nc, ngf=ngf, norm=norm, dropout=dropout)
+    return init_weights(net, init_type, init_gain)
+
+
+def define_discriminator(
+    name: str,
+    input_nc: int = 3,
+    ndf: int = 64,
+    n_layers: int = 3,
+    norm: str = "instance",
+    init_type: str = "normal",
+    init_gain: float = 0.02,
+) -> nn.Module:
+    """Build and initialize a discriminator.
+
+    Args:
+        name: ``basic`` (70x70 PatchGAN), ``n_layers`` (PatchGAN with ``n_layers`` layers) or
+            ``pixel`` (1x1 PixelGAN).
+        input_nc: input channels (6 for pix2pix's conditional discriminator).
+        ndf: channels of the first convolution.
+        n_layers: depth of the ``n_layers`` PatchGAN (ignored by the others).
+        norm: ``instance``, ``batch`` or ``none``.
+        init_type: ``normal``, ``xavier``, ``kaiming`` or ``orthogonal``.
+        init_gain: standard deviation / gain of the initialization.
+
+    Returns:
+        The network (on the CPU); its output is raw scores, no sigmoid.
+
+    Raises:
+        ValueError: for an unknown name, norm or init type (listing the valid ones).
+    """
+    builder = DISCRIMINATORS.get(name)
+    net = builder(input_nc=input_nc, ndf=ndf, n_layers=n_layers, norm=norm)
+    return init_weights(net, init_type, init_gain)

@@ -1,0 +1,427 @@
+"""Loading network weights saved by the reference CycleGAN/pix2pix code.
+
+The reference code saves one ``state_dict`` per network (``latest_net_G_A.pth``, published
+``horse2zebra.pth``...). Those files differ from a freshly built network's ``state_dict`` in ways
+that carry no weights, and :func:`convert_reference_state_dict` is the one place that undoes them:
+
+* InstanceNorm layers (``affine=False``, no running statistics) saved by old PyTorch versions
+  carry ``running_mean`` / ``running_var`` / ``num_batches_tracked`` entries: dropped.
+* BatchNorm layers saved before PyTorch 0.4.1 lack ``num_batches_tracked``: added as 0.
+* ``nn.DataParallel`` saves prefix every key with ``module.``: stripped.
+
+When the tensors still do not fit, :func:`load_reference_state_dict` raises
+:class:`CheckpointMismatchError` saying which architecture the file holds (inferred by
+:func:`describe_state_dict`) and which options to set to build that architecture.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Union
+
+import torch
+from torch import nn
+
+__all__ = [
+    "CheckpointMismatchError",
+    "OPTION_NAMES",
+    "convert_reference_state_dict",
+    "describe_network",
+    "describe_state_dict",
+    "format_description",
+    "load_reference_state_dict",
+]
+
+StateDict = Mapping[str, torch.Tensor]
+
+# Config options named in mismatch messages: what a user sets to build another network.
+OPTION_NAMES: Dict[str, str] = {
+    "generator": "model.generator",
+    "discriminator": "model.discriminator",
+    "norm": "model.norm",
+    "ngf": "model.ngf",
+    "ndf": "model.ndf",
+    "n_layers": "model.n_layers",
+    "input_nc": "model.input_nc",
+    "output_nc": "model.output_nc",
+    "dropout": "model.dropout",
+}
+
+_NORM_STATISTICS = ("running_mean", "running_var", "num_batches_tracked")
+_DATA_PARALLEL_PREFIX = "module."
+_MAX_EXAMPLES = 3
+
+
+class CheckpointMismatchError(RuntimeError):
+    """The tensors of a checkpoint do not fit the network built from the current options."""
+
+
+def _strip_data_parallel_prefix(state_dict: StateDict) -> Dict[str, torch.Tensor]:
+    return {
+        (key[len(_DATA_PARALLEL_PREFIX) :] if key.startswith(_DATA_PARALLEL_PREFIX) else key): value
+        for key, value in state_dict.items()
+    }
+
+
+def convert_reference_state_dict(
+    state_dict: StateDict, net: Optional[nn.Module] = None
+) -> Dict[str, torch.Tensor]:
+    """Turn a reference-code ``state_dict`` into one that loads strictly into our networks.
+
+    Strips a leading ``module.``; drops the running statistics that old PyTorch saved for
+    InstanceNorm layers (a norm layer with statistics but no ``weight`` in the file); adds a zero
+    ``num_batches_tracked`` to BatchNorm layers saved without one. The input is not modified.
+
+    Args:
+        state_dict: the loaded checkpoint (one network's ``state_dict``).
+        net: the network it is meant for. When given, statistics the network does have are never
+            dropped and ``num_batches_tracked`` is only added where the network has it.
+
+    Returns:
+        A new dict, in the original key order.
+    """
+    stripped = _strip_data_parallel_prefix(state_dict)
+    expected = set(net.state_dict()) if net is not None else None
+    converted: Dict[str, torch.Tensor] = {}
+    for key, value in stripped.items():
+        prefix, _, leaf = key.rpartition(".")
+        affine = f"{prefix}.weight" in stripped
+        if (
+            leaf in _NORM_STATISTICS
+            and not affine
+            and (expected is None or key not in expected)
+        ):
+            continue
+        converted[key] = value
+        counter = f"{prefix}.num_batches_tracked"
+        if (
+            leaf == "running_var"
+            and affine
+            and counter not in stripped
+            and (expected is None or counter in expected)
+        ):
+            converted[counter] = torch.tensor(0, dtype=torch.long)
+    return converted
+
+
+def _conv_weight(state_dict: StateDict, key: str) -> Optional[torch.Tensor]:
+    value = state_dict.get(key)
+    return value if value is not None and value.dim() == 4 else None
+
+
+def _layer_index(key: str, depth: int = 1) -> int:
+    return int(key.split(".")[depth])
+
+
+def describe_state_dict(state_dict: StateDict) -> Dict[str, Any]:
+    """Infer which of our architectures (and which options) a ``state_dict`` was saved from.
+
+    Args:
+        state_dict: one network's weights (reference or ours, ``module.`` prefix allowed).
+
+    Returns:
+        A dict with ``kind`` (``resnet``, ``unet``, ``patchgan``, ``pixel`` or ``unknown``),
+        ``role`` (``generator`` / ``discriminator`` / None), ``name`` (the generator or
+        discriminator option value building it, e.g. ``resnet_6blocks``, ``unet_256``, ``basic``),
+        ``input_nc``, ``output_nc``, ``ngf``, ``ndf``, ``norm`` (``batch`` when the norm layers
+        have weights, else ``instance``: keys cannot tell ``instance`` from ``none``),
+        ``n_blocks``, ``num_downs``, ``n_layers``, ``dropout`` (known for ResNet only, where it
+        shifts layer indices) and ``num_tensors``. Entries that do not apply are None.
+    """
+    sd = {
+        k: v
+        for k, v in _strip_data_parallel_prefix(state_dict).items()
+        if isinstance(v, torch.Tensor)
+    }
+    fields = "role name input_nc output_nc ngf ndf n_blocks num_downs n_layers dropout".split()
+    info: Dict[str, Any] = dict.fromkeys(fields)
+    info["kind"] = "unknown"
+    info["num_tensors"] = len(sd)
+    # The only 1-D weights in these networks belong to BatchNorm layers.
+    info["norm"] = (
+        "batch"
+        if any(k.endswith(".weight") and v.dim() == 1 for k, v in sd.items())
+        else "instance"
+    )
+
+    try:
+        info.update(_infer_architecture(sd))
+    except (ValueError, IndexError, KeyError):
+        pass  # a damaged or foreign layout stays "unknown"
+    return info
+
+
+def _infer_architecture(sd: StateDict) -> Dict[str, Any]:
+    """The architecture entries of :func:`describe_state_dict`; {} when no layout matches."""
+    unet_stem = _conv_weight(sd, "model.model.0.weight")
+    patch_stem = _conv_weight(sd, "model.0.weight")
+    resnet_stem = _conv_weight(sd, "model.1.weight")
+    pixel_stem = _conv_weight(sd, "net.0.weight")
+
+    if unet_stem is not None:
+        unet_head = _conv_weight(sd, "model.model.3.weight")
+        # Each nesting level adds one ".model." to the path; the outermost keys have two.
+        depth = max(k.split(".").count("model") for k in sd)
+        return dict(
+            kind="unet",
+            role="generator",
+            num_downs=depth - 1,
+            name=f"unet_{2 ** (depth - 1)}",
+            ngf=unet_stem.shape[0],
+            input_nc=unet_stem.shape[1],
+            output_nc=unet_head.shape[1] if unet_head is not None else None,
+        )
+    if patch_stem is not None:
+        convs = [k for k in sd if k.startswith("model.") and _conv_weight(sd, k) is not None]
+        # Besides the n_layers strided convs: the stride-1 conv and the 1-channel output conv.
+        n_layers = len(convs) - 2
+        return dict(
+            kind="patchgan",
+            role="discriminator",
+            n_layers=n_layers,
+            name="basic" if n_layers == 3 else "n_layers",
+            ndf=patch_stem.shape[0],
+            input_nc=patch_stem.shape[1],
+        )
+    if resnet_stem is not None and resnet_stem.shape[-1] == 7:
+        blocks = {_layer_index(k) for k in sd if ".conv_block." in k}
+        convs = sorted(
+            _layer_index(k)
+            for k in sd
+            if k.startswith("model.")
+            and ".conv_block." not in k
+            and _conv_weight(sd, k) is not None
+        )
+        head = sd[f"model.{convs[-1]}.weight"]
+        return dict(
+            kind="resnet",
+            role="generator",
+            n_blocks=len(blocks),
+            name=f"resnet_{len(blocks)}blocks",
+            ngf=resnet_stem.shape[0],
+            input_nc=resnet_stem.shape[1],
+            output_nc=head.shape[0],
+            dropout=_resnet_dropout(sd, min(blocks)) if blocks else None,
+        )
+    if pixel_stem is not None:
+        return dict(
+            kind="pixel",
+            role="discriminator",
+            name="pixel",
+            ndf=pixel_stem.shape[0],
+            input_nc=pixel_stem.shape[1],
+        )
+    return {}
+
+
+def _resnet_dropout(sd: StateDict, block: int) -> bool:
+    prefix = f"model.{block}.conv_block."
+    convs = sorted(
+        _layer_index(k, depth=3)
+        for k in sd
+        if k.startswith(prefix) and _conv_weight(sd, k) is not None
+    )
+    first, second = convs[0], convs[-1]
+    # Without dropout the second conv follows [conv, norm, relu, (pad)]; a Dropout adds one slot.
+    padded = first == 1
+    gap_without_dropout = 4 if padded else 3
+    return second - first > gap_without_dropout
+
+
+def describe_network(net: nn.Module) -> Dict[str, Any]:
+    """Describe a built network like :func:`describe_state_dict` does a checkpoint.
+
+    The modules refine what keys cannot show: ``norm`` is ``none`` when the network has neither
+    InstanceNorm nor BatchNorm layers, and ``dropout`` reflects its Dropout layers.
+
+    Args:
+        net: one of this package's generators or discriminators.
+    """
+    info = describe_state_dict(net.state_dict())
+    modules = list(net.modules())
+    if info["norm"] != "batch" and not any(isinstance(m, nn.InstanceNorm2d) for m in modules):
+        info["norm"] = "none"
+    if info["role"] == "generator":
+        info["dropout"] = any(isinstance(m, nn.Dropout) for m in modules)
+    return info
+
+
+def format_description(info: Mapping[str, Any]) -> str:
+    """One line describing the result of :func:`describe_state_dict` / :func:`describe_network`.
+
+    Args:
+        info: the description dict.
+    """
+    norm = f"{info['norm']} norm"
+    if info["kind"] == "resnet":
+        dropout = ", dropout" if info["dropout"] else ""
+        return (
+            f"ResNet generator {info['name']} ({info['n_blocks']} residual blocks{dropout}), "
+            f"ngf={info['ngf']}, {info['input_nc']}->{info['output_nc']} channels, {norm}"
+        )
+    if info["kind"] == "unet":
+        return (
+            f"U-Net generator {info['name']} (num_downs={info['num_downs']}), ngf={info['ngf']}, "
+            f"{info['input_nc']}->{info['output_nc']} channels, {norm}"
+        )
+    if info["kind"] == "patchgan":
+        return (
+            f"PatchGAN discriminator {info['name']} (n_layers={info['n_layers']}), "
+            f"ndf={info['ndf']}, {info['input_nc']} input channels, {norm}"
+        )
+    if info["kind"] == "pixel":
+        return (
+            f"PixelGAN discriminator pixel, ndf={info['ndf']}, {info['input_nc']} input channels, "
+            f"{norm}"
+        )
+    return (
+        f"an unrecognised layout ({info['num_tensors']} tensor(s)) that matches none of the "
+        "ResNet, U-Net, PatchGAN or PixelGAN networks"
+    )
+
+
+def _option_fixes(ckpt: Mapping[str, Any], net: Mapping[str, Any]) -> List[str]:
+    """``option=value`` settings that would build the checkpoint's architecture."""
+    fixes: List[str] = []
+    role = ckpt["role"]
+    if role is None or role != net["role"]:
+        return fixes
+    if ckpt["name"] != net["name"]:
+        fixes.append(f"{OPTION_NAMES[role]}={ckpt['name']}")
+    if ckpt["name"] == "n_layers" and ckpt["n_layers"] != net["n_layers"]:
+        fixes.append(f"{OPTION_NAMES['n_layers']}={ckpt['n_layers']}")
+    # Keys cannot tell instance from none, and both load the same tensors.
+    if (ckpt["norm"] == "batch") != (net["norm"] == "batch"):
+        fixes.append(f"{OPTION_NAMES['norm']}={ckpt['norm']}")
+    width = "ngf" if role == "generator" else "ndf"
+    if ckpt[width] != net[width]:
+        fixes.append(f"{OPTION_NAMES[width]}={ckpt[width]}")
+    channel_options = ("input_nc", "output_nc") if role == "generator" else ()
+    for channels in channel_options:
+        if ckpt[channels] is not None and ckpt[channels] != net[channels]:
+            fixes.append(f"{OPTION_NAMES[channels]}={ckpt[channels]}")
+    if ckpt["kind"] == net["kind"] == "resnet" and ckpt["dropout"] != net["dropout"]:
+        fixes.append(f"{OPTION_NAMES['dropout']}={str(ckpt['dropout']).lower()}")
+    return fixes
+
+
+def _examples(keys: List[str]) -> str:
+    shown = ", ".join(keys[:_MAX_EXAMPLES])
+    more = ", ..." if len(keys) > _MAX_EXAMPLES else ""
+    return f" (e.g. {shown}{more})" if keys else ""
+
+
+def _mismatch_message(
+    checkpoint: Mapping[str, torch.Tensor],
+    net: nn.Module,
+    missing: List[str],
+    unexpected: List[str],
+    reshaped: List[str],
+    source_name: Optional[str],
+) -> str:
+    ckpt_info = describe_state_dict(checkpoint)
+    net_info = describe_network(net)
+    what = f"Checkpoint '{source_name}'" if source_name else "The checkpoint"
+    lines = [
+        f"{what} does not fit the network.",
+        f"  checkpoint holds: {format_description(ckpt_info)}",
+        f"  network is:       {format_description(net_info)}",
+    ]
+    fixes = _option_fixes(ckpt_info, net_info)
+    if ckpt_info["role"] is not None and net_info["role"] is not None and (
+        ckpt_info["role"] != net_info["role"]
+    ):
+        lines.append(
+            f"It holds a {ckpt_info['role']} but is being loaded into a {net_info['role']}: "
+            "check which file goes with which network."
+        )
+    elif fixes:
+        lines.append(f"To load it, set {', '.join(fixes)}.")
+    elif ckpt_info["kind"] == "unknown":
+        lines.append("Check that the file is a state_dict saved from one of these networks.")
+    else:
+        lines.append(
+            "The architecture options look the same; the file may be damaged or come from a "
+            "modified network."
+        )
+    if ckpt_info["kind"] == "patchgan" and ckpt_info["input_nc"] != net_info["input_nc"]:
+        lines.append(
+            f"The discriminator was trained on {ckpt_info['input_nc']}-channel inputs "
+            f"(pix2pix's conditional D sees input and output stacked)."
+        )
+    details = [
+        f"{len(missing)} missing{_examples(missing)}",
+        f"{len(unexpected)} unexpected{_examples(unexpected)}",
+        f"{len(reshaped)} with other shapes{_examples(reshaped)}",
+    ]
+    lines.append("Keys: " + "; ".join(details) + ".")
+    return "\n".join(lines)
+
+
+def load_reference_state_dict(
+    net: nn.Module,
+    source: Union[StateDict, str, "os.PathLike[str]"],
+    strict: bool = True,
+) -> Any:
+    """Load reference-code weights (a ``state_dict`` or a ``.pth`` file) into ``net``.
+
+    The weights go through :func:`convert_reference_state_dict` first.
+
+    Args:
+        net: the network to fill, built with the options the checkpoint was trained with.
+        source: a ``state_dict`` or the path of a ``.pth`` file holding one (read on the CPU with
+            ``weights_only=True``).
+        strict: require the keys to match exactly (shapes must always match).
+
+    Returns:
+        What ``nn.Module.load_state_dict`` returns (missing and unexpected keys).
+
+    Raises:
+        FileNotFoundError: ``source`` is a path that does not exist.
+        ValueError: the file does not hold a ``state_dict`` of tensors.
+        CheckpointMismatchError: the tensors do not fit ``net``; the message names the
+            checkpoint's architecture and the options that build it.
+    """
+    source_name: Optional[str] = None
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        source_name = str(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"Checkpoint file '{path}' does not exist.")
+        state_dict = torch.load(path, map_location="cpu", weights_only=True)
+    else:
+        state_dict = source
+    if not isinstance(state_dict, Mapping) or not all(
+        isinstance(v, torch.Tensor) for v in state_dict.values()
+    ):
+        where = f"'{source_name}'" if source_name else "The source"
+        hint = (
+            " It looks like a Lightning checkpoint: resume or load it through the model "
+            "(ckpt_path / load_from_checkpoint) instead."
+            if isinstance(state_dict, Mapping) and "state_dict" in state_dict
+            else ""
+        )
+        raise ValueError(f"{where} does not hold one network's state_dict of tensors.{hint}")
+
+    converted = convert_reference_state_dict(state_dict, net)
+    expected = net.state_dict()
+    missing = [k for k in expected if k not in converted]
+    unexpected = [k for k in converted if k not in expected]
+    reshaped = [
+        f"{k} {tuple(converted[k].shape)} vs {tuple(expected[k].shape)}"
+        for k in expected
+        if k in converted and converted[k].shape != expected[k].shape
+    ]
+    if reshaped or (strict and (missing or unexpected)):
+        raise CheckpointMismatchError(
+            _mismatch_message(
+                _strip_data_parallel_prefix(state_dict),
+                net,
+                missing,
+                unexpected,
+                reshaped,
+                source_name,
+            )
+        )
+    return net.load_state_dict(converted, strict=strict)

@@ -1,0 +1,155 @@
+"""Discriminators: the PatchGAN (``basic``, ``n_layers``) and the 1x1 PixelGAN (``pixel``).
+
+Module names reproduce the reference nesting (PatchGAN ``model.<i>``, PixelGAN ``net.<i>``), so its
+checkpoints load with ``strict=True``. Every builder in :data:`DISCRIMINATORS` takes the same
+keyword arguments ``input_nc, ndf, n_layers, norm``; builders that fix the depth ignore
+``n_layers``. All discriminators return raw scores (no sigmoid).
+"""
+
+from __future__ import annotations
+
+from typing import List, Protocol
+
+import torch
+from torch import nn
+
+from ..registry import Registry
+from .norms import NORMS
+
+__all__ = [
+    "DISCRIMINATORS",
+    "NLayerDiscriminator",
+    "PixelDiscriminator",
+    "patchgan_basic",
+    "patchgan_n_layers",
+    "pixelgan",
+]
+
+
+class DiscriminatorBuilder(Protocol):
+    def __call__(
+        self, *, input_nc: int = 3, ndf: int = 64, n_layers: int = 3, norm: str = "instance"
+    ) -> nn.Module: ...
+
+
+DISCRIMINATORS: Registry[DiscriminatorBuilder] = Registry(
+    "discriminator", option="model.discriminator"
+)
+
+
+class NLayerDiscriminator(nn.Module):
+    """PatchGAN: a fully convolutional classifier scoring overlapping patches.
+
+    With ``n_layers=3`` each output scores a 70x70 patch and a 256x256 input gives 30x30 scores.
+
+    Args:
+        input_nc: input channels (6 for pix2pix's conditional D on input+output).
+        ndf: channels of the first convolution; deeper layers use ndf*min(2**n, 8).
+        n_layers: number of stride-2 convolutions (>= 1).
+        norm: normalization name (``instance``, ``batch``, ``none``); the first layer has none.
+    """
+
+    def __init__(
+        self, input_nc: int = 3, ndf: int = 64, n_layers: int = 3, norm: str = "instance"
+    ) -> None:
+        super().__init__()
+        if n_layers < 1:
+            raise ValueError(
+                "NLayerDiscriminator needs n_layers >= 1 (option `model.n_layers`), "
+                f"got {n_layers}."
+            )
+        norm_layer = NORMS.get(norm)
+        bias = norm_layer.conv_bias
+        layers: List[nn.Module] = [
+            nn.Conv2d(input_nc, ndf, kernel_size=4, stride=2, padding=1),
+            nn.LeakyReLU(0.2, True),
+        ]
+        channels = ndf
+        for n in range(1, n_layers + 1):
+            out_channels = ndf * min(2**n, 8)
+            # The last of these keeps the resolution: it widens the receptive field only.
+            stride = 2 if n < n_layers else 1
+            layers += [
+                nn.Conv2d(
+                    channels, out_channels, kernel_size=4, stride=stride, padding=1, bias=bias
+                ),
+                norm_layer(out_channels),
+                nn.LeakyReLU(0.2, True),
+            ]
+            channels = out_channels
+        layers.append(nn.Conv2d(channels, 1, kernel_size=4, stride=1, padding=1))
+        self.model = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+
+class PixelDiscriminator(nn.Module):
+    """1x1 PixelGAN: scores every pixel independently (colour statistics only).
+
+    Args:
+        input_nc: input channels.
+        ndf: channels of the first 1x1 convolution (the second has 2*ndf).
+        norm: normalization name (``instance``, ``batch``, ``none``).
+    """
+
+    def __init__(self, input_nc: int = 3, ndf: int = 64, norm: str = "instance") -> None:
+        super().__init__()
+        norm_layer = NORMS.get(norm)
+        bias = norm_layer.conv_bias
+        self.net = nn.Sequential(
+            nn.Conv2d(input_nc, ndf, kernel_size=1),
+            nn.LeakyReLU(0.2, True),
+            nn.Conv2d(ndf, ndf * 2, kernel_size=1, bias=bias),
+            norm_layer(ndf * 2),
+            nn.LeakyReLU(0.2, True),
+            nn.Conv2d(ndf * 2, 1, kernel_size=1, bias=bias),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+@DISCRIMINATORS.register("basic")
+def patchgan_basic(
+    input_nc: int = 3, ndf: int = 64, n_layers: int = 3, norm: str = "instance"
+) -> NLayerDiscriminator:
+    """The 70x70 PatchGAN (3 layers).
+
+    Args:
+        input_nc: input channels.
+        ndf: channels of the first convolution.
+        n_layers: ignored (always 3).
+        norm: normalization name.
+    """
+    return NLayerDiscriminator(input_nc, ndf, n_layers=3, norm=norm)
+
+
+@DISCRIMINATORS.register("n_layers")
+def patchgan_n_layers(
+    input_nc: int = 3, ndf: int = 64, n_layers: int = 3, norm: str = "instance"
+) -> NLayerDiscriminator:
+    """PatchGAN with ``n_layers`` stride-2 convolutions.
+
+    Args:
+        input_nc: input channels.
+        ndf: channels of the first convolution.
+        n_layers: number of stride-2 convolutions.
+        norm: normalization name.
+    """
+    return NLayerDiscriminator(input_nc, ndf, n_layers=n_layers, norm=norm)
+
+
+@DISCRIMINATORS.register("pixel")
+def pixelgan(
+    input_nc: int = 3, ndf: int = 64, n_layers: int = 3, norm: str = "instance"
+) -> PixelDiscriminator:
+    """The 1x1 PixelGAN.
+
+    Args:
+        input_nc: input channels.
+        ndf: channels of the first convolution.
+        n_layers: ignored.
+        norm: normalization name.
+    """
+    return PixelDiscriminator(input_nc, ndf, norm=norm)
