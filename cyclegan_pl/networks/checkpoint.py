@@ -42,7 +42,7 @@ OPTION_NAMES: Dict[str, str] = {
     "norm": "model.norm",
     "ngf": "model.ngf",
     "ndf": "model.ndf",
-    "n_layers": "model.n_layers",
+    "n_layers": "model.n_layers_d",
     "input_nc": "model.input_nc",
     "output_nc": "model.output_nc",
     "dropout": "model.dropout",

@@ -55,7 +55,7 @@ class NLayerDiscriminator(nn.Module):
         super().__init__()
         if n_layers < 1:
             raise ValueError(
-                "NLayerDiscriminator needs n_layers >= 1 (option `model.n_layers`), "
+                "NLayerDiscriminator needs n_layers >= 1 (option `model.n_layers_d`), "
                 f"got {n_layers}."
             )
         norm_layer = NORMS.get(norm)

@@ -203,7 +203,7 @@ def test_discriminator_mismatches():
     )
     deep = define_discriminator("n_layers", ndf=8, n_layers=5).state_dict()
     message = mismatch(define_discriminator("basic", ndf=8), deep)
-    assert "model.discriminator=n_layers" in message and "model.n_layers=5" in message
+    assert "model.discriminator=n_layers" in message and "model.n_layers_d=5" in message
     narrow = define_discriminator("pixel", ndf=8).state_dict()
     assert "model.ndf=8" in mismatch(define_discriminator("pixel", ndf=16), narrow)
 
