@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import os
+import random
 from typing import Dict, Iterator, List, Literal, Sequence
 
 import lightning.pytorch as pl
+from lightning.pytorch.strategies import DDPStrategy
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -13,6 +18,12 @@ from torch import Tensor, nn
 Direction = Literal["AtoB", "BtoA"]
 NonFinitePolicy = Literal["raise", "skip"]
 OptimizerImpl = Literal["default", "foreach", "fused"]
+
+
+def hash_seed(*parts: int) -> int:
+    """A 63-bit seed from integers; nearby inputs give unrelated seeds."""
+    digest = hashlib.blake2b("/".join(map(str, parts)).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") & 0x7FFF_FFFF_FFFF_FFFF
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -72,8 +83,10 @@ class ImageTranslationModule(pl.LightningModule):
         compile: bool,
         gradient_checkpointing: bool,
         optimizer_impl: OptimizerImpl,
+        reseed_every_epoch: bool = True,
     ) -> None:
         super().__init__()
+        self.reseed_every_epoch = reseed_every_epoch
         self.automatic_optimization = False
         self.lr = lr
         self.betas = (beta1, beta2)
@@ -112,6 +125,16 @@ class ImageTranslationModule(pl.LightningModule):
     def setup(self, stage: str) -> None:
         if self.channels_last:
             self.to(memory_format=torch.channels_last)
+        self._let_ddp_find_unused_parameters()
+
+    def _let_ddp_find_unused_parameters(self) -> None:
+        # The generator step leaves the discriminators without gradients and the discriminator
+        # step the generators, so DDP must look for unused parameters at every backward; doing
+        # it here (setup runs before the strategy wraps the model) makes plain `ddp` work.
+        strategy = self._trainer.strategy if self._trainer is not None else None
+        ddp_kwargs = getattr(strategy, "_ddp_kwargs", None)
+        if isinstance(strategy, DDPStrategy) and isinstance(ddp_kwargs, dict):
+            ddp_kwargs.setdefault("find_unused_parameters", True)
 
     def _prepare_input(self, images: Tensor) -> Tensor:
         if self.channels_last:
@@ -177,6 +200,17 @@ class ImageTranslationModule(pl.LightningModule):
         )
         if self.skipped_nonfinite_steps:
             self.log("nonfinite_skipped_steps", float(self.skipped_nonfinite_steps), on_step=True, batch_size=batch_size)
+
+    def on_train_epoch_start(self) -> None:
+        if self.reseed_every_epoch:
+            # The random streams of an epoch (dropout, gradient-penalty mixing) then depend on
+            # (seed, epoch, rank) only, so `fit --ckpt_path` continues exactly as an
+            # uninterrupted run would; the data draws its own per-item generators.
+            base_seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
+            epoch_seed = hash_seed(base_seed, self.current_epoch, self.global_rank)
+            random.seed(epoch_seed)
+            np.random.seed(epoch_seed % 2**32)
+            torch.manual_seed(epoch_seed)
 
     def on_train_batch_start(self, batch, batch_idx: int) -> None:
         self._batch_idx = batch_idx

@@ -72,6 +72,9 @@ class CycleGAN(ImageTranslationModule):
             same numbers, about a third more generator compute).
         optimizer_impl: Adam implementation: ``default`` (PyTorch's choice), ``foreach`` or
             ``fused`` (CUDA); the last two differ from ``default`` only in rounding.
+        reseed_every_epoch: reseed the global random generators at every epoch start from
+            (``seed_everything``'s seed, epoch, rank), so a resumed run draws the same dropout
+            masks and penalty mixes as an uninterrupted one. False leaves the streams running.
     """
 
     def __init__(
@@ -103,9 +106,10 @@ class CycleGAN(ImageTranslationModule):
         compile: bool = False,
         gradient_checkpointing: bool = False,
         optimizer_impl: OptimizerImpl = "default",
+        reseed_every_epoch: bool = True,
     ) -> None:
         super().__init__(lr, beta1, beta2, eval_mode, on_nonfinite, channels_last, compile,
-                         gradient_checkpointing, optimizer_impl)
+                         gradient_checkpointing, optimizer_impl, reseed_every_epoch)
         self.save_hyperparameters()
         if lambda_identity > 0 and input_nc != output_nc:
             raise ValueError(

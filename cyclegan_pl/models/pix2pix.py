@@ -53,6 +53,9 @@ class Pix2Pix(ImageTranslationModule):
         gradient_checkpointing: recompute residual blocks in the backward pass (ResNet
             generators only).
         optimizer_impl: Adam implementation: ``default``, ``foreach`` or ``fused`` (CUDA).
+        reseed_every_epoch: reseed the global random generators at every epoch start from
+            (``seed_everything``'s seed, epoch, rank), so a resumed run draws the same dropout
+            masks and penalty mixes as an uninterrupted one. False leaves the streams running.
     """
 
     predict_direction = "AtoB"
@@ -83,9 +86,10 @@ class Pix2Pix(ImageTranslationModule):
         compile: bool = False,
         gradient_checkpointing: bool = False,
         optimizer_impl: OptimizerImpl = "default",
+        reseed_every_epoch: bool = True,
     ) -> None:
         super().__init__(lr, beta1, beta2, eval_mode, on_nonfinite, channels_last, compile,
-                         gradient_checkpointing, optimizer_impl)
+                         gradient_checkpointing, optimizer_impl, reseed_every_epoch)
         self.save_hyperparameters()
         self.gen = define_generator(generator, input_nc, output_nc, ngf=ngf, norm=norm, dropout=dropout,
                                     init_type=init_type, init_gain=init_gain)
