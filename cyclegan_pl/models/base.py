@@ -190,6 +190,8 @@ class ImageTranslationModule(pl.LightningModule):
             on_step=True,
             on_epoch=True,
             batch_size=batch_size,
+            # Averaged over all processes; one small all-reduce per value and step under DDP.
+            sync_dist=self.trainer.world_size > 1,
         )
         opt_g, opt_d = self.optimizers()
         self.log_dict(

@@ -1,0 +1,241 @@
+"""Fréchet Inception Distance on the held-out split during validation."""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+from typing import Any, Dict, Literal, Optional
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.utilities import rank_zero_warn
+from torch import Tensor, nn
+
+from cyclegan_pl.callbacks._io import to_unit_range
+
+INCEPTION_WEIGHTS_FILE = "weights-inception-2015-12-05-6726825d.pth"
+INCEPTION_WEIGHTS_URL = (
+    "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/" + INCEPTION_WEIGHTS_FILE
+)
+
+InceptionFeature = Literal[64, 192, 768, 2048]
+
+
+class FIDUnavailableError(RuntimeError):
+    """The FID feature extractor could not be built (package or weights missing)."""
+
+
+def _hub_checkpoint_dir() -> str:
+    return os.path.join(torch.hub.get_dir(), "checkpoints")
+
+
+def build_fid_metric(
+    feature: int = 2048,
+    weights_path: Optional[str] = None,
+    feature_extractor: Optional[nn.Module] = None,
+    antialias: bool = False,
+):
+    """A torchmetrics ``FrechetInceptionDistance`` taking float images in [0, 1].
+
+    Args:
+        feature: Inception feature layer (64, 192, 768 or 2048) when no ``feature_extractor``.
+        weights_path: local copy of the FID Inception weights; None lets torch-fidelity use (or
+            download into) the torch hub cache.
+        feature_extractor: a module mapping float images in [0, 1] (N, C, H, W) to (N, d)
+            features, used instead of Inception.
+        antialias: resize to 299 px with antialiasing (torchmetrics' default) instead of the
+            TensorFlow-compatible bilinear resize of the standard FID implementations.
+
+    Raises:
+        FIDUnavailableError: the Inception extractor cannot be built; the message says why and
+            how to provide the weights.
+    """
+    from torchmetrics.image.fid import FrechetInceptionDistance
+
+    if feature_extractor is not None:
+        feature_extractor.eval().requires_grad_(False)
+        return FrechetInceptionDistance(feature=feature_extractor, normalize=True, reset_real_features=True)
+    if weights_path is not None and not os.path.isfile(weights_path):
+        raise FileNotFoundError(
+            f"FID weights_path {weights_path} does not exist; pass a copy of {INCEPTION_WEIGHTS_FILE} "
+            f"(from {INCEPTION_WEIGHTS_URL})."
+        )
+    try:
+        return FrechetInceptionDistance(
+            feature=feature,
+            normalize=True,
+            feature_extractor_weights_path=None if weights_path is None else str(weights_path),
+            antialias=antialias,
+        )
+    except ValueError:
+        raise
+    except Exception as err:  # noqa: BLE001 - package missing, offline download, bad file
+        raise FIDUnavailableError(
+            f"the FID Inception network could not be built ({type(err).__name__}: {err}). It needs the "
+            "torch-fidelity package (`pip install torch-fidelity`) and the weights file "
+            f"{INCEPTION_WEIGHTS_FILE} ({INCEPTION_WEIGHTS_URL}): pass its path as the FID callback's "
+            f"weights_path, or put it in the torch hub cache {_hub_checkpoint_dir()} (set TORCH_HOME to move it)."
+        ) from err
+
+
+class FID(pl.Callback):
+    """Fréchet Inception Distance between translated and real held-out images, during validation.
+
+    Every ``every_n_epochs`` epochs (and at the last epoch, and in ``validate``) each validation
+    batch is translated and fed to torchmetrics' ``FrechetInceptionDistance``: ``fid/a2b``
+    compares ``translate(A, "AtoB")`` with the real B images (Pix2Pix: output vs target) and,
+    for CycleGAN, ``fid/b2a`` compares ``translate(B, "BtoA")`` with the real A images. The
+    statistics are summed over all processes by torchmetrics before the distance is computed.
+    Note that FID from a few hundred images is biased upwards; compare values computed on the
+    same number of images.
+
+    The default extractor is the standard FID Inception network, which needs the
+    ``torch-fidelity`` package and its weights (``weights-inception-2015-12-05-6726825d.pth``,
+    downloaded to the torch hub cache when online). When it cannot be built, fit warns once at
+    the start and trains without FID, or raises at the start with ``strict``.
+
+    Args:
+        every_n_epochs: compute FID in the validation of every this many epochs.
+        feature: Inception feature layer: 64, 192, 768 or 2048 (the standard FID).
+        weights_path: local copy of the FID Inception weights
+            (``weights-inception-2015-12-05-6726825d.pth``) for machines without internet. A
+            path that does not exist is an error at the start of fit, even without ``strict``.
+        strict: raise at the start of fit when the feature extractor cannot be built, instead of
+            warning and training without FID.
+        feature_extractor: a module used instead of Inception: takes float images in [0, 1]
+            (N, C, H, W) at their own size, returns (N, d) features; give it a ``num_features``
+            attribute or it is probed with a 299 px image.
+        max_images: cap on the images per direction per evaluation (all processes together);
+            None uses the whole validation set.
+        antialias: resize to Inception's 299 px with antialiasing (torchmetrics' default); False
+            uses the TensorFlow-compatible resize of the standard FID code and published numbers.
+    """
+
+    def __init__(
+        self,
+        every_n_epochs: int = 10,
+        feature: InceptionFeature = 2048,
+        weights_path: Optional[str] = None,
+        strict: bool = False,
+        feature_extractor: Optional[nn.Module] = None,
+        max_images: Optional[int] = None,
+        antialias: bool = False,
+    ) -> None:
+        super().__init__()
+        if every_n_epochs < 1:
+            raise ValueError(f"FID every_n_epochs must be >= 1, got {every_n_epochs}")
+        if max_images is not None and max_images < 2:
+            raise ValueError(f"FID max_images must be >= 2 (FID needs two images per set) or None, got {max_images}")
+        self.every_n_epochs = every_n_epochs
+        self.feature = feature
+        self.weights_path = None if weights_path is None else os.fspath(weights_path)
+        self.strict = strict
+        self.feature_extractor = feature_extractor
+        self.max_images = max_images
+        self.antialias = antialias
+        self.metrics: Dict[str, Any] = {}
+        self.unavailable_reason: Optional[str] = None
+        self._active = False
+        self._seen: Dict[str, int] = {}
+        self._per_rank_cap: Optional[int] = None
+
+    # --- building -----------------------------------------------------------------------------
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage not in ("fit", "validate") or self.metrics or self.unavailable_reason is not None:
+            return
+        try:
+            metric = build_fid_metric(self.feature, self.weights_path, self.feature_extractor, self.antialias)
+        except FIDUnavailableError as err:
+            if self.strict:
+                raise
+            self.unavailable_reason = str(err)
+            rank_zero_warn(f"Training goes on without FID: {err} Set strict=True to stop instead.")
+            return
+        names = ["a2b", "b2a"] if _translates_both_ways(pl_module) else ["a2b"]
+        self.metrics = {name: metric if index == 0 else copy.deepcopy(metric) for index, name in enumerate(names)}
+        if self.max_images is not None:
+            self._per_rank_cap = math.ceil(self.max_images / max(1, trainer.world_size))
+
+    # --- when ---------------------------------------------------------------------------------
+    def _should_run(self, trainer: pl.Trainer) -> bool:
+        if not self.metrics or trainer.sanity_checking:
+            return False
+        if trainer.state.fn != "fit":
+            return True
+        completed = trainer.current_epoch + 1
+        return completed % self.every_n_epochs == 0 or completed == trainer.max_epochs
+
+    def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._active = self._should_run(trainer)
+        if not self._active:
+            return
+        for name, metric in self.metrics.items():
+            metric.to(pl_module.device)
+            metric.reset()
+            self._seen[name] = 0
+
+    # --- accumulating -------------------------------------------------------------------------
+    def on_validation_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: Any,
+        batch: Dict[str, Any],
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        if not self._active:
+            return
+        real_a, real_b = batch["A"], batch["B"]
+        pairs = {"a2b": ("AtoB", real_a, real_b), "b2a": ("BtoA", real_b, real_a)}
+        for name, metric in self.metrics.items():
+            direction, source, target = pairs[name]
+            room = self._room(name, source.shape[0])
+            if room == 0:
+                continue
+            source, target = source[:room], target[:room]
+            fake = pl_module.translate(source, direction)
+            metric.update(self._prepare(fake), real=False)
+            metric.update(self._prepare(target), real=True)
+            self._seen[name] += room
+
+    def _room(self, name: str, batch_size: int) -> int:
+        if self._per_rank_cap is None:
+            return batch_size
+        return max(0, min(batch_size, self._per_rank_cap - self._seen[name]))
+
+    def _prepare(self, images: Tensor) -> Tensor:
+        images = to_unit_range(images)
+        if self.feature_extractor is None and images.shape[1] == 1:
+            # The Inception network reads RGB; grey images are compared as grey RGB.
+            images = images.expand(-1, 3, -1, -1)
+        return images
+
+    # --- reporting ----------------------------------------------------------------------------
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not self._active:
+            return
+        self._active = False
+        for name, metric in self.metrics.items():
+            try:
+                value = metric.compute()
+            except RuntimeError as err:
+                rank_zero_warn(f"fid/{name} was not computed: {err}")
+                metric.reset()
+                continue
+            metric.reset()
+            # Every process holds the same (already synced) value; sync_dist only averages equals.
+            pl_module.log(f"fid/{name}", value.float(), on_step=False, on_epoch=True, sync_dist=True)
+
+
+def _translates_both_ways(pl_module: pl.LightningModule) -> bool:
+    generator_for = getattr(pl_module, "generator_for", None)
+    if generator_for is None:
+        return False
+    try:
+        generator_for("BtoA")
+    except (ValueError, NotImplementedError, KeyError):
+        return False
+    return True
+

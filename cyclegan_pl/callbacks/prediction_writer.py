@@ -1,0 +1,104 @@
+"""Write ``predict`` outputs as image files that mirror the input folder."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path, PurePath
+from typing import Any, Dict, Optional, Sequence, Set, Union
+
+import lightning.pytorch as pl
+from lightning.pytorch.callbacks import BasePredictionWriter
+from lightning.pytorch.utilities import rank_zero_info
+
+from cyclegan_pl.callbacks._io import atomic_save_image, pil_format_for, to_uint8
+
+
+class ImageWriter(BasePredictionWriter):
+    """Save every translated image of ``predict`` under ``output_dir``, batch by batch.
+
+    Each prediction of ``predict_step`` (``{"images": (N, C, H, W) in [-1, 1], "path": [...],
+    "relpath": [...]}``) is written as ``output_dir/<relpath with the new extension>``, e.g.
+    ``sub/x.jpg`` -> ``sub/x.png``, at the image's own size, 8-bit (1-channel images as
+    greyscale ``L``, 3-channel as RGB). Files are written to a temporary name and renamed, so an
+    interrupted run never leaves a truncated image. Nothing is kept after a batch is written;
+    each process writes the items of its own shard.
+
+    Args:
+        output_dir: folder that receives the images (created when missing).
+        extension: file type of the written images: ``png`` (lossless, the default), ``jpg``,
+            ``webp``, ``tif``, ...
+        overwrite: replace existing files. False keeps files that already exist and skips those
+            images, so an interrupted run can be continued.
+    """
+
+    def __init__(self, output_dir: Union[str, Path], extension: str = "png", overwrite: bool = True) -> None:
+        super().__init__(write_interval="batch")
+        self.output_dir = Path(output_dir)
+        self.extension = extension.lower().lstrip(".")
+        self.image_format = pil_format_for(self.extension)
+        self.overwrite = overwrite
+        self.written = 0
+        self.skipped = 0
+        self._targets: Set[str] = set()
+
+    def on_predict_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        self.written = 0
+        self.skipped = 0
+        self._targets = set()
+
+    def on_predict_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.skipped:
+            rank_zero_info(f"ImageWriter kept {self.skipped} existing file(s) in {self.output_dir} (overwrite=False).")
+
+    def target_path(self, relpath: Optional[str], path: Optional[str]) -> Path:
+        """Output file for one source image: its relative path with the new extension."""
+        name = relpath if relpath else (os.path.basename(path) if path else None)
+        if not name:
+            raise ValueError("ImageWriter needs a 'relpath' or 'path' for every predicted image")
+        relative = PurePath(name)
+        if relative.is_absolute() or ".." in relative.parts:
+            # A relpath leaving output_dir would overwrite files elsewhere; keep the file name only.
+            relative = PurePath(relative.name)
+        return self.output_dir / relative.with_suffix("." + self.extension)
+
+    def write_on_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        prediction: Dict[str, Any],
+        batch_indices: Optional[Sequence[int]],
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        images = prediction["images"]
+        count = images.shape[0]
+        relpaths = _as_list(prediction.get("relpath"), count)
+        paths = _as_list(prediction.get("path"), count)
+        host_images = images.detach().cpu()
+        for index in range(count):
+            target = self.target_path(relpaths[index], paths[index])
+            key = str(target)
+            if key in self._targets:
+                raise ValueError(
+                    f"Two input images map to the same output {target} (e.g. x.jpg and x.png in one "
+                    "folder); rename one of them or predict them into separate output_dir folders."
+                )
+            self._targets.add(key)
+            if not self.overwrite and target.exists():
+                self.skipped += 1
+                continue
+            atomic_save_image(to_uint8(host_images[index]), target, self.image_format)
+            self.written += 1
+
+
+def _as_list(value: Any, count: int) -> list:
+    if value is None:
+        return [None] * count
+    if isinstance(value, (str, os.PathLike)):
+        value = [value]
+    values = [os.fspath(item) if item is not None else None for item in value]
+    if len(values) != count:
+        raise ValueError(f"ImageWriter got {count} images but {len(values)} paths in one prediction")
+    return values

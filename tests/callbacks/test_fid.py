@@ -1,0 +1,141 @@
+from __future__ import annotations
+
+import importlib.util
+import urllib.error
+import warnings
+
+import pytest
+import torch
+from torch import nn
+
+from cyclegan_pl.callbacks import FID, FIDUnavailableError, build_fid_metric
+
+HAS_TORCH_FIDELITY = importlib.util.find_spec("torch_fidelity") is not None
+
+
+class SmallFeatures(nn.Module):
+    """conv + global average pool: (N, 3, H, W) in [0, 1] -> (N, 16), fixed weights."""
+
+    num_features = 16
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = nn.Conv2d(3, 16, 3)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.conv(images)).mean(dim=(2, 3))
+
+
+@pytest.fixture
+def offline_inception(monkeypatch, tmp_path):
+    """No Inception weights anywhere and no network: building the default extractor fails."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+    if HAS_TORCH_FIDELITY:
+        import torch_fidelity.feature_extractor_inceptionv3 as inception
+
+        def no_network(url, *args, **kwargs):
+            raise urllib.error.URLError(f"offline test: refusing to download {url}")
+
+        monkeypatch.setattr(inception, "load_state_dict_from_url", no_network)
+
+
+def images(count: int, seed: int) -> torch.Tensor:
+    return torch.rand(count, 3, 32, 32, generator=torch.Generator().manual_seed(seed))
+
+
+def test_identical_sets_give_zero_and_shifted_sets_more():
+    metric = build_fid_metric(feature_extractor=SmallFeatures())
+    real = images(64, 1)
+    metric.update(real, real=True)
+    metric.update(real, real=False)
+    assert abs(metric.compute().item()) < 1e-3
+    metric.reset()
+    metric.update(real, real=True)
+    metric.update((real + 0.3).clamp(0, 1), real=False)
+    assert metric.compute().item() > 1e-2
+
+
+def test_fid_is_logged_for_both_directions(tmp_path, cyclegan, tiny_data, trainer_for):
+    fid = FID(every_n_epochs=1, feature_extractor=SmallFeatures())
+    trainer = trainer_for(tmp_path, [fid], max_epochs=1, limit_train_batches=1)
+    trainer.fit(cyclegan(), datamodule=tiny_data(val_len=6, batch_size=3))
+    for name in ("fid/a2b", "fid/b2a"):
+        value = trainer.callback_metrics[name]
+        assert torch.isfinite(value) and value >= -1e-4
+    assert fid.metrics["a2b"].fake_features_num_samples == 0  # reset after logging
+
+
+def test_pix2pix_gets_a2b_only_and_max_images_caps(tmp_path, pix2pix, tiny_data, trainer_for):
+    fid = FID(every_n_epochs=1, feature_extractor=SmallFeatures(), max_images=4)
+    trainer = trainer_for(tmp_path, [fid], max_epochs=1, limit_train_batches=1)
+    module = pix2pix()
+    trainer.fit(module, datamodule=tiny_data(val_len=6, batch_size=3))
+    assert "fid/a2b" in trainer.callback_metrics and "fid/b2a" not in trainer.callback_metrics
+    assert list(fid.metrics) == ["a2b"] and fid._seen["a2b"] == 4
+
+
+def test_skipped_on_epochs_between(tmp_path, cyclegan, tiny_data, trainer_for):
+    fid = FID(every_n_epochs=5, feature_extractor=SmallFeatures())
+    trainer = trainer_for(tmp_path, [fid], max_epochs=2, limit_train_batches=1, limit_val_batches=1)
+    computed = []
+    original = fid.on_validation_epoch_end
+
+    def record(trainer, module):
+        computed.append((trainer.current_epoch, fid._active))
+        original(trainer, module)
+
+    fid.on_validation_epoch_end = record
+    trainer.fit(cyclegan(), datamodule=tiny_data())
+    # Not at epoch 1 (not a multiple of 5), but at the last epoch so the run ends with a value.
+    assert computed == [(0, False), (1, True)]
+
+
+def test_offline_without_weights_warns_once_and_trains(tmp_path, cyclegan, tiny_data, trainer_for, offline_inception):
+    fid = FID(every_n_epochs=1)
+    trainer = trainer_for(tmp_path, [fid], max_epochs=2, limit_train_batches=1, limit_val_batches=1)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer.fit(cyclegan(), datamodule=tiny_data())
+    messages = [str(w.message) for w in caught if "without FID" in str(w.message)]
+    assert len(messages) == 1
+    assert "weights_path" in messages[0] and "weights-inception-2015-12-05-6726825d.pth" in messages[0]
+    assert trainer.global_step > 0
+    assert not any(key.startswith("fid/") for key in trainer.callback_metrics)
+
+
+def test_strict_raises_before_any_training_step(tmp_path, cyclegan, tiny_data, trainer_for, probe, offline_inception):
+    steps = probe("on_train_batch_start", lambda trainer, module: trainer.global_step)
+    trainer = trainer_for(tmp_path, [FID(strict=True), steps], max_epochs=1)
+    with pytest.raises(FIDUnavailableError, match="weights_path"):
+        trainer.fit(cyclegan(), datamodule=tiny_data())
+    assert trainer.global_step == 0 and steps.records == []
+
+
+def test_missing_weights_path_is_an_error_naming_the_file(tmp_path):
+    missing = tmp_path / "nowhere.pth"
+    with pytest.raises(FileNotFoundError, match="nowhere.pth"):
+        build_fid_metric(weights_path=str(missing))
+
+
+@pytest.mark.skipif(not HAS_TORCH_FIDELITY, reason="needs torch-fidelity (the default FID Inception network)")
+def test_weights_path_builds_inception_without_network(tmp_path, monkeypatch, offline_inception):
+    import torch_fidelity.feature_extractor_inceptionv3 as inception
+
+    # Make a weights file with the right keys: build once with loading stubbed out, save it.
+    monkeypatch.setattr(inception.FeatureExtractorInceptionV3, "load_state_dict",
+                        lambda self, state_dict, *args, **kwargs: None)
+    monkeypatch.setattr(inception, "load_state_dict_from_url", lambda url, *args, **kwargs: {})
+    template = inception.FeatureExtractorInceptionV3("inception-v3-compat", ["2048"])
+    weights = tmp_path / "weights-inception-2015-12-05-6726825d.pth"
+    torch.save(template.state_dict(), weights)
+    monkeypatch.undo()
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+
+    def no_network(url, *args, **kwargs):
+        raise AssertionError("weights_path must not download")
+
+    monkeypatch.setattr(inception, "load_state_dict_from_url", no_network)
+    metric = build_fid_metric(weights_path=str(weights))
+    loaded = metric.inception.state_dict()
+    assert all(torch.equal(loaded[key], value) for key, value in template.state_dict().items())
