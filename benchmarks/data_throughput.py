@@ -1,0 +1,195 @@
+"""Images per second of the training data pipeline, against a plain PIL + torchvision pipeline.
+
+Reads the real images under $CYCLEGAN_PL_DATA (horse2zebra, facades) and times, in-process with
+one torch thread (one worker's share of a machine):
+
+* ``cyclegan_pl``: the package's dataset ``__getitem__`` at the default training options
+  (resize 286 bicubic, random crop 256, random flip, [-1, 1] float tensors);
+* ``plain PIL``: the same work the way the reference code does it: PIL open, ``convert("RGB")``,
+  ``Resize(286, BICUBIC)``, ``RandomCrop(256)``, ``RandomHorizontalFlip``, ``ToTensor``,
+  ``Normalize(0.5, 0.5)`` (facades: crop the A|B halves and apply one crop/flip to both).
+
+Counting: an unpaired (horse2zebra) item is two images (its A and its B), a paired (facades) item
+is one image file (the A|B pair). ``--workers N`` adds a row for a DataLoader with N worker
+processes (images/s divided by N).
+
+Usage::
+
+    CYCLEGAN_PL_DATA=/work/shared/datasets python benchmarks/data_throughput.py --items 300
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from pathlib import Path
+from typing import List, Optional
+
+import torch
+from jsonargparse import CLI
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset, Subset
+from torchvision import transforms as T
+from torchvision.transforms import functional as TVF
+
+from cyclegan_pl.data import ImageTransform, PairedDataset, UnpairedDataset, list_images
+
+DATA_ENV = "CYCLEGAN_PL_DATA"
+
+
+def _data_root() -> Path:
+    value = os.environ.get(DATA_ENV)
+    if not value or not Path(value).is_dir():
+        raise SystemExit(
+            f"Set {DATA_ENV} to the folder holding horse2zebra/ and facades/ "
+            f"(e.g. {DATA_ENV}=/work/shared/datasets); got {value!r}."
+        )
+    return Path(value)
+
+
+def _plain_transform(load_size: int, crop_size: int) -> T.Compose:
+    return T.Compose(
+        [
+            T.Resize(load_size, interpolation=T.InterpolationMode.BICUBIC),
+            T.RandomCrop(crop_size),
+            T.RandomHorizontalFlip(),
+            T.ToTensor(),
+            T.Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+        ]
+    )
+
+
+class PlainUnpaired(Dataset):
+    """The reference-style unpaired pipeline: PIL + torchvision transforms, B at random."""
+
+    def __init__(self, root: Path, load_size: int, crop_size: int) -> None:
+        self.files_a, self.files_b = list_images(root / "trainA"), list_images(root / "trainB")
+        self.transform = _plain_transform(load_size, crop_size)
+
+    def __len__(self) -> int:
+        return max(len(self.files_a), len(self.files_b))
+
+    def __getitem__(self, index: int) -> dict:
+        a = Image.open(self.files_a[index % len(self.files_a)]).convert("RGB")
+        b = Image.open(self.files_b[random.randint(0, len(self.files_b) - 1)]).convert("RGB")
+        return {"A": self.transform(a), "B": self.transform(b)}
+
+
+class PlainPaired(Dataset):
+    """The reference-style aligned pipeline: split A|B with PIL, one crop/flip for both halves."""
+
+    def __init__(self, root: Path, load_size: int, crop_size: int) -> None:
+        self.files = list_images(root / "train")
+        self.load_size, self.crop_size = load_size, crop_size
+        self.to_tensor = T.Compose([T.ToTensor(), T.Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))])
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int) -> dict:
+        ab = Image.open(self.files[index]).convert("RGB")
+        width, height = ab.size
+        halves = [ab.crop((0, 0, width // 2, height)), ab.crop((width // 2, 0, width, height))]
+        slack = self.load_size - self.crop_size
+        top, left = random.randint(0, slack), random.randint(0, slack)
+        flip = random.random() < 0.5
+        out = []
+        for half in halves:
+            half = half.resize((self.load_size, self.load_size), Image.BICUBIC)
+            half = half.crop((left, top, left + self.crop_size, top + self.crop_size))
+            if flip:
+                half = TVF.hflip(half)
+            out.append(self.to_tensor(half))
+        return {"A": out[1], "B": out[0]}
+
+
+def _rate(dataset: Dataset, items: int, warmup: int) -> float:
+    """Items per second of ``dataset[i]`` in this process."""
+    length = len(dataset)
+    for index in range(warmup):
+        dataset[index % length]
+    start = time.perf_counter()
+    for index in range(items):
+        dataset[(index + warmup) % length]
+    return items / (time.perf_counter() - start)
+
+
+def _loader_rate(dataset: Dataset, workers: int, items: int) -> float:
+    """Items per second through a DataLoader with ``workers`` processes (batch size 1)."""
+    subset = Subset(dataset, range(min(items, len(dataset))))
+    loader = DataLoader(subset, batch_size=1, num_workers=workers, shuffle=False)
+    iterator = iter(loader)
+    next(iterator)  # workers started before timing
+    start = time.perf_counter()
+    count = 0
+    for _ in iterator:
+        count += 1
+    return count / (time.perf_counter() - start)
+
+
+def main(
+    datasets: List[str] = ["horse2zebra", "facades"],
+    items: int = 300,
+    warmup: int = 20,
+    repeats: int = 3,
+    load_size: int = 286,
+    crop_size: int = 256,
+    workers: Optional[int] = None,
+) -> None:
+    """Print a markdown table of data pipeline throughput.
+
+    Args:
+        datasets: which of horse2zebra (unpaired) and facades (paired) to time.
+        items: dataset items timed per measurement.
+        warmup: items read before timing (file cache, allocator).
+        repeats: measurements per pipeline (alternating pipelines); the best is reported, as
+            other processes on the machine only ever slow a measurement down.
+        load_size: resize target before the crop.
+        crop_size: crop size.
+        workers: also time both pipelines through a DataLoader with this many worker processes
+            (reported per worker: images/s divided by the number of workers).
+    """
+    torch.set_num_threads(1)
+    root = _data_root()
+    rows = []
+    for name in datasets:
+        folder = root / name
+        transform = ImageTransform("resize_and_crop", load_size, crop_size, flip=True, train=True)
+        if name == "horse2zebra":
+            ours: Dataset = UnpairedDataset(folder / "trainA", folder / "trainB", transform)
+            plain: Dataset = PlainUnpaired(folder, load_size, crop_size)
+            per_item = 2
+        elif name == "facades":
+            ours = PairedDataset(folder / "train", transform, direction="BtoA")
+            plain = PlainPaired(folder, load_size, crop_size)
+            per_item = 1
+        else:
+            raise SystemExit(f"unknown dataset {name!r}: choose horse2zebra or facades")
+        random.seed(0)
+        best = {"plain": 0.0, "ours": 0.0}
+        for _ in range(repeats):
+            best["plain"] = max(best["plain"], _rate(plain, items, warmup) * per_item)
+            best["ours"] = max(best["ours"], _rate(ours, items, warmup) * per_item)
+        rows.append((name, "plain PIL + torchvision", best["plain"], 1.0))
+        rows.append((name, "cyclegan_pl", best["ours"], best["ours"] / best["plain"]))
+        if workers:
+            plain_loader = _loader_rate(plain, workers, items) * per_item / workers
+            ours_loader = _loader_rate(ours, workers, items) * per_item / workers
+            rows.append((name, f"plain PIL + torchvision, DataLoader({workers} workers)", plain_loader, 1.0))
+            rows.append(
+                (name, f"cyclegan_pl, DataLoader({workers} workers)", ours_loader, ours_loader / plain_loader)
+            )
+    print("| dataset | pipeline | images/s per worker | ratio |")
+    print("|---|---|---:|---:|")
+    for name, pipeline, rate, ratio in rows:
+        print(f"| {name} | {pipeline} | {rate:.0f} | {ratio:.2f}x |")
+    print(
+        f"\nBest of {repeats} x {items} items after {warmup} warm-up items, torch.set_num_threads(1), "
+        "in-process unless a DataLoader is named; an unpaired item counts 2 images (A and B), a "
+        "paired item 1 image (the A|B file). Ratio: against the plain pipeline in the same setting."
+    )
+
+
+if __name__ == "__main__":
+    CLI(main)

@@ -1,0 +1,263 @@
+"""Finding and decoding image files into uint8 tensors.
+
+:func:`read_image` returns a ``(C, H, W)`` uint8 tensor with ``C`` = 3 (RGB) or 1 (grayscale)
+whatever the file holds, with its EXIF orientation applied:
+
+* JPEG and 8-bit gray/RGB PNG files (nearly every dataset) are decoded by ``torchvision.io``
+  straight into a tensor, which is several times faster than PIL + ``ToTensor``. CMYK JPEGs and
+  EXIF orientation are handled by torchvision identically to PIL.
+* Everything else goes through PIL (:func:`pil_to_tensor`): BMP, TIFF, WebP, palette and alpha
+  PNGs, 16-bit images, CMYK TIFFs, and any file the fast path fails on (so the error that reaches
+  the user is PIL's, naming the file).
+
+Conversion rules (documented choices):
+
+* 16-bit images (PIL modes ``I;16``, ``I;16B``, ``I;16L``, ``I;16N``) are scaled to 8 bits,
+  ``round(v / 257)``, so 65535 is white and 32768 mid-gray; they are never clipped at 255. Mode
+  ``I`` (32-bit integer, which is how PIL often represents 16-bit data) is read the same way:
+  values are clipped to 0..65535 and scaled by 1/257.
+* Alpha (``RGBA``, ``LA``, ``PA``, palette images with a transparent colour) is composited on a
+  white background, so transparent areas have a defined colour instead of whatever RGB happens
+  to be stored under them (the reference code's ``convert("RGB")`` just drops alpha).
+* Grayscale output (``channels=1``) uses ITU-R 601 luma, like PIL's ``convert("L")``. JPEGs are
+  decoded to gray by libjpeg directly (their luma channel), which can differ from PIL's
+  RGB-then-gray by a couple of levels.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import List, Optional, Tuple, Union
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+
+# torchvision 0.29 deprecates its decoders in favour of TorchCodec (a DeprecationWarning on every
+# call, silenced below); they remain the fastest way to get a uint8 tensor from a JPEG/PNG today.
+# Without them everything goes through PIL.
+try:
+    from torchvision.io import ImageReadMode, decode_jpeg, decode_png
+except ImportError:  # a torchvision without image decoders
+    decode_jpeg = decode_png = None  # type: ignore[assignment]
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+#: File name endings read as images (compared case-insensitively).
+IMAGE_EXTENSIONS: Tuple[str, ...] = (
+    ".jpg",
+    ".jpeg",
+    ".jpe",
+    ".png",
+    ".bmp",
+    ".tif",
+    ".tiff",
+    ".webp",
+    ".ppm",
+    ".pgm",
+)
+
+_JPEG_MAGIC = b"\xff\xd8\xff"
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+_EXIF_ORIENTATION = 0x0112
+_SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N")
+_ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
+# ITU-R 601 luma weights, the ones PIL's convert("L") uses.
+_LUMA = (0.299, 0.587, 0.114)
+
+
+class BadImageError(OSError):
+    """An image file that cannot be decoded (corrupt, truncated or not an image)."""
+
+    def __init__(self, path: PathLike, reason: str) -> None:
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(
+            f"Cannot read image file '{self.path}': {reason}. The file is corrupt, truncated or "
+            "not an image: replace or delete it, or set `skip_bad_images=True` to skip such files."
+        )
+
+
+def is_image_file(path: PathLike) -> bool:
+    """Whether ``path`` has an image extension (any letter case); hidden files are not images."""
+    name = os.path.basename(os.fspath(path))
+    return not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS)
+
+
+def list_images(folder: PathLike, recursive: bool = True) -> List[Path]:
+    """Image files under ``folder``, sorted by their path relative to it.
+
+    Non-image files and hidden entries are ignored. The order is deterministic (sorted relative
+    paths), so the same folder always gives the same indices.
+    """
+    folder = Path(folder)
+    found: List[Path] = []
+    if recursive:
+        for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+            found.extend(Path(dirpath, f) for f in filenames if is_image_file(f))
+    else:
+        found = [p for p in folder.iterdir() if p.is_file() and is_image_file(p.name)]
+    found.sort(key=lambda p: p.relative_to(folder).as_posix())
+    return found
+
+
+def read_image(path: PathLike, channels: int = 3) -> torch.Tensor:
+    """Decode an image file into a ``(channels, H, W)`` uint8 tensor.
+
+    Args:
+        path: the image file.
+        channels: 3 for RGB or 1 for grayscale.
+
+    Raises:
+        BadImageError: the file is missing, corrupt, truncated or not an image.
+    """
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 or 3, got {channels}")
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except OSError as error:
+        raise BadImageError(path, str(error)) from error
+    fast = _decode_fast(data, channels)
+    if fast is not None:
+        return fast
+    return _decode_pil(path, channels)
+
+
+def read_image_size(path: PathLike) -> Tuple[int, int]:
+    """``(height, width)`` of an image after EXIF orientation, read from its header only."""
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            if image.getexif().get(_EXIF_ORIENTATION, 1) in (5, 6, 7, 8):
+                width, height = height, width
+    except Exception as error:  # PIL raises many types for bad files
+        raise BadImageError(path, f"{type(error).__name__}: {error}") from error
+    return height, width
+
+
+def quick_check(path: PathLike) -> Optional[str]:
+    """A cheap integrity check without decoding pixels; returns the problem or ``None``.
+
+    Parses the header with PIL, runs PIL's ``verify`` (chunk CRCs for PNG), and checks that a
+    JPEG ends with its end-of-image marker, which catches truncated downloads. Corruption inside
+    compressed data is only found when the file is decoded.
+    """
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+        if data.startswith(_JPEG_MAGIC) and not data.rstrip(b"\x00\r\n ").endswith(b"\xff\xd9"):
+            return "truncated JPEG (no end-of-image marker)"
+        with Image.open(path) as image:
+            image.verify()
+    except Exception as error:
+        return f"{type(error).__name__}: {error}"
+    return None
+
+
+def _decode_fast(data: bytes, channels: int) -> Optional[torch.Tensor]:
+    """torchvision decoding for JPEG and 8-bit gray/RGB PNG; ``None`` means "use PIL"."""
+    if decode_jpeg is None:
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return _decode_torchvision(data, channels)
+
+
+def _decode_torchvision(data: bytes, channels: int) -> Optional[torch.Tensor]:
+    try:
+        if data.startswith(_JPEG_MAGIC):
+            mode = ImageReadMode.RGB if channels == 3 else ImageReadMode.GRAY
+            return decode_jpeg(_as_tensor(data), mode=mode, apply_exif_orientation=True)
+        if data.startswith(_PNG_MAGIC) and len(data) > 26:
+            bit_depth, colour_type = data[24], data[25]
+            # colour type 0 = gray, 2 = RGB; palette and alpha PNGs take the PIL path.
+            if bit_depth == 8 and colour_type in (0, 2):
+                image = decode_png(
+                    _as_tensor(data), mode=ImageReadMode.UNCHANGED, apply_exif_orientation=True
+                )
+                return match_channels(image, channels)
+    except RuntimeError:
+        # Let PIL try: it reads some files libjpeg/libpng reject, and otherwise raises the
+        # error that names the problem.
+        return None
+    return None
+
+
+def _as_tensor(data: bytes) -> torch.Tensor:
+    return torch.frombuffer(bytearray(data), dtype=torch.uint8)
+
+
+def _decode_pil(path: PathLike, channels: int) -> torch.Tensor:
+    try:
+        with Image.open(path) as image:
+            image = ImageOps.exif_transpose(image)
+            return pil_to_tensor(image, channels)
+    except BadImageError:
+        raise
+    except Exception as error:  # PIL raises OSError, SyntaxError, ValueError... for bad files
+        raise BadImageError(path, f"{type(error).__name__}: {error}") from error
+
+
+def pil_to_tensor(image: Image.Image, channels: int = 3) -> torch.Tensor:
+    """Convert a PIL image of any mode to a ``(channels, H, W)`` uint8 tensor (rules above)."""
+    image.load()
+    mode = image.mode
+    if mode in _SIXTEEN_BIT_MODES or mode == "I":
+        values = np.asarray(image).astype(np.float64)
+        if values.ndim == 3:  # e.g. multi-band 16-bit TIFF
+            values = values[..., :3]
+        gray = np.clip(np.rint(np.clip(values, 0, 65535) / 257.0), 0, 255).astype(np.uint8)
+        tensor = torch.from_numpy(gray)
+        tensor = tensor.unsqueeze(0) if tensor.ndim == 2 else tensor.permute(2, 0, 1)
+        return match_channels(tensor, channels)
+    if mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+        mode = "RGBA"
+    if mode in _ALPHA_MODES:
+        image = _composite_on_white(image)
+    elif mode == "L":
+        pass
+    elif mode == "RGB":
+        pass
+    elif mode in ("1", "F", "I;16S") or mode.startswith("I;"):
+        image = image.convert("L")
+    else:  # CMYK, P, YCbCr, LAB, HSV ...
+        image = image.convert("RGB")
+    if channels == 1 and image.mode != "L":
+        image = image.convert("L")
+    tensor = torch.from_numpy(np.array(image, dtype=np.uint8))
+    tensor = tensor.unsqueeze(0) if tensor.ndim == 2 else tensor.permute(2, 0, 1).contiguous()
+    return match_channels(tensor, channels)
+
+
+def _composite_on_white(image: Image.Image) -> Image.Image:
+    gray = image.mode in ("LA", "La")
+    rgba = image.convert("RGBA")
+    background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+    flat = Image.alpha_composite(background, rgba).convert("RGB")
+    return flat.convert("L") if gray else flat
+
+
+def match_channels(image: torch.Tensor, channels: int) -> torch.Tensor:
+    """Turn a ``(1 or 3, H, W)`` uint8 tensor into ``channels`` channels (gray <-> RGB)."""
+    have = image.shape[0]
+    if have == channels:
+        return image
+    if have == 1 and channels == 3:
+        return image.expand(3, -1, -1).contiguous()
+    if have == 3 and channels == 1:
+        weights = torch.tensor(_LUMA, dtype=torch.float32).view(3, 1, 1)
+        luma = (image.float() * weights).sum(0, keepdim=True)
+        return luma.round_().clamp_(0, 255).to(torch.uint8)
+    raise ValueError(f"cannot convert a {have}-channel image to {channels} channels")
+
+
+def split_halves(image: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Left and right halves of a side-by-side ``A|B`` image (``(C, H, 2W)`` -> two ``(C, H, W)``)."""
+    half = image.shape[-1] // 2
+    return image[..., :half], image[..., half : 2 * half]
+

@@ -1,0 +1,194 @@
+"""Tiny generated datasets for demos and smoke tests (no download needed).
+
+Unpaired (:func:`make_demo_dataset`, CycleGAN "orange2stripes"): both domains show one to three
+discs on a light green, slightly noisy field. Domain A discs are plain orange/red/yellow; domain B
+discs are blue with white stripes at a random angle. The background statistics are shared, so a
+generator must learn to change the discs only: their colour changes within a few hundred
+iterations at 32-64 px on a CPU, the stripes follow later.
+
+Paired (:func:`make_demo_paired_dataset`, pix2pix "labels2shapes"): A is a flat label map (discs
+and squares in class colours on a flat background), B the matching "photo": shaded discs, squares
+with a vertical gradient, a textured background. Files hold A|B side by side.
+
+Both writers are deterministic in ``seed``, atomic (the dataset is written into a temporary
+folder beside ``root`` and renamed into place) and idempotent (a complete dataset with the same
+parameters, recognised by its ``.demo_dataset.json`` marker, is left as it is).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Callable, Dict, Union
+
+import numpy as np
+from PIL import Image
+
+MARKER = ".demo_dataset.json"
+
+_FIELD = np.array([150.0, 190.0, 120.0])
+_WARM = np.array([[235.0, 120.0, 40.0], [220.0, 50.0, 40.0], [240.0, 200.0, 50.0]])
+_BLUE = np.array([40.0, 80.0, 200.0])
+_LABEL_BACKGROUND = np.array([20.0, 20.0, 120.0])
+_LABEL_DISC = np.array([230.0, 60.0, 60.0])
+_LABEL_SQUARE = np.array([60.0, 220.0, 90.0])
+
+
+def _grid(size: int):
+    coords = np.arange(size, dtype=np.float64) + 0.5
+    return np.meshgrid(coords, coords, indexing="ij")  # y, x
+
+
+def _coverage(signed_distance: np.ndarray) -> np.ndarray:
+    """Anti-aliased inside-ness (1 inside, 0 outside, a one-pixel ramp on the edge)."""
+    return np.clip(0.5 - signed_distance, 0.0, 1.0)[..., None]
+
+
+def _field(rng: np.random.Generator, size: int) -> np.ndarray:
+    tint = _FIELD + rng.uniform(-15, 15, size=3)
+    return tint + rng.normal(0, 6, size=(size, size, 3))
+
+
+def _discs(rng: np.random.Generator, size: int):
+    for _ in range(int(rng.integers(1, 4))):
+        radius = rng.uniform(0.12, 0.22) * size
+        cy, cx = rng.uniform(radius, size - radius, size=2)
+        yield cy, cx, radius
+
+
+def _unpaired_image(rng: np.random.Generator, size: int, domain: str) -> np.ndarray:
+    y, x = _grid(size)
+    image = _field(rng, size)
+    for cy, cx, radius in _discs(rng, size):
+        inside = _coverage(np.hypot(y - cy, x - cx) - radius)
+        if domain == "A":
+            colour = _WARM[int(rng.integers(len(_WARM)))] + rng.uniform(-15, 15, size=3)
+            paint = np.broadcast_to(colour, image.shape)
+        else:
+            angle = rng.uniform(0, np.pi)
+            period = rng.uniform(0.08, 0.12) * size
+            phase = (x * np.cos(angle) + y * np.sin(angle)) * (2 * np.pi / period)
+            stripe = np.clip(np.sin(phase) * 2.0 + 0.5, 0.0, 1.0)[..., None]
+            paint = _BLUE * (1 - stripe) + 245.0 * stripe
+        image = image * (1 - inside) + paint * inside
+    return np.clip(np.rint(image), 0, 255).astype(np.uint8)
+
+
+def _paired_image(rng: np.random.Generator, size: int) -> np.ndarray:
+    y, x = _grid(size)
+    label = np.broadcast_to(_LABEL_BACKGROUND, (size, size, 3)).copy()
+    photo = _field(rng, size) * 0.6 + rng.normal(0, 10, size=(size, size, 1))
+    for _ in range(int(rng.integers(1, 4))):
+        half = rng.uniform(0.1, 0.2) * size
+        cy, cx = rng.uniform(half, size - half, size=2)
+        if rng.random() < 0.5:
+            distance = np.hypot(y - cy, x - cx)
+            inside = _coverage(distance - half)
+            label = label * (1 - inside) + _LABEL_DISC * inside
+            shade = np.clip(1.2 - 0.8 * np.hypot(y - cy + half / 2, x - cx + half / 2) / (2 * half), 0.3, 1.2)
+            photo = photo * (1 - inside) + (np.array([200.0, 70.0, 50.0]) * shade[..., None]) * inside
+        else:
+            inside = _coverage(np.maximum(np.abs(y - cy), np.abs(x - cx)) - half)
+            label = label * (1 - inside) + _LABEL_SQUARE * inside
+            ramp = ((y - cy + half) / (2 * half)).clip(0, 1)[..., None]
+            photo = photo * (1 - inside) + (np.array([90.0, 160.0, 220.0]) * (1.1 - 0.5 * ramp)) * inside
+    side_by_side = np.concatenate([label, photo], axis=1)
+    return np.clip(np.rint(side_by_side), 0, 255).astype(np.uint8)
+
+
+def _write_atomically(
+    root: Path, params: Dict[str, object], write: Callable[[Path], None]
+) -> Path:
+    marker = root / MARKER
+    if marker.is_file():
+        try:
+            if json.loads(marker.read_text()) == params:
+                return root
+        except (OSError, ValueError):
+            pass
+        shutil.rmtree(root)  # a demo dataset of other parameters: ours to replace
+    elif root.exists() and any(root.iterdir()):
+        raise FileExistsError(
+            f"'{root}' exists and is not a demo dataset made by cyclegan_pl (no {MARKER}); "
+            "choose another folder or remove it."
+        )
+    root.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
+    try:
+        write(staging)
+        (staging / MARKER).write_text(json.dumps(params, sort_keys=True))
+        if root.exists():
+            root.rmdir()  # empty, checked above
+        os.replace(staging, root)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return root
+
+
+def make_demo_dataset(
+    root: Union[str, Path],
+    n_train: int = 200,
+    n_test: int = 20,
+    size: int = 64,
+    seed: int = 0,
+) -> Path:
+    """Write the unpaired demo dataset (trainA, trainB, testA, testB PNGs) into ``root``.
+
+    Args:
+        root: the dataset folder to create (e.g. ``data/demo``).
+        n_train: images per training domain.
+        n_test: images per test domain.
+        size: side of the square images in pixels.
+        seed: generates the same images for the same seed.
+
+    Returns:
+        ``root``, as a Path.
+    """
+    params = {"kind": "unpaired", "n_train": n_train, "n_test": n_test, "size": size, "seed": seed}
+
+    def write(folder: Path) -> None:
+        for split_id, (split, count) in enumerate((("train", n_train), ("test", n_test))):
+            for domain_id, domain in enumerate("AB"):
+                out = folder / f"{split}{domain}"
+                out.mkdir()
+                for i in range(count):
+                    rng = np.random.default_rng([seed, split_id, domain_id, i])
+                    pixels = _unpaired_image(rng, size, domain)
+                    Image.fromarray(pixels).save(out / f"{domain}_{i:05d}.png")
+
+    return _write_atomically(Path(root), params, write)
+
+
+def make_demo_paired_dataset(
+    root: Union[str, Path],
+    n_train: int = 200,
+    n_test: int = 20,
+    size: int = 64,
+    seed: int = 0,
+) -> Path:
+    """Write the paired demo dataset (train, test; label map | photo side by side) into ``root``.
+
+    Args:
+        root: the dataset folder to create (e.g. ``data/demo_pix2pix``).
+        n_train: training pairs.
+        n_test: test pairs.
+        size: side of each half in pixels (files are ``2 * size`` wide).
+        seed: generates the same images for the same seed.
+
+    Returns:
+        ``root``, as a Path.
+    """
+    params = {"kind": "paired", "n_train": n_train, "n_test": n_test, "size": size, "seed": seed}
+
+    def write(folder: Path) -> None:
+        for split_id, (split, count) in enumerate((("train", n_train), ("test", n_test))):
+            out = folder / split
+            out.mkdir()
+            for i in range(count):
+                rng = np.random.default_rng([seed, split_id, 7, i])
+                Image.fromarray(_paired_image(rng, size)).save(out / f"{i:05d}.png")
+
+    return _write_atomically(Path(root), params, write)

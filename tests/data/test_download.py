@@ -1,0 +1,203 @@
+"""Dataset downloads against a local HTTP server (127.0.0.1 only, never the network)."""
+
+from __future__ import annotations
+
+import http.server
+import io
+import socket
+import tarfile
+import threading
+import zipfile
+
+import pytest
+
+from cyclegan_pl.data import DATASETS, DatasetDownloadError, PairedDataModule, UnpairedDataModule, download_dataset
+
+
+def _png_bytes(helpers, seed: int) -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(helpers.gradient_rgb(16, 16, seed)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def unpaired_zip(helpers, top: str = "horse2zebra") -> bytes:
+    """A zip holding ``top/trainA ... top/testB`` (like the CycleGAN archives)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for i, folder in enumerate(("trainA", "trainB", "testA", "testB")):
+            for j in range(2):
+                archive.writestr(f"{top}/{folder}/{j}.png", _png_bytes(helpers, i * 10 + j))
+    return buffer.getvalue()
+
+
+def paired_tar(helpers, members=None) -> bytes:
+    """A tar.gz holding ``train/`` and ``test/`` at its top level (no dataset folder)."""
+    buffer = io.BytesIO()
+    members = members or {f"{split}/{j}.png": _png_bytes(helpers, j) for split in ("train", "test") for j in range(2)}
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def _archive(helpers, kind: str):
+    """(file name, bytes) of a good archive of the given kind."""
+    if kind == "zip":
+        return "horse2zebra.zip", unpaired_zip(helpers)
+    return "facades.tar.gz", paired_tar(helpers)
+
+
+class _Files:
+    """What the server answers: path -> (body, how) with how in good / truncated / no_length."""
+
+    def __init__(self) -> None:
+        self.routes = {}
+
+
+def _handler(files: _Files):
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's naming
+            if self.path not in files.routes:
+                self.send_error(404)
+                return
+            body, how = files.routes[self.path]
+            self.send_response(200)
+            if how != "no_length":
+                self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if how == "truncated":
+                # the server stops mid-way: half the promised bytes, then the connection closes
+                self.wfile.write(body[: len(body) // 2])
+                self.wfile.flush()
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
+                return
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    return Handler
+
+
+@pytest.fixture
+def server():
+    files = _Files()
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _handler(files))
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    files.base = f"http://127.0.0.1:{httpd.server_address[1]}"
+    yield files
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_registry_knows_the_reference_archives():
+    for name in ("horse2zebra", "summer2winter_yosemite", "monet2photo", "grumpifycat", "mini", "ae_photos"):
+        assert DATASETS.get(name).kind == "unpaired"
+        assert DATASETS.get(name).url() == f"http://efrosgans.eecs.berkeley.edu/cyclegan/datasets/{name}.zip"
+    for name in ("facades", "maps", "cityscapes", "night2day", "edges2handbags", "edges2shoes"):
+        assert DATASETS.get(name).kind == "paired"
+        assert DATASETS.get(name).url() == f"http://efrosgans.eecs.berkeley.edu/pix2pix/datasets/{name}.tar.gz"
+    assert DATASETS.get("cyclegan_facades").url().endswith("/cyclegan/datasets/facades.zip")
+    assert DATASETS.get("cyclegan_facades").kind == "unpaired"
+    with pytest.raises(ValueError, match="horse2zebra"):
+        DATASETS.get("horse2zebr")
+
+
+def test_good_zip_with_top_folder(tmp_path, server, helpers):
+    server.routes["/horse2zebra.zip"] = (unpaired_zip(helpers), "good")
+    target = download_dataset("horse2zebra", tmp_path, base_url=server.base, progress=False)
+    assert target == tmp_path / "horse2zebra"
+    assert sorted(p.name for p in target.iterdir()) == ["testA", "testB", "trainA", "trainB"]
+    assert [p.name for p in tmp_path.iterdir()] == ["horse2zebra"]  # no temporary leftovers
+
+
+def test_good_tar_without_top_folder_via_env(tmp_path, server, helpers, monkeypatch):
+    server.routes["/facades.tar.gz"] = (paired_tar(helpers), "no_length")
+    monkeypatch.setenv("CYCLEGAN_PL_DATASET_URL", server.base + "/")
+    target = download_dataset("facades", tmp_path, folder="my_facades", progress=True)
+    assert target == tmp_path / "my_facades"
+    assert sorted(p.name for p in target.iterdir()) == ["test", "train"]
+    assert [p.name for p in tmp_path.iterdir()] == ["my_facades"]
+
+
+def test_existing_dataset_is_kept(tmp_path, server):
+    (tmp_path / "horse2zebra" / "trainA").mkdir(parents=True)
+    assert download_dataset("horse2zebra", tmp_path, base_url=server.base) == tmp_path / "horse2zebra"
+
+
+@pytest.mark.parametrize("archive", ["zip", "tar"])
+def test_server_stopping_mid_way_leaves_nothing(tmp_path, server, helpers, archive):
+    name, body = _archive(helpers, archive)
+    server.routes["/" + name] = (body, "truncated")
+    with pytest.raises(DatasetDownloadError) as error:
+        download_dataset(name.split(".")[0], tmp_path, base_url=server.base, progress=False, timeout=10)
+    message = str(error.value)
+    assert server.base + "/" + name in message
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("archive", ["zip", "tar"])
+def test_corrupt_archive_with_consistent_length_leaves_nothing(tmp_path, server, helpers, archive):
+    name, body = _archive(helpers, archive)
+    cut = body[: int(len(body) * 0.7)]
+    server.routes["/" + name] = (cut, "good")
+    with pytest.raises(DatasetDownloadError, match="corrupt or truncated") as error:
+        download_dataset(name.split(".")[0], tmp_path, base_url=server.base, progress=False)
+    assert "trainA" in str(error.value) or "train/" in str(error.value)  # the manual layout
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_zip_with_bad_crc_is_refused(tmp_path, server, helpers):
+    body = bytearray(unpaired_zip(helpers))
+    marker = body.find(b"IDAT")  # inside the first PNG's bytes, stored deflated: flip a byte
+    body[marker + 40] ^= 0xFF
+    server.routes["/horse2zebra.zip"] = (bytes(body), "good")
+    with pytest.raises(DatasetDownloadError):
+        download_dataset("horse2zebra", tmp_path, base_url=server.base, progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unsafe_tar_member_is_refused(tmp_path, server, helpers):
+    server.routes["/facades.tar.gz"] = (paired_tar(helpers, {"../evil.txt": b"x", "train/0.png": b"y"}), "good")
+    root = tmp_path / "root"
+    with pytest.raises(DatasetDownloadError, match="unsafe"):
+        download_dataset("facades", root, base_url=server.base, progress=False)
+    assert not (tmp_path / "evil.txt").exists() and list(root.iterdir()) == []
+
+
+def test_no_network_names_the_url_and_the_layout(tmp_path):
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/horse2zebra.zip"
+    with pytest.raises(DatasetDownloadError) as error:
+        download_dataset("horse2zebra", tmp_path, url=url, progress=False, timeout=5)
+    message = str(error.value)
+    assert url in message
+    assert f"{tmp_path / 'horse2zebra'}/ holding image folders trainA/, trainB/, testA/, testB/" in message
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_datamodule_prepare_data_downloads(tmp_path, server, helpers, monkeypatch):
+    server.routes["/horse2zebra.zip"] = (unpaired_zip(helpers), "good")
+    server.routes["/facades.tar.gz"] = (paired_tar(helpers), "good")
+    monkeypatch.setenv("CYCLEGAN_PL_DATASET_URL", server.base)
+    unpaired = UnpairedDataModule(
+        str(tmp_path / "data" / "horse2zebra"), download=True, load_size=16, crop_size=16, num_workers=0
+    )
+    unpaired.prepare_data()
+    unpaired.setup("fit")
+    assert next(iter(unpaired.train_dataloader()))["A"].shape == (1, 3, 16, 16)
+    paired = PairedDataModule(
+        str(tmp_path / "data" / "labels"), dataset="facades", download=True, load_size=16, crop_size=16, num_workers=0
+    )
+    paired.prepare_data()
+    paired.setup("fit")
+    assert (tmp_path / "data" / "labels" / "train").is_dir()
+    assert next(iter(paired.train_dataloader()))["B"].shape == (1, 3, 16, 16)
