@@ -13,10 +13,12 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Literal, NoReturn, Optional, Sequence
 
 from jsonargparse import ArgumentParser, auto_cli
-from lightning.pytorch import LightningDataModule, LightningModule
+from lightning.pytorch import LightningDataModule, LightningModule, Trainer
+from lightning.pytorch.plugins.io import CheckpointIO
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 DEBUG_ENV = "CYCLEGAN_PL_DEBUG"
+PROG = "python -m cyclegan_pl"
 
 
 def _fail(message: str) -> NoReturn:
@@ -49,22 +51,27 @@ class CycleGANCLI(LightningCLI):
     """LightningCLI with the package's defaults: atomic checkpoints and concise errors."""
 
     def __init__(self, args: Optional[Sequence[str]] = None, run: bool = True, **kwargs: Any) -> None:
-        from cyclegan_pl.checkpoint_io import AtomicCheckpointIO
-
-        trainer_defaults = {"plugins": [AtomicCheckpointIO()]}
-        trainer_defaults.update(kwargs.pop("trainer_defaults", {}))
         super().__init__(
             model_class=LightningModule,
             datamodule_class=LightningDataModule,
             subclass_mode_model=True,
             subclass_mode_data=True,
             parser_class=CyclePLArgumentParser,
-            trainer_defaults=trainer_defaults,
-            parser_kwargs={"epilog": _OTHER_COMMANDS_HELP},
+            parser_kwargs={"epilog": _OTHER_COMMANDS_HELP, "prog": PROG},
             args=args,
             run=run,
             **kwargs,
         )
+
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        """The configured Trainer, writing checkpoints atomically unless a CheckpointIO is set."""
+        from cyclegan_pl.checkpoint_io import AtomicCheckpointIO
+
+        plugins = kwargs.get("plugins", self._get(self.config_init, "trainer", default={}).get("plugins"))
+        plugins = [] if plugins is None else list(plugins) if isinstance(plugins, (list, tuple)) else [plugins]
+        if not any(isinstance(plugin, CheckpointIO) for plugin in plugins):
+            kwargs["plugins"] = plugins + [AtomicCheckpointIO()]
+        return super().instantiate_trainer(**kwargs)
 
 
 _OTHER_COMMANDS_HELP = (
@@ -122,20 +129,23 @@ def translate(
     import lightning.pytorch as pl
 
     from cyclegan_pl.callbacks import ImageWriter
-    from cyclegan_pl.data import PredictDataModule
+    from cyclegan_pl.data import UnpairedDataModule
     from cyclegan_pl.models import load_checkpoint
 
     if not Path(ckpt_path).is_file():
         raise FileNotFoundError(f"--ckpt_path {ckpt_path} does not exist; pass a .ckpt written by `fit`.")
+    if not Path(input).exists():
+        raise FileNotFoundError(f"--input {input} does not exist; pass an image file or a folder of images.")
     module = load_checkpoint(ckpt_path)
-    if hasattr(module, "gen_ab"):
-        module.predict_direction = direction
-    elif direction != "AtoB":
+    if direction != "AtoB" and not hasattr(module, "gen_ba"):
         raise ValueError("--direction BtoA needs a CycleGAN checkpoint; Pix2Pix translates input -> output only.")
     if eval_mode is not None:
         module.eval_mode = eval_mode
-    datamodule = PredictDataModule(
-        path=input, batch_size=batch_size, num_workers=num_workers, input_nc=module.hparams.input_nc
+    input_nc = module.hparams.input_nc if direction == "AtoB" else module.hparams.output_nc
+    # Only the predict side of the datamodule is used: every image of `input` at its own size.
+    datamodule = UnpairedDataModule(
+        root=str(input), predict_dir=str(input), val_batch_size=batch_size, num_workers=num_workers,
+        input_nc=input_nc, output_nc=input_nc, predict_direction=direction,
     )
     trainer = pl.Trainer(
         accelerator=device, devices=1, logger=False, enable_checkpointing=False,
@@ -147,6 +157,9 @@ def translate(
 
 
 TOOL_COMMANDS: Dict[str, Callable[..., Any]] = {"download": download, "translate": translate}
+# Commands whose required arguments are positional (`download horse2zebra`); the others take
+# every argument as an option (`translate --ckpt_path ... --input ... --output ...`).
+_POSITIONAL_COMMANDS = {"download"}
 
 
 def main(args: Optional[Sequence[str]] = None) -> None:
@@ -154,9 +167,10 @@ def main(args: Optional[Sequence[str]] = None) -> None:
     try:
         if argv and argv[0] in TOOL_COMMANDS:
             auto_cli({argv[0]: TOOL_COMMANDS[argv[0]]}, args=argv, parser_class=CyclePLToolParser,
-                     prog="python -m cyclegan_pl")
+                     prog=PROG, as_positional=argv[0] in _POSITIONAL_COMMANDS)
         else:
-            CycleGANCLI(args=argv)
+            # LightningCLI reads sys.argv itself, and warns when handed a copy of it.
+            CycleGANCLI(args=None if args is None else argv)
     except KeyboardInterrupt:
         _fail("interrupted")
     except Exception as err:  # noqa: BLE001 - one readable line instead of a traceback wall
@@ -169,5 +183,10 @@ def _is_user_facing(err: BaseException) -> bool:
     """Errors about the user's input (files, options, data), whose message says what to do."""
     from cyclegan_pl.models import NonFiniteLossError
 
-    user_errors = (OSError, ValueError, KeyError, NonFiniteLossError)
-    return isinstance(err, user_errors) and not isinstance(err, (MemoryError,))
+    from cyclegan_pl.callbacks import FIDUnavailableError
+    from cyclegan_pl.data.download import DatasetDownloadError
+    from cyclegan_pl.networks import CheckpointMismatchError
+
+    user_errors = (OSError, ValueError, NonFiniteLossError, CheckpointMismatchError, DatasetDownloadError,
+                   FIDUnavailableError)
+    return isinstance(err, user_errors)

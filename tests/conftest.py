@@ -10,6 +10,8 @@ import pytest
 # No test may reach the network: wandb runs offline and syncs nothing.
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
+# ...and nothing downloads implicitly (FID's Inception weights): offline paths are what we test.
+os.environ.setdefault("CYCLEGAN_PL_OFFLINE", "1")
 
 DATA_ENV = "CYCLEGAN_PL_DATA"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import math
 import os
+from pathlib import Path
 from typing import Any, Dict, Literal, Optional
 
 import lightning.pytorch as pl
@@ -20,6 +21,10 @@ INCEPTION_WEIGHTS_URL = (
 )
 
 InceptionFeature = Literal[64, 192, 768, 2048]
+
+
+#: When set (to anything), nothing is downloaded: FID needs its weights already on disk.
+OFFLINE_ENV = "CYCLEGAN_PL_OFFLINE"
 
 
 class FIDUnavailableError(RuntimeError):
@@ -60,6 +65,13 @@ def build_fid_metric(
         raise FileNotFoundError(
             f"FID weights_path {weights_path} does not exist; pass a copy of {INCEPTION_WEIGHTS_FILE} "
             f"(from {INCEPTION_WEIGHTS_URL})."
+        )
+    cached = Path(_hub_checkpoint_dir()) / INCEPTION_WEIGHTS_FILE
+    if weights_path is None and os.environ.get(OFFLINE_ENV) and not cached.is_file():
+        raise FIDUnavailableError(
+            f"{OFFLINE_ENV} is set and the FID Inception weights are not in the torch hub cache "
+            f"({cached}); pass a copy of {INCEPTION_WEIGHTS_FILE} ({INCEPTION_WEIGHTS_URL}) as the "
+            "FID callback's weights_path, or unset the variable to download them."
         )
     try:
         return FrechetInceptionDistance(

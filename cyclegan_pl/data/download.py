@@ -30,8 +30,9 @@ import urllib.request
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Union
+from typing import Callable, Optional, Union
 
+from cyclegan_pl.data.synthetic import make_demo_dataset, make_demo_paired_dataset
 from cyclegan_pl.registry import Registry
 
 URL_ENV = "CYCLEGAN_PL_DATASET_URL"
@@ -62,12 +63,15 @@ class DatasetInfo:
             ``"images"`` (plain image folders, e.g. for colorization).
         filename: the archive's file name under ``base_url``.
         base_url: where the archive lives by default.
+        make: for datasets the package generates itself (``demo``): a function writing the
+            dataset into a folder; such datasets are made, never downloaded.
     """
 
     name: str
     kind: str
     filename: str
     base_url: str
+    make: Optional[Callable[[Path], Path]] = None
 
     def url(self, base_url: Optional[str] = None) -> str:
         """The archive's URL, under ``base_url`` (or $CYCLEGAN_PL_DATASET_URL) when given."""
@@ -114,6 +118,12 @@ DATASETS.add(
 for _name in _PIX2PIX:
     DATASETS.add(_name, DatasetInfo(_name, "paired", f"{_name}.tar.gz", PIX2PIX_BASE_URL))
 del _name
+# Generated locally, so `download=True` works offline: the README's demo uses it.
+DATASETS.add("demo", DatasetInfo("demo", "unpaired", "", "", make=lambda target: make_demo_dataset(target)))
+DATASETS.add(
+    "demo_pix2pix",
+    DatasetInfo("demo_pix2pix", "paired", "", "", make=lambda target: make_demo_paired_dataset(target)),
+)
 
 
 class DatasetDownloadError(RuntimeError):
@@ -169,6 +179,8 @@ def download_dataset(
     target = root / (folder or name)
     if target.exists() and not overwrite and any(target.iterdir()):
         return target
+    if info.make is not None:
+        return info.make(target)
     source = url or info.url(base_url)
     root.mkdir(parents=True, exist_ok=True)
     archive_suffix = ".zip" if info.filename.endswith(".zip") else ".tar.gz"

@@ -26,7 +26,9 @@ def load_checkpoint(path: Union[str, Path], map_location: str = "cpu") -> ImageT
         )
     for prefix, module_class in _METHOD_BY_KEY_PREFIX.items():
         if any(key.startswith(prefix) for key in state_dict):
-            module = module_class(**checkpoint.get("hyper_parameters", {}))
+            # LightningCLI adds bookkeeping entries such as `_class_path`; they are no arguments.
+            hparams = {k: v for k, v in checkpoint.get("hyper_parameters", {}).items() if not k.startswith("_")}
+            module = module_class(**hparams)
             module.load_state_dict(state_dict)
             return module
     raise ValueError(f"{path} holds neither a CycleGAN nor a Pix2Pix state_dict.")

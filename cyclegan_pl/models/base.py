@@ -72,6 +72,11 @@ class ImageTranslationModule(pl.LightningModule):
     options that do not change numerics by default.
     """
 
+    #: direction used by ``predict``; a datamodule's ``predict_direction`` overrides it
+    predict_direction: Direction = "AtoB"
+    #: loss terms shown in the progress bar (all are logged)
+    progress_bar_losses: Sequence[str] = ()
+
     def __init__(
         self,
         lr: float,
@@ -185,14 +190,17 @@ class ImageTranslationModule(pl.LightningModule):
 
     def _log_training(self, losses: Dict[str, Tensor]) -> None:
         batch_size = self._current_batch_size
-        self.log_dict(
-            {f"loss/{name}": value.detach() for name, value in losses.items()},
-            on_step=True,
-            on_epoch=True,
-            batch_size=batch_size,
-            # Averaged over all processes; one small all-reduce per value and step under DDP.
-            sync_dist=self.trainer.world_size > 1,
-        )
+        for name, value in losses.items():
+            self.log(
+                f"loss/{name}",
+                value.detach(),
+                on_step=True,
+                on_epoch=True,
+                prog_bar=name in self.progress_bar_losses,
+                batch_size=batch_size,
+                # Averaged over all processes; one small all-reduce per value and step under DDP.
+                sync_dist=self.trainer.world_size > 1,
+            )
         opt_g, opt_d = self.optimizers()
         self.log_dict(
             {"lr/g": opt_g.param_groups[0]["lr"], "lr/d": opt_d.param_groups[0]["lr"]},
@@ -264,6 +272,11 @@ class ImageTranslationModule(pl.LightningModule):
     def forward(self, images: Tensor) -> Tensor:
         """Translate A -> B (pix2pix: input -> output)."""
         return self.translate(images, "AtoB")
+
+    def on_predict_start(self) -> None:
+        # The datamodule chose which domain's images it serves, so it names the direction.
+        datamodule = self.trainer.datamodule
+        self.predict_direction = getattr(datamodule, "predict_direction", self.predict_direction)
 
     def predict_step(self, batch: Dict, batch_idx: int, dataloader_idx: int = 0) -> Dict:
         images = batch["image"] if "image" in batch else batch["A"]

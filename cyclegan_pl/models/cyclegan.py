@@ -10,7 +10,6 @@ from torch import Tensor, nn
 
 from cyclegan_pl.losses import build_gan_loss, gradient_penalty
 from cyclegan_pl.models.base import (
-    Direction,
     ImageTranslationModule,
     NonFinitePolicy,
     OptimizerImpl,
@@ -55,7 +54,6 @@ class CycleGAN(ImageTranslationModule):
         beta2: Adam beta2.
         input_nc: channels of domain A images.
         output_nc: channels of domain B images.
-        predict_direction: direction used by ``predict`` (``AtoB`` or ``BtoA``).
         eval_mode: run inference (validation, test, predict, sample grids) with the networks in
             eval mode. False (the reference behaviour) keeps dropout and batch statistics on;
             with instance norm and no dropout both give the same images.
@@ -76,6 +74,8 @@ class CycleGAN(ImageTranslationModule):
             (``seed_everything``'s seed, epoch, rank), so a resumed run draws the same dropout
             masks and penalty mixes as an uninterrupted one. False leaves the streams running.
     """
+
+    progress_bar_losses = ("g", "d_a", "d_b")
 
     def __init__(
         self,
@@ -98,7 +98,6 @@ class CycleGAN(ImageTranslationModule):
         beta2: float = 0.999,
         input_nc: int = 3,
         output_nc: int = 3,
-        predict_direction: Direction = "AtoB",
         eval_mode: bool = False,
         on_nonfinite: NonFinitePolicy = "raise",
         batched_calls: bool = False,
@@ -127,7 +126,6 @@ class CycleGAN(ImageTranslationModule):
         self.lambda_b = lambda_b
         self.lambda_identity = lambda_identity
         self.gp_weight = gp_weight
-        self.predict_direction = predict_direction
         self.batched_calls = batched_calls
         self.fake_pool_a: Optional[Callable[[Tensor], Tensor]] = None
         self.fake_pool_b: Optional[Callable[[Tensor], Tensor]] = None

@@ -58,7 +58,7 @@ class Pix2Pix(ImageTranslationModule):
             masks and penalty mixes as an uninterrupted one. False leaves the streams running.
     """
 
-    predict_direction = "AtoB"
+    progress_bar_losses = ("g", "d")
 
     def __init__(
         self,
