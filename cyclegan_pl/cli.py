@@ -110,9 +110,8 @@ def translate(
     extension: str = "png",
     eval_mode: Optional[bool] = None,
 ) -> Path:
-    """Translate a folder (recursively) or one image with a trained checkpoint.
-
-    Every output image keeps its source's relative path, name and size.
+    """Translate a folder (recursively) or one image with a trained checkpoint; every output
+    image keeps its source's relative path, name and size.
 
     Args:
         ckpt_path: a checkpoint written by ``fit`` (CycleGAN or Pix2Pix).

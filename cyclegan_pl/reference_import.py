@@ -15,7 +15,7 @@ import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Literal, Mapping, Optional, Type
+from typing import Any, Dict, Literal, Mapping, Optional, Type
 
 import lightning.pytorch as pl
 import torch
@@ -86,7 +86,9 @@ def _load_state_dict(path: Path) -> Dict[str, torch.Tensor]:
     if not isinstance(state_dict, Mapping) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
         hint = (" It looks like a Lightning checkpoint, which needs no import."
                 if isinstance(state_dict, Mapping) and "state_dict" in state_dict else "")
-        raise ValueError(f"{path} does not hold one network's state_dict of tensors, as the reference code saves.{hint}")
+        raise ValueError(
+            f"{path} does not hold one network's state_dict of tensors, as the reference code saves.{hint}"
+        )
     return dict(state_dict)
 
 
@@ -131,7 +133,9 @@ def _plan(source: Path, model: str, epoch: Optional[str], direction: str) -> _Im
     pix2pix = {name: path for name, path in nets.items() if name in PIX2PIX_NETWORKS}
     if cyclegan and model != "pix2pix":
         if not {"G_A", "G_B"} & cyclegan.keys():
-            raise ValueError(f"{source} has no generator for epoch {label} ({label}_net_G_A.pth / {label}_net_G_B.pth).")
+            raise ValueError(
+                f"{source} has no generator for epoch {label} ({label}_net_G_A.pth / {label}_net_G_B.pth)."
+            )
         return _ImportPlan(
             "cyclegan",
             {CYCLEGAN_NETWORKS[name]: path for name, path in cyclegan.items()},
@@ -212,7 +216,9 @@ def _loops_state(start_epoch: int) -> Dict[str, Any]:
     return {name: loop.state_dict() for name, loop in loops.items()}
 
 
-def _lightning_checkpoint(module: ImageTranslationModule, start_epoch: int, provenance: Dict[str, Any]) -> Dict[str, Any]:
+def _lightning_checkpoint(
+    module: ImageTranslationModule, start_epoch: int, provenance: Dict[str, Any]
+) -> Dict[str, Any]:
     """What ``Trainer.save_checkpoint`` writes for a module that has not trained yet."""
     optimizers = module.configure_optimizers()
     checkpoint: Dict[str, Any] = {
