@@ -110,8 +110,10 @@ def translate(
     extension: str = "png",
     eval_mode: Optional[bool] = None,
 ) -> Path:
-    """Translate a folder (recursively) or one image with a trained checkpoint; every output
-    image keeps its source's relative path, name and size.
+    """Translate a folder or one image with a checkpoint, keeping relative paths, names, sizes.
+
+    Folders are searched recursively; each output image has its source's relative path, name and
+    size (sides the generator cannot take are padded, then cropped back).
 
     Args:
         ckpt_path: a checkpoint written by ``fit`` (CycleGAN or Pix2Pix).
