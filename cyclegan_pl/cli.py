@@ -17,6 +17,9 @@ from lightning.pytorch import LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.plugins.io import CheckpointIO
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
+from cyclegan_pl.export import export
+from cyclegan_pl.reference_import import import_reference
+
 DEBUG_ENV = "CYCLEGAN_PL_DEBUG"
 PROG = "python -m cyclegan_pl"
 
@@ -75,7 +78,9 @@ class CycleGANCLI(LightningCLI):
 
 
 _OTHER_COMMANDS_HELP = (
-    "Other commands: download (fetch a dataset), translate (a checkpoint on a folder of images). "
+    "Other commands: download (fetch a dataset), translate (a checkpoint on a folder of images), "
+    "export (a generator as TorchScript or ONNX), import-reference (reference-code .pth files to a "
+    "Lightning checkpoint). "
     "Run `python -m cyclegan_pl COMMAND --help` for their options."
 )
 
@@ -157,7 +162,12 @@ def translate(
     return Path(output)
 
 
-TOOL_COMMANDS: Dict[str, Callable[..., Any]] = {"download": download, "translate": translate}
+TOOL_COMMANDS: Dict[str, Callable[..., Any]] = {
+    "download": download,
+    "translate": translate,
+    "export": export,
+    "import-reference": import_reference,
+}
 # Commands whose required arguments are positional (`download horse2zebra`); the others take
 # every argument as an option (`translate --ckpt_path ... --input ... --output ...`).
 _POSITIONAL_COMMANDS = {"download"}

@@ -6,7 +6,7 @@ import contextlib
 import hashlib
 import os
 import random
-from typing import Dict, Iterator, List, Literal, Sequence
+from typing import Dict, Iterator, List, Literal, Optional, Sequence
 
 import lightning.pytorch as pl
 from lightning.pytorch.strategies import DDPStrategy
@@ -88,10 +88,11 @@ class ImageTranslationModule(pl.LightningModule):
         compile: bool,
         gradient_checkpointing: bool,
         optimizer_impl: OptimizerImpl,
-        reseed_every_epoch: bool = True,
+        reseed_every_step: bool = True,
     ) -> None:
         super().__init__()
-        self.reseed_every_epoch = reseed_every_epoch
+        self.reseed_every_step = reseed_every_step
+        self._stream_seed: Optional[int] = None
         self.automatic_optimization = False
         self.lr = lr
         self.betas = (beta1, beta2)
@@ -211,20 +212,30 @@ class ImageTranslationModule(pl.LightningModule):
         if self.skipped_nonfinite_steps:
             self.log("nonfinite_skipped_steps", float(self.skipped_nonfinite_steps), on_step=True, batch_size=batch_size)
 
-    def on_train_epoch_start(self) -> None:
-        if self.reseed_every_epoch:
-            # The random streams of an epoch (dropout, gradient-penalty mixing) then depend on
-            # (seed, epoch, rank) only, so `fit --ckpt_path` continues exactly as an
-            # uninterrupted run would; the data draws its own per-item generators.
-            base_seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
-            epoch_seed = hash_seed(base_seed, self.current_epoch, self.global_rank)
-            random.seed(epoch_seed)
-            np.random.seed(epoch_seed % 2**32)
-            torch.manual_seed(epoch_seed)
+    def on_fit_start(self) -> None:
+        if self._stream_seed is None:
+            self._stream_seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
+
+    def on_save_checkpoint(self, checkpoint: Dict) -> None:
+        # Kept with the weights, so a resumed run draws the same streams even when it was
+        # started with another seed (e.g. `seed_everything: true`).
+        checkpoint["cyclegan_pl_stream_seed"] = self._stream_seed
+
+    def on_load_checkpoint(self, checkpoint: Dict) -> None:
+        self._stream_seed = checkpoint.get("cyclegan_pl_stream_seed", self._stream_seed)
 
     def on_train_batch_start(self, batch, batch_idx: int) -> None:
         self._batch_idx = batch_idx
         self._current_batch_size = batch["A"].shape[0]
+        if self.reseed_every_step:
+            # The step's random draws (dropout, gradient-penalty mixing) then depend on
+            # (seed, epoch, batch, rank) only, whatever ran before it (data loader start,
+            # validation, sample grids), so `fit --ckpt_path` continues exactly as an
+            # uninterrupted run would; the data draws its own per-item generators.
+            step_seed = hash_seed(self._stream_seed, self.current_epoch, batch_idx, self.global_rank)
+            random.seed(step_seed)
+            np.random.seed(step_seed % 2**32)
+            torch.manual_seed(step_seed)
 
     # --- inference ------------------------------------------------------------------------
     @contextlib.contextmanager

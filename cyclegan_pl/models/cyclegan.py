@@ -70,9 +70,10 @@ class CycleGAN(ImageTranslationModule):
             same numbers, about a third more generator compute).
         optimizer_impl: Adam implementation: ``default`` (PyTorch's choice), ``foreach`` or
             ``fused`` (CUDA); the last two differ from ``default`` only in rounding.
-        reseed_every_epoch: reseed the global random generators at every epoch start from
-            (``seed_everything``'s seed, epoch, rank), so a resumed run draws the same dropout
-            masks and penalty mixes as an uninterrupted one. False leaves the streams running.
+        reseed_every_step: reseed the global random generators before every training step
+            from (``seed_everything``'s seed, epoch, batch index, rank), so a resumed run draws
+            the same dropout masks and penalty mixes as an uninterrupted one. False leaves the
+            streams running.
     """
 
     progress_bar_losses = ("g", "d_a", "d_b")
@@ -105,10 +106,10 @@ class CycleGAN(ImageTranslationModule):
         compile: bool = False,
         gradient_checkpointing: bool = False,
         optimizer_impl: OptimizerImpl = "default",
-        reseed_every_epoch: bool = True,
+        reseed_every_step: bool = True,
     ) -> None:
         super().__init__(lr, beta1, beta2, eval_mode, on_nonfinite, channels_last, compile,
-                         gradient_checkpointing, optimizer_impl, reseed_every_epoch)
+                         gradient_checkpointing, optimizer_impl, reseed_every_step)
         self.save_hyperparameters()
         if lambda_identity > 0 and input_nc != output_nc:
             raise ValueError(

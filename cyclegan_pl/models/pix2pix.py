@@ -53,9 +53,10 @@ class Pix2Pix(ImageTranslationModule):
         gradient_checkpointing: recompute residual blocks in the backward pass (ResNet
             generators only).
         optimizer_impl: Adam implementation: ``default``, ``foreach`` or ``fused`` (CUDA).
-        reseed_every_epoch: reseed the global random generators at every epoch start from
-            (``seed_everything``'s seed, epoch, rank), so a resumed run draws the same dropout
-            masks and penalty mixes as an uninterrupted one. False leaves the streams running.
+        reseed_every_step: reseed the global random generators before every training step
+            from (``seed_everything``'s seed, epoch, batch index, rank), so a resumed run draws
+            the same dropout masks and penalty mixes as an uninterrupted one. False leaves the
+            streams running.
     """
 
     progress_bar_losses = ("g", "d")
@@ -86,10 +87,10 @@ class Pix2Pix(ImageTranslationModule):
         compile: bool = False,
         gradient_checkpointing: bool = False,
         optimizer_impl: OptimizerImpl = "default",
-        reseed_every_epoch: bool = True,
+        reseed_every_step: bool = True,
     ) -> None:
         super().__init__(lr, beta1, beta2, eval_mode, on_nonfinite, channels_last, compile,
-                         gradient_checkpointing, optimizer_impl, reseed_every_epoch)
+                         gradient_checkpointing, optimizer_impl, reseed_every_step)
         self.save_hyperparameters()
         self.gen = define_generator(generator, input_nc, output_nc, ngf=ngf, norm=norm, dropout=dropout,
                                     init_type=init_type, init_gain=init_gain)
