@@ -1,0 +1,45 @@
+"""Several processes through Lightning's DDP (gloo on CPU), as `--trainer.strategy ddp` runs it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run(args, cwd: Path) -> None:
+    result = subprocess.run(
+        args, cwd=cwd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)}
+    )
+    assert result.returncode == 0, result.stderr[-5000:]
+
+
+@pytest.mark.parametrize("kind", ["cyclegan", "pix2pix"])
+def test_ddp_two_processes_keep_identical_parameters(kind, tmp_path):
+    run([sys.executable, str(REPO / "tests" / "scripts" / "ddp_fit.py"), kind, str(tmp_path)], cwd=tmp_path)
+    rank0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
+    rank1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
+    assert rank0["world_size"] == rank1["world_size"] == 2
+    assert rank0["changed"] and rank1["changed"]
+    for key, value in rank0["state_dict"].items():
+        assert torch.equal(rank1["state_dict"][key], value), key
+    # Rank 0 alone writes checkpoints, grids and logs.
+    assert (tmp_path / "ckpt" / "last.ckpt").is_file()
+    assert len(list(tmp_path.glob("logs/**/samples/epoch_0001.png"))) == 1
+    (metrics,) = tmp_path.glob("logs/**/metrics.csv")
+    assert "loss/g_epoch" in metrics.read_text().splitlines()[0]
+
+
+def test_cli_plain_ddp_strategy_works(tmp_path):
+    run([sys.executable, "-m", "cyclegan_pl", "fit", "--config", str(REPO / "configs" / "demo.yaml"),
+         "--trainer.accelerator=cpu", "--trainer.devices=2", "--trainer.strategy=ddp", "--trainer.max_epochs=1",
+         "--trainer.logger=false", "--data.init_args.max_dataset_size=4", "--model.init_args.ngf=8",
+         "--model.init_args.ndf=8", "--model.init_args.generator=resnet_2blocks"], cwd=tmp_path)
+    assert (tmp_path / "runs" / "demo" / "checkpoints" / "last.ckpt").is_file()
+    assert (tmp_path / "runs" / "demo" / "samples" / "epoch_0001.png").is_file()
