@@ -61,6 +61,8 @@ class CycleGANCLI(LightningCLI):
             subclass_mode_data=True,
             parser_class=CyclePLArgumentParser,
             parser_kwargs={"epilog": _OTHER_COMMANDS_HELP, "prog": PROG},
+            # `fit --ckpt_path last` and `predict` run again in the run folder of a `fit`.
+            save_config_kwargs={"overwrite": True},
             args=args,
             run=run,
             **kwargs,
