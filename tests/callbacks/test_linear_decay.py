@@ -74,3 +74,21 @@ def test_warns_when_max_epochs_does_not_end_the_schedule():
 def test_no_warning_when_max_epochs_matches(recwarn):
     LinearDecay(3, 4).on_fit_start(SimpleNamespace(max_epochs=7), None)
     assert not [w for w in recwarn if "LinearDecay" in str(w.message)]
+
+
+def test_published_schedule_resumed_at_epoch_150(tmp_path, cyclegan, tiny_data, trainer_for, probe):
+    # The real 100 + 100 schedule: run 150 one-step epochs, resume from that checkpoint and check
+    # epochs 151 and 152 (1-based) against REFERENCE.md's formula.
+    at_150 = ModelCheckpoint(dirpath=tmp_path / "ckpts", save_top_k=-1, every_n_epochs=150)
+    trainer = trainer_for(tmp_path / "first", [LinearDecay(100, 100), at_150], max_epochs=150,
+                          limit_val_batches=0, enable_checkpointing=True)
+    trainer.fit(cyclegan(), datamodule=tiny_data(train_len=1, batch_size=1))
+    (ckpt,) = (tmp_path / "ckpts").glob("epoch=149-*.ckpt")
+    resumed_lrs = lr_recorder(probe)
+    resumed = trainer_for(tmp_path / "resumed", [LinearDecay(100, 100), resumed_lrs], max_epochs=152,
+                          limit_val_batches=0)
+    resumed.fit(cyclegan(), datamodule=tiny_data(train_len=1, batch_size=1), ckpt_path=ckpt)
+    assert [epoch for epoch, _ in resumed_lrs.records] == [150, 151]
+    for epoch, lrs in resumed_lrs.records:
+        assert lrs == pytest.approx([2e-4 * reference_factor(epoch + 1)] * 2, rel=1e-12)
+    assert resumed_lrs.records[0][1][0] == pytest.approx(2e-4 * 50 / 101)
