@@ -29,7 +29,8 @@ class SampleGrid(pl.Callback):
     reference test script does, so batch statistics never mix images. The grid is written as
     ``<log_dir>/<dirname>/epoch_XXXX.png`` (XXXX = number of completed epochs) after every
     ``every_n_epochs``-th epoch and at the end of fit, and sent to a WandbLogger or
-    TensorBoardLogger when one is attached. Only global rank 0 does any of this.
+    TensorBoardLogger when one is attached. Every rank renders the grid; only global rank 0
+    writes and logs it.
 
     Args:
         every_n_epochs: save a grid after every this many training epochs (0: only at the end of fit).
@@ -82,12 +83,16 @@ class SampleGrid(pl.Callback):
     # --- what ---------------------------------------------------------------------------------
     def save_grid(self, trainer: pl.Trainer, pl_module: pl.LightningModule, epoch: int) -> Optional[str]:
         """Render, write and log the grid labelled ``epoch``; returns the file path (rank 0)."""
-        if trainer.global_rank != 0 or self._disabled:
+        if self._disabled:
             return None
         samples = self._fixed_samples(trainer)
         if not samples:
             return None
+        # Every rank renders (a few images): with SyncBatchNorm and the reference's train-mode
+        # inference each forward is a collective, so rank 0 alone would wait forever.
         grid = self.render(pl_module, samples)
+        if trainer.global_rank != 0:
+            return None
         if self.output_dir is None:
             self.output_dir = os.path.join(trainer.default_root_dir, self.dirname)
         path = os.path.join(self.output_dir, f"epoch_{epoch:04d}.png")

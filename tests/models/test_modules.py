@@ -30,17 +30,31 @@ def test_defaults_are_the_published_recipe():
 
 def test_training_logs_every_loss_term_and_lr(make_batch, fit_batches):
     module = CycleGAN(**TINY_CYCLEGAN)
-    trainer = fit_batches(module, [make_batch()])
+    trainer = fit_batches(module, [make_batch(seed=i) for i in range(4)], log_every_n_steps=2)
     logged = set(trainer.logged_metrics)
     for name in ["g_gan_ab", "g_gan_ba", "cycle_a", "cycle_b", "idt_a", "idt_b", "g", "d_a", "d_b"]:
-        assert f"loss/{name}_step" in logged or f"loss/{name}" in logged, name
+        assert {f"loss/{name}_step", f"loss/{name}_epoch"} <= logged, name
     assert {"lr/g", "lr/d"} <= logged
-    trainer = fit_batches(Pix2Pix(**TINY_PIX2PIX), [make_batch()])
-    assert {"loss/g_gan_step", "loss/l1_step", "loss/d_step"} <= set(trainer.logged_metrics)
+    trainer = fit_batches(Pix2Pix(**TINY_PIX2PIX), [make_batch()], log_every_n_steps=1)
+    assert {"loss/g_gan_step", "loss/l1_step", "loss/d_step", "loss/d_epoch"} <= set(trainer.logged_metrics)
+
+
+def test_epoch_means_cover_every_step_and_step_values_follow_log_every_n_steps(make_batch, fit_batches):
+    seen = []
+
+    class Record(pl.Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            seen.append(pl_module._epoch_loss_sums["g"].item() / pl_module._epoch_loss_count)
+
+    trainer = fit_batches(CycleGAN(**TINY_CYCLEGAN), [make_batch(seed=i) for i in range(5)],
+                          log_every_n_steps=3, callbacks=[Record()])
+    # The epoch mean is the mean over all 5 steps, not over the logged ones.
+    assert trainer.logged_metrics["loss/g_epoch"].item() == pytest.approx(seen[-1], rel=1e-6)
+    assert len(seen) == 5
 
 
 def test_identity_terms_skipped_when_weight_is_zero(make_batch, fit_batches):
-    trainer = fit_batches(CycleGAN(lambda_identity=0.0, **TINY_CYCLEGAN), [make_batch()])
+    trainer = fit_batches(CycleGAN(lambda_identity=0.0, **TINY_CYCLEGAN), [make_batch()], log_every_n_steps=1)
     assert not any("idt" in name for name in trainer.logged_metrics)
     with pytest.raises(ValueError, match="lambda_identity"):
         CycleGAN(input_nc=1, output_nc=3, **TINY_CYCLEGAN)
