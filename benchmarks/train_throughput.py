@@ -211,10 +211,11 @@ def main(
     for method in methods:
         for size in sizes:
             best: Dict[str, tuple] = {}
-            # Loops alternate within each repeat and the best rate counts: other work on the
-            # machine only ever slows a measurement down.
-            for _ in range(repeats):
-                for loop in loops:
+            # The best rate of the repeats counts: other work on the machine only ever slows a
+            # measurement down.
+            for repeat in range(repeats):
+                # Every other repeat runs the loops in reverse, so none always comes first.
+                for loop in loops if repeat % 2 == 0 else loops[::-1]:
                     rate, memory = run_one(loop, method=method, size=size, ngf=ngf, device=device,
                                            precision=precision, batch_size=batch_size, warmup=warmup,
                                            iterations=iterations)

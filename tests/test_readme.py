@@ -30,7 +30,7 @@ TINY_FIT = [
 TINY_GENERATOR = {"h2z": "resnet_2blocks", "yosemite": "resnet_2blocks", "facades": "unet_32", "demo": "resnet_2blocks"}
 TINY_BENCHMARK = {
     "train_throughput.py": ["--methods=[cyclegan]", "--sizes=[32]", "--ngf=8", "--warmup=1", "--iterations=1",
-                            "--device=cpu", "--loops=[plain, lightning]"],
+                            "--device=cpu", "--loops=[plain, lightning]", "--repeats=1"],
     "predict_throughput.py": ["--limit=2", "--ngf=8", "--batch_sizes=[2]", "--device=cpu", "--num_workers=0"],
     "data_throughput.py": ["--datasets=[facades]", "--items=4", "--warmup=1", "--repeats=1", "--workers=null"],
 }

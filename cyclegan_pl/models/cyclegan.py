@@ -58,7 +58,8 @@ class CycleGAN(ImageTranslationModule):
             eval mode. False (the reference behaviour) keeps dropout and batch statistics on;
             with instance norm and no dropout both give the same images.
         on_nonfinite: what to do when a loss term is NaN/inf: ``raise`` stops training with the
-            term's name and the step, ``skip`` skips that optimizer step and counts it.
+            term's name and the step, ``skip`` skips that optimizer step and counts it,
+            ``ignore`` does not check (as the reference; saves one device sync per step).
         batched_calls: run the generator and discriminator calls that the algorithm allows in
             one batch (gen_ab on [A, B], gen_ba on [fake_B, B, A], each D on [real, fake]):
             fewer, larger kernel launches. Exact with instance norm, not with batch norm.

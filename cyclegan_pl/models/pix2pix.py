@@ -45,7 +45,8 @@ class Pix2Pix(ImageTranslationModule):
             False (the reference's default, without ``--eval``) keeps dropout and batch
             statistics on at test time.
         on_nonfinite: what to do when a loss term is NaN/inf: ``raise`` stops training with the
-            term's name and the step, ``skip`` skips that optimizer step and counts it.
+            term's name and the step, ``skip`` skips that optimizer step and counts it,
+            ``ignore`` does not check (as the reference; saves one device sync per step).
         batched_calls: judge real and fake pairs in one discriminator call. Not exact with batch
             norm (the batch statistics then mix real and fake), so off by default.
         channels_last: keep networks and inputs in channels-last memory format.

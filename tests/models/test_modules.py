@@ -180,3 +180,12 @@ def test_speed_options_run(make_batch, fit_batches):
     assert module.gen_ab.gradient_checkpointing
     with pytest.raises(ValueError, match="ResNet"):
         Pix2Pix(gradient_checkpointing=True, **TINY_PIX2PIX)
+
+
+def test_nonfinite_ignore_does_not_check(make_batch, fit_batches):
+    batch = make_batch()
+    batch["A"][0, 0, 0, 0] = float("nan")
+    module = CycleGAN(on_nonfinite="ignore", **TINY_CYCLEGAN)
+    fit_batches(module, [batch])  # no error: the reference's behaviour, chosen explicitly
+    assert module.skipped_nonfinite_steps == 0
+    assert not all(torch.isfinite(p).all() for p in module.gen_ab.parameters())
