@@ -150,6 +150,8 @@ class FID(pl.Callback):
         self.unavailable_reason: Optional[str] = None
         self._active = False
         self._seen: Dict[str, int] = {}
+        self._seen_paths: Dict[str, set] = {}
+        self._counts: Dict[str, int] = {}
         self._per_rank_cap: Optional[int] = None
 
     # --- building -----------------------------------------------------------------------------
@@ -186,6 +188,8 @@ class FID(pl.Callback):
             metric.to(pl_module.device)
             metric.reset()
             self._seen[name] = 0
+        self._seen_paths = {}
+        self._counts = {}
 
     # --- accumulating -------------------------------------------------------------------------
     def on_validation_batch_end(
@@ -199,23 +203,42 @@ class FID(pl.Callback):
     ) -> None:
         if not self._active:
             return
-        real_a, real_b = batch["A"], batch["B"]
-        pairs = {"a2b": ("AtoB", real_a, real_b), "b2a": ("BtoA", real_b, real_a)}
+        pairs = {"a2b": ("AtoB", "A", "B"), "b2a": ("BtoA", "B", "A")}
         for name, metric in self.metrics.items():
-            direction, source, target = pairs[name]
-            room = self._room(name, source.shape[0])
-            if room == 0:
-                continue
-            source, target = source[:room], target[:room]
-            fake = pl_module.translate(source, direction)
-            metric.update(self._prepare(fake), real=False)
-            metric.update(self._prepare(target), real=True)
-            self._seen[name] += room
+            direction, source_key, target_key = pairs[name]
+            source = self._new_images(f"{name}/fake", batch, source_key)
+            target = self._new_images(f"{name}/real", batch, target_key)
+            if source is not None:
+                metric.update(self._prepare(pl_module.translate(source, direction)), real=False)
+                self._seen[name] += source.shape[0]
+            if target is not None:
+                metric.update(self._prepare(target), real=True)
 
-    def _room(self, name: str, batch_size: int) -> int:
-        if self._per_rank_cap is None:
-            return batch_size
-        return max(0, min(batch_size, self._per_rank_cap - self._seen[name]))
+    def _new_images(self, tag: str, batch: Dict[str, Any], key: str) -> Optional[Tensor]:
+        """The batch's ``key`` images not counted yet in this set, within ``max_images``.
+
+        An unpaired validation epoch has max(|A|, |B|) items, so the smaller domain's files come
+        round again; each file (by path) enters a set once, as in a one-pass FID.
+        """
+        images = batch[key]
+        paths = batch.get(f"{key}_paths")
+        seen = self._seen_paths.setdefault(tag, set())
+        if paths is None:
+            keep = list(range(images.shape[0]))
+        else:
+            first_index: Dict[str, int] = {}
+            for index, path in enumerate(paths):
+                if path not in seen:
+                    first_index.setdefault(path, index)
+            keep = list(first_index.values())
+        if self._per_rank_cap is not None:
+            keep = keep[: max(0, self._per_rank_cap - self._counts.get(tag, 0))]
+        if not keep:
+            return None
+        if paths is not None:
+            seen.update(paths[i] for i in keep)
+        self._counts[tag] = self._counts.get(tag, 0) + len(keep)
+        return images[keep] if len(keep) < images.shape[0] else images
 
     def _prepare(self, images: Tensor) -> Tensor:
         images = to_unit_range(images)

@@ -139,3 +139,24 @@ def test_weights_path_builds_inception_without_network(tmp_path, monkeypatch, of
     metric = build_fid_metric(weights_path=str(weights))
     loaded = metric.inception.state_dict()
     assert all(torch.equal(loaded[key], value) for key, value in template.state_dict().items())
+
+
+def test_files_that_come_round_again_enter_each_set_once():
+    # An unpaired validation epoch repeats the smaller domain's files (A[i mod |A|]).
+    fid = FID(feature_extractor=SmallFeatures())
+    fid.metrics = {"a2b": build_fid_metric(feature_extractor=SmallFeatures())}
+    # What on_validation_epoch_start sets up for an FID epoch, without a trainer.
+    fid._active = True
+    fid._seen, fid._seen_paths, fid._counts = {"a2b": 0}, {}, {}
+
+    class Identity:
+        def translate(self, images, direction):
+            return images
+
+    images = torch.rand(3, 3, 16, 16) * 2 - 1
+    for batch_paths in (["a/0", "a/1", "a/0"], ["a/1", "a/2", "a/2"]):
+        batch = {"A": images, "B": images, "A_paths": batch_paths, "B_paths": ["b/0", "b/1", "b/2"]}
+        fid.on_validation_batch_end(None, Identity(), None, batch, 0)
+    metric = fid.metrics["a2b"]
+    assert fid._seen["a2b"] == 3 and metric.fake_features_num_samples == 3
+    assert metric.real_features_num_samples == 3
