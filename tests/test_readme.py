@@ -16,7 +16,6 @@ import sys
 from pathlib import Path
 from typing import List
 
-import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]

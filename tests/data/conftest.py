@@ -82,7 +82,6 @@ def make_awkward_folder(folder: Path) -> Dict[str, Path]:
     la = base.convert("LA")
     save("gray_alpha.png", la)
     save("palette.png", base.convert("P", palette=Image.Palette.ADAPTIVE))
-    rgba = base.convert("RGBA")
     alpha = np.full((30, 50), 255, np.uint8)
     alpha[:, :10] = 0  # transparent left strip, stored colour black
     rgba_array = np.dstack([np.zeros_like(rgb), alpha])
