@@ -36,7 +36,14 @@ def fit(module, **trainer_kwargs) -> pl.Trainer:
 def test_mixed_precision_trains(kind, precision):
     module = MODULES[kind]()
     initial = copy.deepcopy(module.state_dict())
-    trainer = fit(module, precision=precision)
+    if precision == "16-mixed":
+        # The Trainer flag silently turns 16-mixed into bf16 on CPU; the plugin keeps fp16 and
+        # its GradScaler, which is what a GPU run of `--trainer.precision 16-mixed` uses.
+        scaler = torch.amp.GradScaler("cpu")
+        trainer = fit(module, plugins=[MixedPrecision("16-mixed", "cpu", scaler=scaler)])
+        assert trainer.precision_plugin.scaler is scaler and scaler._scale is not None
+    else:
+        trainer = fit(module, precision=precision)
     assert trainer.global_step == 4  # 2 batches x (G step + D step)
     params = dict(module.named_parameters())
     assert all(torch.isfinite(p).all() for p in params.values())
