@@ -26,7 +26,6 @@ index, wrapping around) and warns once for that file.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import warnings
 from pathlib import Path
@@ -45,6 +44,7 @@ from cyclegan_pl.data.image import (
     split_halves,
 )
 from cyclegan_pl.data.transforms import Geometry, ImageTransform, apply_geometry, to_float
+from cyclegan_pl.seeding import hash_seed
 
 PathLike = Union[str, Path]
 T = TypeVar("T")
@@ -60,10 +60,7 @@ class DataLayoutError(FileNotFoundError):
 
 def item_generator(seed: int, epoch: int, index: int) -> torch.Generator:
     """A generator seeded from ``(seed, epoch, index)`` only: same triple, same random draws."""
-    digest = hashlib.blake2b(f"{seed}/{epoch}/{index}".encode(), digest_size=8).digest()
-    generator = torch.Generator()
-    generator.manual_seed(int.from_bytes(digest, "little") & 0x7FFF_FFFF_FFFF_FFFF)
-    return generator
+    return torch.Generator().manual_seed(hash_seed(seed, epoch, index))
 
 
 def require_images(

@@ -3,27 +3,22 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import random
 from typing import Dict, Iterator, List, Literal, Optional, Sequence
 
 import lightning.pytorch as pl
-from lightning.pytorch.strategies import DDPStrategy
 import numpy as np
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.strategies import DDPStrategy
 from torch import Tensor, nn
+
+from cyclegan_pl.seeding import hash_seed
 
 Direction = Literal["AtoB", "BtoA"]
 NonFinitePolicy = Literal["raise", "skip", "ignore"]
 OptimizerImpl = Literal["default", "foreach", "fused"]
-
-
-def hash_seed(*parts: int) -> int:
-    """A 63-bit seed from integers; nearby inputs give unrelated seeds."""
-    digest = hashlib.blake2b("/".join(map(str, parts)).encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") & 0x7FFF_FFFF_FFFF_FFFF
 
 
 class NonFiniteLossError(FloatingPointError):
