@@ -149,7 +149,6 @@ class FID(pl.Callback):
         self.metrics: Dict[str, Any] = {}
         self.unavailable_reason: Optional[str] = None
         self._active = False
-        self._seen: Dict[str, int] = {}
         self._seen_paths: Dict[str, set] = {}
         self._counts: Dict[str, int] = {}
         self._per_rank_cap: Optional[int] = None
@@ -184,10 +183,9 @@ class FID(pl.Callback):
         self._active = self._should_run(trainer)
         if not self._active:
             return
-        for name, metric in self.metrics.items():
+        for metric in self.metrics.values():
             metric.to(pl_module.device)
             metric.reset()
-            self._seen[name] = 0
         self._seen_paths = {}
         self._counts = {}
 
@@ -210,9 +208,13 @@ class FID(pl.Callback):
             target = self._new_images(f"{name}/real", batch, target_key)
             if source is not None:
                 metric.update(self._prepare(pl_module.translate(source, direction)), real=False)
-                self._seen[name] += source.shape[0]
             if target is not None:
                 metric.update(self._prepare(target), real=True)
+
+    @property
+    def _seen(self) -> Dict[str, int]:
+        """Translated images fed to each metric so far this epoch (on this process)."""
+        return {name: self._counts.get(f"{name}/fake", 0) for name in self.metrics}
 
     def _new_images(self, tag: str, batch: Dict[str, Any], key: str) -> Optional[Tensor]:
         """The batch's ``key`` images not counted yet in this set, within ``max_images``.

@@ -147,7 +147,7 @@ def test_files_that_come_round_again_enter_each_set_once():
     fid.metrics = {"a2b": build_fid_metric(feature_extractor=SmallFeatures())}
     # What on_validation_epoch_start sets up for an FID epoch, without a trainer.
     fid._active = True
-    fid._seen, fid._seen_paths, fid._counts = {"a2b": 0}, {}, {}
+    fid._seen_paths, fid._counts = {}, {}
 
     class Identity:
         def translate(self, images, direction):
