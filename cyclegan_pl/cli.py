@@ -140,8 +140,6 @@ def translate(
     from cyclegan_pl.data import UnpairedDataModule
     from cyclegan_pl.models import load_checkpoint
 
-    if not Path(ckpt_path).is_file():
-        raise FileNotFoundError(f"--ckpt_path {ckpt_path} does not exist; pass a .ckpt written by `fit`.")
     if not Path(input).exists():
         raise FileNotFoundError(f"--input {input} does not exist; pass an image file or a folder of images.")
     module = load_checkpoint(ckpt_path)

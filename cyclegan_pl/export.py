@@ -202,10 +202,6 @@ def export(
     from cyclegan_pl.models import load_checkpoint
 
     ckpt_path, output = Path(ckpt_path), Path(output)
-    if not ckpt_path.is_file():
-        raise FileNotFoundError(
-            f"--ckpt_path {ckpt_path} does not exist; pass a .ckpt written by `fit` or `import-reference`."
-        )
     if height < 1 or width < 1:
         raise ValueError(f"--height and --width must be positive, got {height}x{width}.")
     module = load_checkpoint(ckpt_path)

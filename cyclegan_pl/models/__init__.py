@@ -17,6 +17,11 @@ _METHOD_BY_KEY_PREFIX = {"gen_ab.": CycleGAN, "gen.": Pix2Pix}
 
 def load_checkpoint(path: Union[str, Path], map_location: str = "cpu") -> ImageTranslationModule:
     """Load a Lightning checkpoint written by ``fit`` into the right module (CycleGAN or Pix2Pix)."""
+    if not Path(path).is_file():
+        # Named as the commands' option, since translate and export pass it on unchanged.
+        raise FileNotFoundError(
+            f"--ckpt_path {path} does not exist; pass a .ckpt written by `fit` or `import-reference`."
+        )
     checkpoint = torch.load(path, map_location=map_location, weights_only=False)
     state_dict = checkpoint.get("state_dict")
     if state_dict is None:
