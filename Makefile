@@ -19,7 +19,8 @@ demo: install
 	$(PY) -m cyclegan_pl fit --config configs/demo.yaml
 
 lint: install
-	$(PY) -m compileall -q cyclegan_pl tests benchmarks
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 
 clean:
 	rm -rf $(VENV) runs *.egg-info

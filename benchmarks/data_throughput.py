@@ -177,9 +177,7 @@ def main(
             plain_loader = _loader_rate(plain, workers, items) * per_item / workers
             ours_loader = _loader_rate(ours, workers, items) * per_item / workers
             rows.append((name, f"plain PIL + torchvision, DataLoader({workers} workers)", plain_loader, 1.0))
-            rows.append(
-                (name, f"cyclegan_pl, DataLoader({workers} workers)", ours_loader, ours_loader / plain_loader)
-            )
+            rows.append((name, f"cyclegan_pl, DataLoader({workers} workers)", ours_loader, ours_loader / plain_loader))
     print("| dataset | pipeline | images/s per worker | ratio |")
     print("|---|---|---:|---:|")
     for name, pipeline, rate, ratio in rows:

@@ -52,10 +52,17 @@ def _predict(module, folder: Path, count: int, out: Path, device: str, batch_siz
     from cyclegan_pl import ImageWriter, UnpairedDataModule
 
     module.eval_mode = True  # as the plain loop: eval mode (instance norm: the same images)
-    datamodule = UnpairedDataModule(root=str(folder), predict_dir=str(folder), val_batch_size=batch_size,
-                                    num_workers=num_workers)
-    trainer = pl.Trainer(accelerator=device, devices=1, logger=False, enable_progress_bar=False,
-                         enable_model_summary=False, callbacks=[ImageWriter(output_dir=str(out))])
+    datamodule = UnpairedDataModule(
+        root=str(folder), predict_dir=str(folder), val_batch_size=batch_size, num_workers=num_workers
+    )
+    trainer = pl.Trainer(
+        accelerator=device,
+        devices=1,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[ImageWriter(output_dir=str(out))],
+    )
     start = time.perf_counter()
     trainer.predict(module, datamodule=datamodule, return_predictions=False)
     return count / (time.perf_counter() - start)

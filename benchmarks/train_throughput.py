@@ -1,4 +1,4 @@
-"""Training throughput: our Lightning loop against a plain PyTorch loop of REFERENCE.md's iteration.
+"""Training throughput: our Lightning loop against a plain PyTorch loop of the published iteration (docs/method.md).
 
 Each measurement runs in its own process (so peak memory is that run's alone) on one fixed
 in-memory batch: the data pipeline is measured separately by data_throughput.py.
@@ -47,7 +47,7 @@ def _autocast(device: str, precision: str):
 
 
 def _plain_iterations(method: str, size: int, ngf: int, device: str, precision: str, batch_size: int, steps: int):
-    """REFERENCE.md's iteration written out in plain PyTorch; yields after each iteration."""
+    """The published iteration (docs/method.md) written out in plain PyTorch; yields after each iteration."""
     module = _module(method, size, ngf, batched=False)
     batch = {k: v.to(device) for k, v in _batch(method, size, batch_size).items() if torch.is_tensor(v)}
     real_a, real_b = batch["A"], batch["B"]
@@ -76,9 +76,14 @@ def _plain_iterations(method: str, size: int, ngf: int, device: str, precision: 
                 rec_b = g_a(fake_a)
                 set_grad([d_a, d_b], False)
                 opt_g.zero_grad()
-                loss_g = (gan(d_a(fake_b), True) + gan(d_b(fake_a), True)
-                          + 10 * F.l1_loss(rec_a, real_a) + 10 * F.l1_loss(rec_b, real_b)
-                          + 5 * F.l1_loss(g_a(real_b), real_b) + 5 * F.l1_loss(g_b(real_a), real_a))
+                loss_g = (
+                    gan(d_a(fake_b), True)
+                    + gan(d_b(fake_a), True)
+                    + 10 * F.l1_loss(rec_a, real_a)
+                    + 10 * F.l1_loss(rec_b, real_b)
+                    + 5 * F.l1_loss(g_a(real_b), real_b)
+                    + 5 * F.l1_loss(g_b(real_a), real_a)
+                )
             scaler.scale(loss_g).backward()
             scaler.step(opt_g)
             set_grad([d_a, d_b], True)
@@ -99,8 +104,10 @@ def _plain_iterations(method: str, size: int, ngf: int, device: str, precision: 
                 fake_b = net_g(real_a)
                 set_grad([net_d], True)
                 opt_d.zero_grad()
-                loss_d = 0.5 * (gan(net_d(torch.cat([real_a, fake_b.detach()], 1)), False)
-                                + gan(net_d(torch.cat([real_a, real_b], 1)), True))
+                loss_d = 0.5 * (
+                    gan(net_d(torch.cat([real_a, fake_b.detach()], 1)), False)
+                    + gan(net_d(torch.cat([real_a, real_b], 1)), True)
+                )
             scaler.scale(loss_d).backward()
             scaler.step(opt_d)
             set_grad([net_d], False)
@@ -124,8 +131,18 @@ def _peak_memory_mib(device: str) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _measure(loop: str, method: str, size: int, ngf: int, device: str, precision: str,
-             batch_size: int, warmup: int, iterations: int, queue) -> None:
+def _measure(
+    loop: str,
+    method: str,
+    size: int,
+    ngf: int,
+    device: str,
+    precision: str,
+    batch_size: int,
+    warmup: int,
+    iterations: int,
+    queue,
+) -> None:
     torch.manual_seed(0)
     if loop == "plain":
         iterator = _plain_iterations(method, size, ngf, device, precision, batch_size, warmup + iterations)
@@ -157,9 +174,16 @@ def _measure(loop: str, method: str, size: int, ngf: int, device: str, precision
         module = _module(method, size, ngf, batched=loop.endswith("batched"))
         batch = _batch(method, size, batch_size)
         trainer = pl.Trainer(
-            accelerator=device, devices=1, precision=precision, max_epochs=1, logger=False,
-            enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-            limit_val_batches=0, callbacks=[Clock()],
+            accelerator=device,
+            devices=1,
+            precision=precision,
+            max_epochs=1,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            limit_val_batches=0,
+            callbacks=[Clock()],
         )
         trainer.fit(module, DataLoader([batch] * (warmup + iterations), batch_size=None))
         elapsed = marks["end"] - marks["start"]
@@ -204,8 +228,10 @@ def main(
         loops: which loops to time (the ratio column is relative to ``plain``).
     """
     rows = []
-    print(f"device={device} precision={precision} ngf={ngf} batch={batch_size} "
-          f"threads={torch.get_num_threads()} warmup={warmup} iterations={iterations} repeats={repeats}")
+    print(
+        f"device={device} precision={precision} ngf={ngf} batch={batch_size} "
+        f"threads={torch.get_num_threads()} warmup={warmup} iterations={iterations} repeats={repeats}"
+    )
     print("| model | size | loop | it/s | peak memory (MiB) | ratio to plain |")
     print("|---|---|---|---|---|---|")
     for method in methods:
@@ -216,9 +242,17 @@ def main(
             for repeat in range(repeats):
                 # Every other repeat runs the loops in reverse, so none always comes first.
                 for loop in loops if repeat % 2 == 0 else loops[::-1]:
-                    rate, memory = run_one(loop, method=method, size=size, ngf=ngf, device=device,
-                                           precision=precision, batch_size=batch_size, warmup=warmup,
-                                           iterations=iterations)
+                    rate, memory = run_one(
+                        loop,
+                        method=method,
+                        size=size,
+                        ngf=ngf,
+                        device=device,
+                        precision=precision,
+                        batch_size=batch_size,
+                        warmup=warmup,
+                        iterations=iterations,
+                    )
                     previous = best.get(loop, (0.0, 0.0))
                     best[loop] = (max(rate, previous[0]), max(memory, previous[1]))
             plain_rate = best.get("plain", (None,))[0]

@@ -1,26 +1,29 @@
 """cyclegan_pl: CycleGAN and pix2pix as PyTorch Lightning modules.
 
 The names a config or notebook needs are importable from here: the modules (``CycleGAN``,
-``Pix2Pix``), the datamodules (``UnpairedDataModule``, ``PairedDataModule``) and the callbacks
-(``ImageBuffer``, ``LinearDecay``, ``SampleGrid``, ``FID``, ``ImageWriter``).
+``Pix2Pix``), the datamodules (``UnpairedDataModule``, ``PairedDataModule``), the callbacks
+(``ImagePoolCallback``, ``LinearDecay``, ``SampleGrid``, ``FID``, ``ImageWriter``), and the base
+class of the errors a user must fix (``UserError``).
 """
 
-from cyclegan_pl.callbacks import FID, ImageBuffer, ImageWriter, LinearDecay, SampleGrid
+from cyclegan_pl.callbacks import FID, ImagePoolCallback, ImageWriter, LinearDecay, SampleGrid
 from cyclegan_pl.data import PairedDataModule, UnpairedDataModule
+from cyclegan_pl.errors import UserError
 from cyclegan_pl.models import CycleGAN, Pix2Pix, load_checkpoint
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "FID",
     "CycleGAN",
-    "ImageBuffer",
+    "ImagePoolCallback",
     "ImageWriter",
     "LinearDecay",
     "PairedDataModule",
     "Pix2Pix",
     "SampleGrid",
     "UnpairedDataModule",
+    "UserError",
     "__version__",
     "load_checkpoint",
 ]

@@ -3,32 +3,112 @@
 ``fit``/``validate``/``test``/``predict`` are LightningCLI subcommands (models and datamodules
 chosen by ``class_path`` in the config). The other commands are plain typed functions turned
 into jsonargparse subcommands, so ``--help`` documents them the same way.
+
+What this adds to LightningCLI:
+
+* every folder of a run derives from ``--trainer.default_root_dir``: the logger's ``save_dir``
+  and the ``ModelCheckpoint``'s ``dirpath`` default to it (and ``<root>/checkpoints``), so the
+  samples, ``config.yaml`` and checkpoints follow it;
+* checkpoints are read without running code from them and written atomically
+  (:class:`~cyclegan_pl.checkpoints.SafeCheckpointIO`); ``--ckpt_path`` is checked before
+  anything starts: ``last`` is resolved (or said to be missing), an unreadable file is one line,
+  and a checkpoint of another method than the config's stops instead of switching the model;
+* ``--trainer.strategy ddp`` becomes DDP with ``find_unused_parameters`` (each step leaves the
+  other networks without gradients);
+* the optimizers are the methods' own (``--optimizer`` / ``--lr_scheduler`` are not offered:
+  the learning-rate schedule is the ``LinearDecay`` callback);
+* SIGTERM leaves ``last.ckpt`` and exits with status 143;
+* errors the user must fix (:class:`~cyclegan_pl.errors.UserError`) print one ``error:`` line;
+  anything else keeps its traceback.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import signal
 import sys
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Literal, NoReturn, Optional, Sequence
+from typing import Any, Callable, Dict, List, NoReturn, Optional, Sequence
 
-from jsonargparse import ArgumentParser, auto_cli
+from jsonargparse import ArgumentParser, Namespace, auto_cli
 from lightning.pytorch import LightningDataModule, LightningModule, Trainer
-from lightning.pytorch.plugins.io import CheckpointIO
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.plugins.io import CheckpointIO
+from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 
+from cyclegan_pl.errors import CheckpointError, UserError
 from cyclegan_pl.export import export
 from cyclegan_pl.reference_import import import_reference
+from cyclegan_pl.translate import translate
 
 DEBUG_ENV = "CYCLEGAN_PL_DEBUG"
 PROG = "python -m cyclegan_pl"
+SIGTERM_EXIT_STATUS = 128 + signal.SIGTERM
+
+# Lightning's DDP strategies that look for unused parameters, by the plain name a user types.
+_UNUSED_PARAMETER_STRATEGIES = {
+    "ddp": "ddp_find_unused_parameters_true",
+    "ddp_spawn": "ddp_spawn_find_unused_parameters_true",
+    "ddp_fork": "ddp_fork_find_unused_parameters_true",
+    "ddp_notebook": "ddp_notebook_find_unused_parameters_true",
+}
+_MODEL_CHECKPOINT = "lightning.pytorch.callbacks.ModelCheckpoint"
 
 
-def _fail(message: str) -> NoReturn:
+def _fail(message: str, status: int = 1) -> NoReturn:
     print(f"error: {message}", file=sys.stderr)
     if not os.environ.get(DEBUG_ENV):
         print(f"(set {DEBUG_ENV}=1 to see the traceback)", file=sys.stderr)
-    sys.exit(1)
+    sys.exit(status)
+
+
+def _readable_pattern(regex: str) -> str:
+    """A pattern type's regex as a user reads it: ``(?P<n_blocks>\\d+)`` becomes ``<n_blocks>``."""
+    text = re.sub(r"\(\?P<(\w+)>[^)]*\)", r"<\1>", regex.strip().lstrip("^").rstrip("$"))
+    text = text.replace("(?:", "").replace(")", "")
+    return ", ".join(part for part in text.split("|") if part)
+
+
+def concise_parse_error(message: str) -> str:
+    """One line from a jsonargparse error: the option, the value, what was expected; no noise."""
+    lines = [line.strip().lstrip("- ").strip() for line in str(message).strip().splitlines() if line.strip()]
+    keys = list(dict.fromkeys(re.findall(r'Parser key "([^"]+)"', str(message))))
+    given = next(
+        (
+            line.split("value:", 1)[1].strip()
+            for line in lines
+            if re.match(r"(Given|.*Got) value:", line) and "NestedArg(" not in line
+        ),
+        None,
+    )
+    choices: List[str] = []
+    types: List[str] = []
+    for line in lines:
+        literal = re.search(r"Expected a typing\.Literal\[(.*?)\]", line)
+        pattern = re.search(r"does not match regular expression (.+)$", line)
+        if literal:
+            choices += [c.strip().strip("'\"") for c in literal.group(1).split(",")]
+        elif pattern:
+            choices.append(_readable_pattern(pattern.group(1)))
+        types += re.findall(r"Expected a <class '(?:\w+\.)*(\w+)'>", line)
+    option = ".".join(k for k in keys if k != "init_args")
+    value = f" {given!r}" if given is not None else ""
+    if option and choices:
+        return f"{option}{value} is not one of: {', '.join(dict.fromkeys(choices))}"
+    if option and types:
+        expected = " or ".join("None" if t == "NoneType" else t for t in dict.fromkeys(types))
+        return f"{option}{value} is not a valid {expected}"
+    useful = [
+        line
+        for line in lines
+        if line.startswith(("Parser key", "Expected", "Not of type", "Unrecognized", "Key ", "Configuration check"))
+        or "does not" in line
+        or "must be" in line
+        or "not a valid" in line
+    ]
+    chosen = useful or lines[:3]
+    return " ".join(dict.fromkeys(chosen))
 
 
 class ConciseParserMixin:
@@ -37,8 +117,7 @@ class ConciseParserMixin:
     def error(self, message: str, ex: Optional[Exception] = None) -> NoReturn:  # type: ignore[override]
         if os.environ.get(DEBUG_ENV) and ex is not None:
             raise ex
-        first_lines = " ".join(line.strip() for line in str(message).strip().splitlines()[:3])
-        print(f"error: {first_lines}\n(see `{self.prog} --help`)", file=sys.stderr)
+        print(f"error: {concise_parse_error(message)}\n(see `{self.prog} --help`)", file=sys.stderr)
         sys.exit(2)
 
 
@@ -51,7 +130,7 @@ class CyclePLToolParser(ConciseParserMixin, ArgumentParser):
 
 
 class CycleGANCLI(LightningCLI):
-    """LightningCLI with the package's defaults: atomic checkpoints and concise errors."""
+    """LightningCLI with the package's defaults (see the module doc)."""
 
     def __init__(self, args: Optional[Sequence[str]] = None, run: bool = True, **kwargs: Any) -> None:
         super().__init__(
@@ -63,20 +142,109 @@ class CycleGANCLI(LightningCLI):
             parser_kwargs={"epilog": _OTHER_COMMANDS_HELP, "prog": PROG},
             # `fit --ckpt_path last` and `predict` run again in the run folder of a `fit`.
             save_config_kwargs={"overwrite": True},
+            auto_configure_optimizers=False,
             args=args,
             run=run,
             **kwargs,
         )
 
-    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
-        """The configured Trainer, writing checkpoints atomically unless a CheckpointIO is set."""
-        from cyclegan_pl.checkpoint_io import AtomicCheckpointIO
+    # --- before anything is built -----------------------------------------------------------
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        super().parse_arguments(parser, args)
+        subcommand = self.config.get("subcommand")
+        if subcommand:
+            _derive_run_folders(self.config[subcommand])
+            self._check_ckpt_path(self.config[subcommand])
 
-        plugins = kwargs.get("plugins", self._get(self.config_init, "trainer", default={}).get("plugins"))
+    def _check_ckpt_path(self, config: Namespace) -> None:
+        ckpt_path = config.get("ckpt_path")
+        if not ckpt_path:
+            return
+        if ckpt_path == "last":
+            ckpt_path = _last_checkpoint(config)
+            config.ckpt_path = ckpt_path
+            if ckpt_path is None:
+                print(
+                    f"--ckpt_path last: no checkpoint in {_checkpoint_dir(config)} yet, so training starts "
+                    "from scratch."
+                )
+                return
+            print(f"--ckpt_path last: resuming from {ckpt_path}")
+        elif ckpt_path in ("best", "hpc", "registry") or "://" in str(ckpt_path):
+            return  # resolved by Lightning later
+        from cyclegan_pl.checkpoints import load_lightning_checkpoint
+        from cyclegan_pl.models import checkpoint_method
+
+        checkpoint = load_lightning_checkpoint(ckpt_path)
+        method = checkpoint_method(checkpoint, ckpt_path)
+        configured = str(config.model.class_path).rsplit(".", 1)[-1] if config.get("model") else None
+        if configured is not None and configured != method.__name__:
+            raise CheckpointError(
+                f"--ckpt_path {ckpt_path} holds a {method.__name__}; the config's model is {configured}. "
+                f"Pass a {configured} checkpoint, or the config it was trained with."
+            )
+
+    def before_instantiate_classes(self) -> None:
+        if self.subcommand:
+            # The checkpoint's own hyperparameters (merged by LightningCLI) may bring a `model`
+            # class_path back: keep folders derived after that too.
+            _derive_run_folders(self.config[self.subcommand])
+
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        """The configured Trainer with safe checkpoints, DDP fit for GANs and SIGTERM checkpoints."""
+        from cyclegan_pl.callbacks.sigterm_checkpoint import SigtermCheckpoint
+        from cyclegan_pl.checkpoints import SafeCheckpointIO
+
+        trainer_config = self._get(self.config_init, "trainer", default={})
+        plugins = kwargs.get("plugins", trainer_config.get("plugins"))
         plugins = [] if plugins is None else list(plugins) if isinstance(plugins, (list, tuple)) else [plugins]
         if not any(isinstance(plugin, CheckpointIO) for plugin in plugins):
-            kwargs["plugins"] = plugins + [AtomicCheckpointIO()]
-        return super().instantiate_trainer(**kwargs)
+            kwargs["plugins"] = plugins + [SafeCheckpointIO()]
+        strategy = kwargs.get("strategy", trainer_config.get("strategy"))
+        if isinstance(strategy, str) and strategy in _UNUSED_PARAMETER_STRATEGIES:
+            kwargs["strategy"] = _UNUSED_PARAMETER_STRATEGIES[strategy]
+        trainer = super().instantiate_trainer(**kwargs)
+        if not any(isinstance(callback, SigtermCheckpoint) for callback in trainer.callbacks):
+            trainer.callbacks.append(SigtermCheckpoint())
+        return trainer
+
+
+def _logger_configs(trainer: Namespace) -> List[Namespace]:
+    loggers = trainer.get("logger")
+    loggers = loggers if isinstance(loggers, list) else [loggers]
+    return [logger for logger in loggers if isinstance(logger, Namespace) and logger.get("init_args") is not None]
+
+
+def _is_model_checkpoint(callback: Any) -> bool:
+    return isinstance(callback, Namespace) and callback.get("class_path") == _MODEL_CHECKPOINT
+
+
+def _derive_run_folders(config: Namespace) -> None:
+    """Loggers and ModelCheckpoint without their own folder write under default_root_dir."""
+    trainer = config.get("trainer")
+    if trainer is None:
+        return
+    root = trainer.get("default_root_dir") or "."
+    for logger in _logger_configs(trainer):
+        if "save_dir" in logger.init_args and logger.init_args.save_dir in (None, ".", "./"):
+            logger.init_args.save_dir = root
+    for callback in trainer.get("callbacks") or []:
+        if _is_model_checkpoint(callback) and callback.init_args.get("dirpath") is None:
+            callback.init_args.dirpath = os.path.join(root, "checkpoints")
+
+
+def _checkpoint_dir(config: Namespace) -> str:
+    trainer = config.get("trainer") or Namespace()
+    for callback in trainer.get("callbacks") or []:
+        if _is_model_checkpoint(callback) and callback.init_args.get("dirpath"):
+            return str(callback.init_args.dirpath)
+    return os.path.join(trainer.get("default_root_dir") or ".", "checkpoints")
+
+
+def _last_checkpoint(config: Namespace) -> Optional[str]:
+    """The newest ``last*.ckpt`` of the run's checkpoint folder (what Lightning's ``last`` means)."""
+    candidates = sorted(Path(_checkpoint_dir(config)).glob("last*.ckpt"), key=lambda p: p.stat().st_mtime)
+    return str(candidates[-1]) if candidates else None
 
 
 _OTHER_COMMANDS_HELP = (
@@ -87,79 +255,20 @@ _OTHER_COMMANDS_HELP = (
 )
 
 
-def download(
-    name: str,
-    root: Path = Path("data"),
-    url: Optional[str] = None,
-) -> Path:
+def download(name: str, root: Path = Path("data"), url: Optional[str] = None, overwrite: bool = False) -> Path:
     """Download and unpack a known dataset into ROOT/NAME.
 
     Args:
         name: dataset name, e.g. horse2zebra, summer2winter_yosemite, facades.
         root: folder that receives the dataset folder.
         url: archive URL to use instead of the official one (a mirror).
+        overwrite: download again and replace ROOT/NAME, e.g. an incomplete copy.
     """
     from cyclegan_pl.data.download import download_dataset
 
-    target = download_dataset(name, root, url=url)
+    target = download_dataset(name, root, url=url, overwrite=overwrite)
     print(f"{name} is ready in {target}")
     return target
-
-
-def translate(
-    ckpt_path: Path,
-    input: Path,
-    output: Path,
-    direction: Literal["AtoB", "BtoA"] = "AtoB",
-    batch_size: int = 1,
-    device: Literal["auto", "cpu", "cuda", "mps"] = "auto",
-    num_workers: int = 0,
-    extension: str = "png",
-    eval_mode: Optional[bool] = None,
-) -> Path:
-    """Translate a folder or one image with a checkpoint, keeping relative paths, names, sizes.
-
-    Folders are searched recursively; each output image has its source's relative path, name and
-    size (sides the generator cannot take are padded, then cropped back).
-
-    Args:
-        ckpt_path: a checkpoint written by ``fit`` (CycleGAN or Pix2Pix).
-        input: an image file or a folder of images.
-        output: folder that receives the translated images.
-        direction: ``AtoB`` or ``BtoA`` (CycleGAN only; Pix2Pix translates input -> output).
-        batch_size: images per forward pass (images of equal size are batched together).
-        device: where to run: ``auto`` picks a GPU when there is one.
-        num_workers: data loading processes.
-        extension: file type of the written images (png, jpg, ...).
-        eval_mode: override the model's ``eval_mode`` (True: dropout off and BatchNorm running
-            statistics, deterministic output); None keeps what the model was trained with.
-    """
-    import lightning.pytorch as pl
-
-    from cyclegan_pl.callbacks import ImageWriter
-    from cyclegan_pl.data import UnpairedDataModule
-    from cyclegan_pl.models import load_checkpoint
-
-    if not Path(input).exists():
-        raise FileNotFoundError(f"--input {input} does not exist; pass an image file or a folder of images.")
-    module = load_checkpoint(ckpt_path)
-    if direction != "AtoB" and not hasattr(module, "gen_ba"):
-        raise ValueError("--direction BtoA needs a CycleGAN checkpoint; Pix2Pix translates input -> output only.")
-    if eval_mode is not None:
-        module.eval_mode = eval_mode
-    input_nc = module.hparams.input_nc if direction == "AtoB" else module.hparams.output_nc
-    # Only the predict side of the datamodule is used: every image of `input` at its own size.
-    datamodule = UnpairedDataModule(
-        root=str(input), predict_dir=str(input), val_batch_size=batch_size, num_workers=num_workers,
-        input_nc=input_nc, output_nc=input_nc, predict_direction=direction,
-    )
-    trainer = pl.Trainer(
-        accelerator=device, devices=1, logger=False, enable_checkpointing=False,
-        enable_model_summary=False, callbacks=[ImageWriter(output_dir=output, extension=extension)],
-    )
-    trainer.predict(module, datamodule=datamodule, return_predictions=False)
-    print(f"translated images written to {output}")
-    return Path(output)
 
 
 TOOL_COMMANDS: Dict[str, Callable[..., Any]] = {
@@ -177,27 +286,28 @@ def main(args: Optional[Sequence[str]] = None) -> None:
     argv: List[str] = list(sys.argv[1:] if args is None else args)
     try:
         if argv and argv[0] in TOOL_COMMANDS:
-            auto_cli({argv[0]: TOOL_COMMANDS[argv[0]]}, args=argv, parser_class=CyclePLToolParser,
-                     prog=PROG, as_positional=argv[0] in _POSITIONAL_COMMANDS)
+            auto_cli(
+                {argv[0]: TOOL_COMMANDS[argv[0]]},
+                args=argv,
+                parser_class=CyclePLToolParser,
+                prog=PROG,
+                as_positional=argv[0] in _POSITIONAL_COMMANDS,
+            )
         else:
-            # LightningCLI reads sys.argv itself, and warns when handed a copy of it.
+            if args is None:
+                # LightningCLI reads sys.argv itself and names the program after it.
+                sys.argv[0] = PROG
             CycleGANCLI(args=None if args is None else argv)
+    except SIGTERMException:
+        print("stopped by SIGTERM; resume with --ckpt_path last", file=sys.stderr)
+        sys.exit(SIGTERM_EXIT_STATUS)
     except KeyboardInterrupt:
         _fail("interrupted")
-    except Exception as err:  # noqa: BLE001 - one readable line instead of a traceback wall
-        if os.environ.get(DEBUG_ENV) or not _is_user_facing(err):
+    except (UserError, MisconfigurationException) as err:
+        # Lightning's MisconfigurationException is its own "the configuration is wrong".
+        if os.environ.get(DEBUG_ENV):
             raise
-        _fail(str(err))
+        _fail(str(err) or type(err).__name__)
 
 
-def _is_user_facing(err: BaseException) -> bool:
-    """Errors about the user's input (files, options, data), whose message says what to do."""
-    from cyclegan_pl.models import NonFiniteLossError
-
-    from cyclegan_pl.callbacks import FIDUnavailableError
-    from cyclegan_pl.data.download import DatasetDownloadError
-    from cyclegan_pl.networks import CheckpointMismatchError
-
-    user_errors = (OSError, ValueError, NonFiniteLossError, CheckpointMismatchError, DatasetDownloadError,
-                   FIDUnavailableError)
-    return isinstance(err, user_errors)
+__all__ = ["CycleGANCLI", "concise_parse_error", "main"]

@@ -3,22 +3,26 @@
 The exported program needs neither this package nor Lightning: ``torch.jit.load`` (Python or
 C++ LibTorch) or any ONNX runtime runs it. It takes images (N, C, H, W) in [-1, 1] of any size and
 returns the translated images at the same size, padding to the generator's ``size_multiple`` and
-cropping back inside the program exactly like ``translate`` does.
+cropping back inside the program with the code ``translate`` uses
+(:class:`~cyclegan_pl.networks.padding.PaddedGenerator`).
 """
 
 from __future__ import annotations
 
 import importlib.util
-import os
-import tempfile
 import warnings
 from pathlib import Path
-from typing import Callable, Literal, Tuple
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
 
-__all__ = ["PaddedGenerator", "export"]
+from cyclegan_pl.directions import Direction
+from cyclegan_pl.errors import OptionError
+from cyclegan_pl.files import atomic_file
+from cyclegan_pl.networks.padding import PaddedGenerator
+
+__all__ = ["export"]
 
 ExportFormat = Literal["torchscript", "onnx"]
 OnnxExporter = Literal["auto", "dynamo", "legacy"]
@@ -27,67 +31,10 @@ OnnxExporter = Literal["auto", "dynamo", "legacy"]
 _DYNAMO_MIN_OPSET = 18
 
 
-def _source_rows(size: int, padded: int) -> Tuple[Tensor, Tensor]:
-    """Source index of each output row/column for reflect and for replicate padding at the end."""
-    positions = torch.arange(padded)
-    reflect = torch.where(positions < size, positions, 2 * (size - 1) - positions)
-    replicate = positions.clamp(max=size - 1)
-    return reflect, replicate
-
-
-class PaddedGenerator(nn.Module):
-    """A generator's layers behind the padding and cropping of ``translate``.
-
-    The padding is written as index gathers instead of ``F.pad`` with a Python branch, so one
-    graph covers every input size in TorchScript and ONNX alike: reflection when the padding is
-    smaller than both sides, otherwise edge replication, the rule of
-    ``cyclegan_pl.models.base.pad_to_multiple`` (results are bit-identical).
-
-    Args:
-        layers: the generator's layers (its ``model`` attribute). The generator's own
-            ``forward`` adds an input-size check and gradient checkpointing, which inference
-            after padding never needs and TorchScript cannot compile.
-        size_multiple: the generator's ``size_multiple``.
-    """
-
-    def __init__(self, layers: nn.Module, size_multiple: int) -> None:
-        super().__init__()
-        self.layers = layers
-        self.size_multiple = size_multiple
-
-    def forward(self, images: Tensor) -> Tensor:
-        height, width = images.shape[-2], images.shape[-1]
-        multiple = self.size_multiple
-        padded_height = (height + multiple - 1) // multiple * multiple
-        padded_width = (width + multiple - 1) // multiple * multiple
-        reflect_rows, replicate_rows = _source_rows(height, padded_height)
-        reflect_cols, replicate_cols = _source_rows(width, padded_width)
-        # Reflection needs a source index >= 0 everywhere, i.e. padding smaller than the side.
-        can_reflect = (reflect_rows.min() >= 0) & (reflect_cols.min() >= 0)
-        rows = torch.where(can_reflect, reflect_rows, replicate_rows)
-        cols = torch.where(can_reflect, reflect_cols, replicate_cols)
-        padded = images.index_select(-2, rows).index_select(-1, cols)
-        return self.layers(padded)[..., :height, :width]
-
-
-def _atomic_write(output: Path, write: Callable[[str], None]) -> None:
-    """Run ``write(temporary path)`` beside ``output``, then rename it over ``output``."""
-    output.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent)
-    os.close(fd)
-    try:
-        write(tmp_name)
-        os.replace(tmp_name, output)
-    except BaseException:
-        if os.path.exists(tmp_name):
-            os.unlink(tmp_name)
-        raise
-
-
 def _build_wrapper(generator: nn.Module) -> PaddedGenerator:
     layers = getattr(generator, "model", None)
     if not isinstance(layers, nn.Module):
-        raise ValueError(
+        raise OptionError(
             f"Cannot export {type(generator).__name__}: export expects the generator's layers in a "
             "`model` attribute, as the ResNet and U-Net generators of cyclegan_pl.networks have."
         )
@@ -110,17 +57,19 @@ def _resolve_onnx_exporter(onnx_exporter: OnnxExporter, opset: int) -> str:
         if has_onnxscript and opset >= _DYNAMO_MIN_OPSET:
             return "dynamo"
         if not has_onnxscript:
-            print("note: onnxscript is not installed; using torch's legacy TorchScript-based ONNX "
-                  "exporter (`pip install onnxscript` for the current one).")
+            print(
+                "note: onnxscript is not installed; using torch's legacy TorchScript-based ONNX "
+                "exporter (`pip install onnxscript` for the current one)."
+            )
         return "legacy"
     if onnx_exporter == "dynamo":
         if not has_onnxscript:
-            raise ValueError(
+            raise OptionError(
                 "--onnx_exporter dynamo needs the onnxscript package: `pip install onnxscript`, "
                 "or use --onnx_exporter legacy."
             )
         if opset < _DYNAMO_MIN_OPSET:
-            raise ValueError(
+            raise OptionError(
                 f"--opset {opset} is below {_DYNAMO_MIN_OPSET}, the lowest opset of the dynamo ONNX "
                 f"exporter: use --opset {_DYNAMO_MIN_OPSET} or higher, or --onnx_exporter legacy."
             )
@@ -133,8 +82,9 @@ def _save_onnx(wrapper: PaddedGenerator, example: Tensor, path: str, opset: int,
         from torch.export import Dim
 
         dims = {0: Dim("batch"), 2: Dim("height"), 3: Dim("width")}
-        program = torch.onnx.export(wrapper, (example,), dynamo=True, verbose=False,
-                                    dynamic_shapes={"images": dims}, **names)
+        program = torch.onnx.export(
+            wrapper, (example,), dynamo=True, verbose=False, dynamic_shapes={"images": dims}, **names
+        )
         # The crop leaves symbolic sides like "Min(height, 4*((height + 3)//4))"; declaring the
         # input's own dims tells ONNX users that the output has the input's size.
         images, translated = program.model.graph.inputs[0], program.model.graph.outputs[0]
@@ -149,15 +99,16 @@ def _save_onnx(wrapper: PaddedGenerator, example: Tensor, path: str, opset: int,
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         warnings.filterwarnings("ignore", message=r".*(Constant folding|instance_norm' is set to train)")
-        torch.onnx.export(wrapper, (example,), path, dynamo=False,
-                          dynamic_axes={"images": axes, "translated": axes}, **names)
+        torch.onnx.export(
+            wrapper, (example,), path, dynamo=False, dynamic_axes={"images": axes, "translated": axes}, **names
+        )
 
 
 def export(
     ckpt_path: Path,
     output: Path,
     format: ExportFormat = "torchscript",
-    direction: Literal["AtoB", "BtoA"] = "AtoB",
+    direction: Direction = "AtoB",
     height: int = 256,
     width: int = 256,
     opset: int = 18,
@@ -196,29 +147,22 @@ def export(
         The path of the written file.
 
     Raises:
-        FileNotFoundError: ``ckpt_path`` does not exist.
-        ValueError: an option does not fit the checkpoint (e.g. ``BtoA`` for Pix2Pix).
+        CheckpointError: ``ckpt_path`` is missing, unreadable or unsafe.
+        OptionError: an option does not fit the checkpoint (e.g. ``BtoA`` for Pix2Pix).
     """
     from cyclegan_pl.models import load_checkpoint
 
     ckpt_path, output = Path(ckpt_path), Path(output)
     if height < 1 or width < 1:
-        raise ValueError(f"--height and --width must be positive, got {height}x{width}.")
+        raise OptionError(f"--height and --width must be positive, got {height}x{width}.")
     module = load_checkpoint(ckpt_path)
-    try:
-        generator = module.generator_for(direction)
-    except ValueError as err:
-        raise ValueError(f"--direction {direction} does not fit {ckpt_path}: {err}") from None
-    wrapper = _build_wrapper(generator)
-    example = torch.rand(1, module.hparams.input_nc if direction == "AtoB" else module.hparams.output_nc,
-                         height, width) * 2 - 1
-
-    if format == "torchscript":
-        _atomic_write(output, lambda path: _save_torchscript(wrapper, path))
-    elif format == "onnx":
-        exporter = _resolve_onnx_exporter(onnx_exporter, opset)
-        _atomic_write(output, lambda path: _save_onnx(wrapper, example, path, opset, exporter))
-    else:
-        raise ValueError(f"--format must be 'torchscript' or 'onnx', got {format!r}.")
+    module.translation(direction, what="--direction")
+    wrapper = _build_wrapper(module.generator_for(direction))
+    example = torch.rand(1, module.source_channels(direction), height, width) * 2 - 1
+    with atomic_file(output) as tmp:
+        if format == "torchscript":
+            _save_torchscript(wrapper, str(tmp))
+        else:
+            _save_onnx(wrapper, example, str(tmp), opset, _resolve_onnx_exporter(onnx_exporter, opset))
     print(f"exported the {direction} generator of {ckpt_path} as {format} to {output}")
     return output

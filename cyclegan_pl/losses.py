@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from cyclegan_pl.registry import Registry
 
-GAN_LOSSES: Registry[type] = Registry("GAN loss mode", option="model.gan_mode")
+GAN_LOSSES: Registry[type] = Registry("GAN loss mode")
 
 
 class GANLoss(nn.Module):
@@ -76,6 +76,10 @@ class HingeGANLoss(GANLoss):
         if target_is_real:
             return F.relu(1.0 - prediction).mean()
         return F.relu(1.0 + prediction).mean()
+
+
+#: The type of the option choosing a loss mode.
+GANMode = GAN_LOSSES.choices()
 
 
 def build_gan_loss(gan_mode: str) -> GANLoss:

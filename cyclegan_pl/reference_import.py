@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Any, Dict, Literal, Mapping, Optional, Type
 
 import lightning.pytorch as pl
-import torch
 
-from cyclegan_pl.checkpoint_io import atomic_torch_save
+from cyclegan_pl.errors import CheckpointError, CheckpointMismatchError, OptionError
+from cyclegan_pl.files import atomic_torch_save
 from cyclegan_pl.models import CycleGAN, ImageTranslationModule, Pix2Pix
-from cyclegan_pl.networks import CheckpointMismatchError, describe_state_dict, load_reference_state_dict
+from cyclegan_pl.networks import describe_state_dict, format_fixes, load_reference_state_dict, read_state_dict
 
 __all__ = ["CYCLEGAN_NETWORKS", "PIX2PIX_NETWORKS", "import_reference"]
 
@@ -40,6 +40,10 @@ _EXPECTED_NAMES = (
     "or <epoch>_net_G.pth, <epoch>_net_D.pth (pix2pix), e.g. latest_net_G_A.pth"
 )
 _LATEST = "latest"
+# The network builders' argument names that import-reference calls differently.
+_OPTION_NAMES = {"n_layers": "n_layers_d"}
+# Which direction each generator attribute translates.
+_DIRECTION_OF = {"gen_ab": "AtoB", "gen_ba": "BtoA", "gen": "AtoB"}
 
 
 @dataclass
@@ -66,9 +70,8 @@ def _pick_epoch(folder: Path, runs: Mapping[str, Mapping[str, Path]], epoch: Opt
     labels = sorted(runs, key=lambda label: (not label.isdigit(), int(label) if label.isdigit() else 0, label))
     if epoch is not None:
         if str(epoch) not in runs:
-            raise ValueError(
-                f"--epoch {epoch}: {folder} has no reference files for that epoch; "
-                f"it has epochs {', '.join(labels)}."
+            raise OptionError(
+                f"--epoch {epoch}: {folder} has no reference files for that epoch; it has epochs {', '.join(labels)}."
             )
         return str(epoch)
     if _LATEST in runs:
@@ -78,31 +81,20 @@ def _pick_epoch(folder: Path, runs: Mapping[str, Mapping[str, Path]], epoch: Opt
         return numbered[-1]
     if len(labels) == 1:
         return labels[0]
-    raise ValueError(f"{folder} holds reference files of several runs ({', '.join(labels)}); pick one with --epoch.")
-
-
-def _load_state_dict(path: Path) -> Dict[str, torch.Tensor]:
-    state_dict = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(state_dict, Mapping) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
-        hint = (" It looks like a Lightning checkpoint, which needs no import."
-                if isinstance(state_dict, Mapping) and "state_dict" in state_dict else "")
-        raise ValueError(
-            f"{path} does not hold one network's state_dict of tensors, as the reference code saves.{hint}"
-        )
-    return dict(state_dict)
+    raise OptionError(f"{folder} holds reference files of several runs ({', '.join(labels)}); pick one with --epoch.")
 
 
 def _single_generator_plan(path: Path, model: str, direction: str, label: Optional[str]) -> _ImportPlan:
-    info = describe_state_dict(_load_state_dict(path))
+    info = describe_state_dict(read_state_dict(path))
     if info["role"] == "discriminator":
-        raise ValueError(
+        raise CheckpointError(
             f"{path} holds a discriminator ({info['name']}); import a generator file, or the run "
             "folder to import generators and discriminators together."
         )
     method = model if model != "auto" else ("pix2pix" if info["kind"] == "unet" else "cyclegan")
     if method == "pix2pix":
         if direction != "AtoB":
-            raise ValueError(
+            raise OptionError(
                 f"--direction {direction}: a Pix2Pix model has one generator (input -> output), "
                 f"so {path} can only fill it with --direction AtoB."
             )
@@ -113,7 +105,7 @@ def _single_generator_plan(path: Path, model: str, direction: str, label: Option
 
 def _plan(source: Path, model: str, epoch: Optional[str], direction: str) -> _ImportPlan:
     if not source.exists():
-        raise FileNotFoundError(
+        raise CheckpointError(
             f"{source} does not exist; pass a reference run folder (holding {_EXPECTED_NAMES}) "
             "or one generator file such as horse2zebra.pth."
         )
@@ -123,7 +115,7 @@ def _plan(source: Path, model: str, epoch: Optional[str], direction: str) -> _Im
 
     runs = _scan_run_folder(source)
     if not runs:
-        raise FileNotFoundError(
+        raise CheckpointError(
             f"{source} holds no reference checkpoint files; expected {_EXPECTED_NAMES}, "
             "or pass one generator file such as horse2zebra.pth."
         )
@@ -133,7 +125,7 @@ def _plan(source: Path, model: str, epoch: Optional[str], direction: str) -> _Im
     pix2pix = {name: path for name, path in nets.items() if name in PIX2PIX_NETWORKS}
     if cyclegan and model != "pix2pix":
         if not {"G_A", "G_B"} & cyclegan.keys():
-            raise ValueError(
+            raise CheckpointError(
                 f"{source} has no generator for epoch {label} ({label}_net_G_A.pth / {label}_net_G_B.pth)."
             )
         return _ImportPlan(
@@ -144,12 +136,14 @@ def _plan(source: Path, model: str, epoch: Optional[str], direction: str) -> _Im
         )
     if "G" not in pix2pix:
         wanted = f"{label}_net_G.pth" if model == "pix2pix" else f"{label}_net_G_A.pth or {label}_net_G.pth"
-        raise ValueError(f"{source} has no generator file {wanted} for --model {model}; expected {_EXPECTED_NAMES}.")
+        raise CheckpointError(
+            f"{source} has no generator file {wanted} for --model {model}; expected {_EXPECTED_NAMES}."
+        )
     if "D" not in pix2pix:
         # A lone G is how the reference's test-only folders hold CycleGAN and pix2pix generators.
         return _single_generator_plan(pix2pix["G"], model, direction, label)
     if model == "cyclegan":
-        raise ValueError(
+        raise OptionError(
             f"{source} holds a pix2pix run ({label}_net_G.pth and {label}_net_D.pth); use --model pix2pix or auto."
         )
     return _ImportPlan(
@@ -164,7 +158,7 @@ def _inferred_options(plan: _ImportPlan) -> Dict[str, Any]:
     """Module arguments that rebuild the architecture the files were saved from."""
     options: Dict[str, Any] = {}
     generator_attribute = next(a for a in ("gen_ab", "gen_ba", "gen") if a in plan.files)
-    gen = describe_state_dict(_load_state_dict(plan.files[generator_attribute]))
+    gen = describe_state_dict(read_state_dict(plan.files[generator_attribute]))
     if gen["role"] == "generator":
         options.update(generator=gen["name"], ngf=gen["ngf"], norm=gen["norm"])
         # gen_ba maps B -> A: its input channels are domain B's.
@@ -176,7 +170,7 @@ def _inferred_options(plan: _ImportPlan) -> Dict[str, Any]:
             options["dropout"] = gen["dropout"]
     disc_attribute = next((a for a in ("disc_b", "disc_a", "disc") if a in plan.files), None)
     if disc_attribute is not None:
-        disc = describe_state_dict(_load_state_dict(plan.files[disc_attribute]))
+        disc = describe_state_dict(read_state_dict(plan.files[disc_attribute]))
         if disc["role"] == "discriminator":
             options.update(discriminator=disc["name"], ndf=disc["ndf"])
             if disc["n_layers"] is not None:
@@ -189,7 +183,7 @@ def _build_module(method: Method, options: Dict[str, Any]) -> ImageTranslationMo
     try:
         return module_class(**options)
     except TypeError as err:
-        raise ValueError(
+        raise OptionError(
             f"Cannot build a {module_class.__name__} from {sorted(options)}: {err}. "
             f"Check the keys of --hparams against the {module_class.__name__} arguments."
         ) from None
@@ -203,16 +197,24 @@ def _loops_state(start_epoch: int) -> Dict[str, Any]:
     notes.setLevel(logging.WARNING)
     try:
         trainer = pl.Trainer(
-            accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-            enable_progress_bar=False, enable_model_summary=False,
+            accelerator="cpu",
+            devices=1,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
         )
     finally:
         notes.setLevel(level)
     progress = trainer.fit_loop.epoch_progress
     for tracker in (progress.total, progress.current):
         tracker.ready = tracker.started = tracker.processed = tracker.completed = start_epoch
-    loops = {"fit_loop": trainer.fit_loop, "validate_loop": trainer.validate_loop,
-             "test_loop": trainer.test_loop, "predict_loop": trainer.predict_loop}
+    loops = {
+        "fit_loop": trainer.fit_loop,
+        "validate_loop": trainer.validate_loop,
+        "test_loop": trainer.test_loop,
+        "predict_loop": trainer.predict_loop,
+    }
     return {name: loop.state_dict() for name, loop in loops.items()}
 
 
@@ -239,6 +241,7 @@ def _lightning_checkpoint(
         },
         "reference_import": provenance,
     }
+    module.on_save_checkpoint(checkpoint)
     hparams_name = getattr(module, "_hparams_name", None)
     if hparams_name:
         checkpoint["hparams_name"] = hparams_name
@@ -314,28 +317,39 @@ def import_reference(
         The path of the written checkpoint.
 
     Raises:
-        FileNotFoundError: ``source`` does not exist or the folder holds no reference files.
-        ValueError: an option does not fit the files (e.g. an unknown ``--epoch``).
+        CheckpointError: ``source`` does not exist, holds no reference files, or a file is
+            unreadable or unsafe.
+        OptionError: an option does not fit the files (e.g. an unknown ``--epoch``).
         CheckpointMismatchError: a file does not fit the network built from the options; the
             message names the file's architecture and the options that build it.
     """
     source, output = Path(source), Path(output)
     if start_epoch is not None and start_epoch < 0:
-        raise ValueError(f"--start_epoch must be >= 0, got {start_epoch}.")
+        raise OptionError(f"--start_epoch must be >= 0, got {start_epoch}.")
     plan = _plan(source, model, epoch, direction)
 
     options = _inferred_options(plan)
     options.update(hparams or {})
-    named = dict(generator=generator, discriminator=discriminator, ngf=ngf, ndf=ndf,
-                 n_layers_d=n_layers_d, norm=norm, dropout=dropout)
+    named = dict(
+        generator=generator,
+        discriminator=discriminator,
+        ngf=ngf,
+        ndf=ndf,
+        n_layers_d=n_layers_d,
+        norm=norm,
+        dropout=dropout,
+    )
     options.update({name: value for name, value in named.items() if value is not None})
     if "generator" not in options:
-        raise ValueError(
+        raise CheckpointError(
             f"{plan.files[next(iter(plan.files))]} does not look like a ResNet or U-Net generator; "
             "pass the architecture with --generator (and --ngf, --norm) if it is one."
         )
-    if (plan.method == "cyclegan" and "lambda_identity" not in options
-            and options.get("input_nc", 3) != options.get("output_nc", 3)):
+    if (
+        plan.method == "cyclegan"
+        and "lambda_identity" not in options
+        and options.get("input_nc", 3) != options.get("output_nc", 3)
+    ):
         # The reference allows the identity loss only between domains with equal channels.
         options["lambda_identity"] = 0.0
     module = _build_module(plan.method, options)
@@ -344,16 +358,19 @@ def import_reference(
         try:
             load_reference_state_dict(getattr(module, attribute), path)
         except CheckpointMismatchError as err:
+            fixes = format_fixes(err.fixes, _OPTION_NAMES, style="--{} {}")
+            advice = f" Pass {fixes}." if fixes else ""
             raise CheckpointMismatchError(
-                f"{err}\n(While importing {plan.reference_names.get(attribute, path.name)} into "
-                f"{attribute}. import-reference takes these options without the `model.` prefix, "
-                "e.g. --generator, --ngf, --norm; left out, they are inferred from the files.)"
+                f"{err}\n(While importing {plan.reference_names.get(attribute, path.name)} into {attribute}."
+                f"{advice} Left out, these options are inferred from the files.)",
+                err.fixes,
             ) from None
     networks = CYCLEGAN_NETWORKS if plan.method == "cyclegan" else PIX2PIX_NETWORKS
     untouched = [attribute for attribute in networks.values() if attribute not in plan.files]
     if untouched:
         print(f"note: {', '.join(sorted(untouched))} not found in {source}: left at their random initialization.")
 
+    module.trained_directions = tuple(_DIRECTION_OF[a] for a in plan.files if a in _DIRECTION_OF)
     if start_epoch is None:
         start_epoch = int(plan.epoch_label) if plan.epoch_label and plan.epoch_label.isdigit() else 0
     provenance = {

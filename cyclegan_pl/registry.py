@@ -1,14 +1,18 @@
 """Name -> implementation lookup used for every config string in the package.
 
 Each family of components (generators, discriminators, norms, inits, GAN losses, preprocess
-modes, datasets...) owns one :class:`Registry` instance next to its implementations, so a config
-name such as ``resnet_9blocks`` or ``lsgan`` resolves in exactly one place and an unknown name
-fails with the list of valid choices instead of a ``KeyError``.
+modes, datasets, methods...) owns one :class:`Registry` beside its implementations, so a config
+name such as ``resnet_9blocks`` or ``lsgan`` resolves in exactly one place. :meth:`Registry.choices`
+turns the registered names into the type of the option that selects one, so ``--help`` lists the
+choices and a typo fails when the command line is parsed.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Dict, Generic, Iterator, List, Optional, TypeVar
+import re
+from typing import Any, Callable, Dict, Generic, Iterator, List, Literal, Tuple, TypeVar, Union
+
+from cyclegan_pl.errors import OptionError
 
 T = TypeVar("T")
 
@@ -18,16 +22,13 @@ class Registry(Generic[T]):
 
     Args:
         kind: what the entries are, used in error messages (e.g. ``"generator"``).
-        option: the config option users set to pick an entry (e.g. ``"model.generator"``);
-            named in the error for an unknown entry so the user knows what to change.
     """
 
-    def __init__(self, kind: str, option: Optional[str] = None) -> None:
+    def __init__(self, kind: str) -> None:
         self.kind = kind
-        self.option = option
         self._entries: Dict[str, T] = {}
 
-    def register(self, name: Optional[str] = None) -> Callable[[T], T]:
+    def register(self, name: str | None = None) -> Callable[[T], T]:
         """Decorator adding the decorated object under ``name`` (default: its ``__name__``)."""
 
         def decorator(obj: T) -> T:
@@ -42,16 +43,22 @@ class Registry(Generic[T]):
         self._entries[name] = obj
 
     def get(self, name: str) -> T:
+        """The entry registered as ``name``.
+
+        Raises:
+            OptionError: unknown name; the message lists the valid ones.
+        """
         try:
             return self._entries[name]
         except KeyError:
-            where = f" (option `{self.option}`)" if self.option else ""
-            raise ValueError(
-                f"Unknown {self.kind} '{name}'{where}. Choose one of: {', '.join(self.names())}."
-            ) from None
+            raise OptionError(f"Unknown {self.kind} '{name}'; choose one of: {', '.join(self.names())}.") from None
 
     def names(self) -> List[str]:
         return list(self._entries)
+
+    def choices(self) -> Any:
+        """``typing.Literal`` of the names registered so far: the type of an option choosing one."""
+        return Literal[tuple(self._entries)]  # type: ignore[valid-type]
 
     def __contains__(self, name: object) -> bool:
         return name in self._entries
@@ -63,4 +70,68 @@ class Registry(Generic[T]):
         return len(self._entries)
 
     def __repr__(self) -> str:
-        return f"Registry({self.kind!r}, {self.names()})"
+        return f"{type(self).__name__}({self.kind!r}, {self.names()})"
+
+
+class PatternRegistry(Registry[T]):
+    """A :class:`Registry` that also resolves parametrised names such as ``resnet_12blocks``.
+
+    :meth:`get` looks the name up among the registered names first. Failing that, it tries the
+    patterns added with :meth:`add_pattern` in order; the first regex that matches the whole name
+    hands its match object to the pattern's ``resolve`` function, which returns the entry (or
+    raises :class:`~cyclegan_pl.errors.OptionError` when the parameter is out of range).
+
+    Args:
+        kind: what the entries are, used in error messages.
+    """
+
+    def __init__(self, kind: str) -> None:
+        super().__init__(kind)
+        self._patterns: List[Tuple[re.Pattern[str], str, Callable[[re.Match[str]], T]]] = []
+
+    def add_pattern(self, regex: str, template: str, resolve: Callable[[re.Match[str]], T]) -> None:
+        """Resolve names fully matching ``regex`` through ``resolve(match)``.
+
+        Args:
+            regex: regular expression with named groups for the parameters.
+            template: how the pattern is shown to users, e.g. ``resnet_<N>blocks``.
+            resolve: turns the match into an entry; raises ``OptionError`` for bad parameters.
+        """
+        self._patterns.append((re.compile(regex), template, resolve))
+
+    def patterns(self) -> List[str]:
+        """The user-facing templates of the name patterns."""
+        return [template for _, template, _ in self._patterns]
+
+    def get(self, name: str) -> T:
+        if super().__contains__(name):
+            return super().get(name)
+        for regex, _, resolve in self._patterns:
+            match = regex.fullmatch(name)
+            if match is not None:
+                return resolve(match)
+        raise OptionError(
+            f"Unknown {self.kind} '{name}'; choose one of: {', '.join(self.names())}, "
+            f"or a pattern: {', '.join(self.patterns())}."
+        )
+
+    def choices(self) -> Any:
+        """The registered names as a ``Literal``, or a string matching one of the patterns."""
+        from jsonargparse.typing import restricted_string_type
+
+        alternatives = "|".join(f"(?:{regex.pattern})" for regex, _, _ in self._patterns)
+        pattern_type = restricted_string_type(
+            f"{self.kind.title().replace(' ', '')}Pattern",
+            f"^(?:{alternatives})$",
+            docstring=f"{self.kind} name of the form {' or '.join(self.patterns())}",
+        )
+        return Union[super().choices(), pattern_type]
+
+    def __contains__(self, name: object) -> bool:
+        if not isinstance(name, str):
+            return False
+        try:
+            self.get(name)
+        except OptionError:
+            return False
+        return True

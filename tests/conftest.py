@@ -21,7 +21,9 @@ def data_root() -> Path:
     """The shared real-image datasets, from $CYCLEGAN_PL_DATA; skips when it is not set."""
     value = os.environ.get(DATA_ENV)
     if not value:
-        pytest.skip(f"needs the shared real images: set {DATA_ENV} to the shared datasets folder (CI sets ../shared/datasets)")
+        pytest.skip(
+            f"needs the shared real images: set {DATA_ENV} to the shared datasets folder (CI sets ../shared/datasets)"
+        )
     root = Path(value)
     if not root.is_dir():
         pytest.fail(f"{DATA_ENV}={value} is not a folder")

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -17,10 +19,17 @@ CONFIGS = REPO / "configs"
 
 # Tiny sizes for the published configs: the recipe stays, the networks and images shrink.
 TINY = [
-    "--data.init_args.download=false", "--data.init_args.load_size=36", "--data.init_args.crop_size=32",
-    "--data.init_args.max_dataset_size=3", "--data.init_args.max_val_size=2", "--data.init_args.num_workers=0",
-    "--model.init_args.ngf=8", "--model.init_args.ndf=8",
-    "--trainer.max_epochs=2", "--trainer.check_val_every_n_epoch=1", "--trainer.log_every_n_steps=1",
+    "--data.init_args.download=false",
+    "--data.init_args.load_size=36",
+    "--data.init_args.crop_size=32",
+    "--data.init_args.max_dataset_size=3",
+    "--data.init_args.max_val_size=2",
+    "--data.init_args.num_workers=0",
+    "--model.init_args.ngf=8",
+    "--model.init_args.ndf=8",
+    "--trainer.max_epochs=2",
+    "--trainer.check_val_every_n_epoch=1",
+    "--trainer.log_every_n_steps=1",
 ]
 TINY_GENERATOR = {"h2z": "resnet_2blocks", "yosemite": "resnet_2blocks", "facades": "unet_32"}
 DATASET_FOLDER = {"h2z": "horse2zebra", "yosemite": "summer2winter_yosemite", "facades": "facades"}
@@ -28,19 +37,29 @@ DATASET_FOLDER = {"h2z": "horse2zebra", "yosemite": "summer2winter_yosemite", "f
 
 def run_cli(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
     result = subprocess.run(
-        [sys.executable, "-m", "cyclegan_pl", *args], cwd=cwd, capture_output=True, text=True,
+        [sys.executable, "-m", "cyclegan_pl", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
         env={**os.environ, "PYTHONPATH": str(REPO)},
     )
     if check and result.returncode != 0:
-        raise AssertionError(f"exit {result.returncode}\nstdout:\n{result.stdout[-3000:]}\nstderr:\n{result.stderr[-5000:]}")
+        raise AssertionError(
+            f"exit {result.returncode}\nstdout:\n{result.stdout[-3000:]}\nstderr:\n{result.stderr[-5000:]}"
+        )
     return result
 
 
 def fit_config(name: str, data_root: Path, cwd: Path, *extra: str) -> subprocess.CompletedProcess:
     return run_cli(
-        "fit", "--config", str(CONFIGS / f"{name}.yaml"),
+        "fit",
+        "--config",
+        str(CONFIGS / f"{name}.yaml"),
         f"--data.init_args.root={data_root / DATASET_FOLDER[name]}",
-        f"--model.init_args.generator={TINY_GENERATOR[name]}", *TINY, *extra, cwd=cwd,
+        f"--model.init_args.generator={TINY_GENERATOR[name]}",
+        *TINY,
+        *extra,
+        cwd=cwd,
     )
 
 
@@ -63,7 +82,7 @@ def test_h2z_config_writes_checkpoint_grids_and_wandb_run(h2z_run):
     assert len(offline_runs) == 1 and offline_runs[0].stat().st_size > 0
     checkpoint = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert checkpoint["epoch"] == 2 and checkpoint["hyper_parameters"]["lambda_identity"] == 0.5
-    assert any(key.startswith("ImageBuffer") for key in checkpoint["callbacks"])
+    assert any(key.startswith("ImagePoolCallback") for key in checkpoint["callbacks"])
 
 
 @pytest.mark.parametrize("name", ["yosemite", "facades"])
@@ -73,7 +92,9 @@ def test_other_configs_fit_and_log_metrics(name, data_root, tmp_path):
     assert (run / "checkpoints" / "last.ckpt").is_file()
     (metrics_file,) = run.glob("*/version_0/metrics.csv")
     header = metrics_file.read_text().splitlines()[0].split(",")
-    expected = {"loss/g_step", "lr/g", "lr_factor"} | ({"val/l1", "loss/l1_step"} if name == "facades" else {"val/cycle_a", "loss/cycle_a_step", "loss/d_b_step"})
+    expected = {"loss/g_step", "lr/g", "lr_factor"} | (
+        {"val/l1", "loss/l1_step"} if name == "facades" else {"val/cycle_a", "loss/cycle_a_step", "loss/d_b_step"}
+    )
     assert expected <= set(header)
     assert list(metrics_file.parent.glob("samples/epoch_0002.png"))
 
@@ -95,8 +116,20 @@ def test_print_config_round_trips(tmp_path):
     [
         (["fit", "--config", str(CONFIGS / "h2z.yaml"), "--no_such_option", "1"], "no_such_option"),
         (["fit", "--config", str(CONFIGS / "h2z.yaml"), "--model.init_args.ngf", "abc"], "ngf"),
-        (["fit", "--config", str(CONFIGS / "h2z.yaml"), "--data.init_args.root", "missing/h2z",
-          "--data.init_args.download", "false", "--trainer.logger", "false"], "missing/h2z"),
+        (
+            [
+                "fit",
+                "--config",
+                str(CONFIGS / "h2z.yaml"),
+                "--data.init_args.root",
+                "missing/h2z",
+                "--data.init_args.download",
+                "false",
+                "--trainer.logger",
+                "false",
+            ],
+            "missing/h2z",
+        ),
         (["translate", "--ckpt_path", "nope.ckpt", "--input", ".", "--output", "out"], "nope.ckpt"),
     ],
 )
@@ -109,8 +142,16 @@ def test_bad_input_gives_one_clear_line(tmp_path, args, expected):
 
 
 def test_missing_dataset_error_points_to_download(tmp_path):
-    result = run_cli("fit", "--config", str(CONFIGS / "h2z.yaml"), "--data.init_args.root=data/h2z",
-                     "--data.init_args.download=false", "--trainer.logger=false", cwd=tmp_path, check=False)
+    result = run_cli(
+        "fit",
+        "--config",
+        str(CONFIGS / "h2z.yaml"),
+        "--data.init_args.root=data/h2z",
+        "--data.init_args.download=false",
+        "--trainer.logger=false",
+        cwd=tmp_path,
+        check=False,
+    )
     assert "trainA" in result.stderr and "python -m cyclegan_pl download horse2zebra" in result.stderr
 
 
@@ -123,8 +164,22 @@ def test_translate_folder_keeps_names_and_sizes(h2z_run, tmp_path):
     ckpt = h2z_run / "runs" / "h2z" / "checkpoints" / "last.ckpt"
     for direction in ["AtoB", "BtoA"]:
         out = tmp_path / f"out_{direction}"
-        run_cli("translate", "--ckpt_path", str(ckpt), "--input", str(source), "--output", str(out),
-                "--direction", direction, "--batch_size", "2", "--device", "cpu", cwd=tmp_path)
+        run_cli(
+            "translate",
+            "--ckpt_path",
+            str(ckpt),
+            "--input",
+            str(source),
+            "--output",
+            str(out),
+            "--direction",
+            direction,
+            "--batch_size",
+            "2",
+            "--device",
+            "cpu",
+            cwd=tmp_path,
+        )
         written = {p.relative_to(out).as_posix(): Image.open(p).size for p in out.rglob("*.png")}
         assert written == {"wide.png": (45, 30), "sub/tall.png": (17, 33), "sub/gray.png": (64, 64)}
 
@@ -145,3 +200,118 @@ def test_help_documents_options_and_other_commands(tmp_path):
     assert "--data.direction" in data_help
     translate_help = " ".join(run_cli("translate", "--help", cwd=tmp_path).stdout.split())
     assert "--ckpt_path" in translate_help and "relative path" in translate_help
+
+
+# --- options that must fail at parse time, with the choices ----------------------------------
+
+DEMO = str(CONFIGS / "demo.yaml")
+# The demo config at the smallest sizes: a fit takes a few seconds.
+DEMO_TINY = [
+    "--data.init_args.max_dataset_size=2",
+    "--data.init_args.load_size=36",
+    "--data.init_args.crop_size=32",
+    "--model.init_args.ngf=8",
+    "--model.init_args.ndf=8",
+    "--model.init_args.generator=resnet_2blocks",
+    "--trainer.max_epochs=1",
+    "--trainer.logger=false",
+]
+
+
+@pytest.mark.parametrize(
+    "args,expected",
+    [
+        (["--model.generator", "resnet_7blockz"], "generator 'resnet_7blockz' is not one of: resnet_9blocks"),
+        (["--model.norm", "batchnrm"], "norm 'batchnrm' is not one of: instance, batch, none"),
+        (["--model.gan_mode", "lsgann"], "gan_mode 'lsgann' is not one of: lsgan, vanilla"),
+        (["--data.preprocess", "crop_resize"], "preprocess 'crop_resize' is not one of: resize_and_crop"),
+        (["--optimizer", "SGD"], "optimizer"),
+        (["--lr_scheduler", "StepLR"], "lr_scheduler"),
+    ],
+)
+def test_typos_and_unoffered_options_fail_at_parse_time(tmp_path, args, expected):
+    result = run_cli("fit", "--config", DEMO, *args, "--print_config", cwd=tmp_path, check=False)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    (error,) = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert expected in error
+    assert "python -m cyclegan_pl" in result.stderr and "__main__" not in result.stderr
+
+
+def test_name_patterns_still_parse_and_help_lists_the_choices(tmp_path):
+    result = run_cli("fit", "--config", DEMO, "--model.generator", "resnet_7blocks", "--print_config", cwd=tmp_path)
+    assert yaml.safe_load(result.stdout)["model"]["init_args"]["generator"] == "resnet_7blocks"
+    model_help = run_cli("fit", "--model.help", "CycleGAN", cwd=tmp_path).stdout
+    assert "resnet_9blocks" in model_help and "unet_256" in model_help and "instance" in model_help
+
+
+# --- one option moves every output of a run --------------------------------------------------
+
+
+def test_default_root_dir_moves_every_output_and_last_is_said(tmp_path):
+    root = tmp_path / "elsewhere" / "myrun"
+    args = ["fit", "--config", DEMO, *DEMO_TINY[:-1], f"--trainer.default_root_dir={root}", "--ckpt_path=last"]
+    first = run_cli(*args, cwd=tmp_path)
+    assert f"no checkpoint in {root / 'checkpoints'} yet, so training starts from scratch" in first.stdout
+    assert (root / "checkpoints" / "last.ckpt").is_file()
+    assert (root / "config.yaml").is_file()
+    assert list(root.rglob("samples/*.png"))
+    assert list(root.rglob("wandb")) or list(root.rglob("*.csv")) or list(root.rglob("events.*"))
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "wandb").exists()
+    second = run_cli(*args, "--trainer.max_epochs=2", cwd=tmp_path)
+    assert f"resuming from {root / 'checkpoints' / 'last.ckpt'}" in second.stdout
+
+
+# --- checkpoints of the wrong method, our bugs, SIGTERM ---------------------------------------
+
+
+def test_a_checkpoint_of_the_other_method_stops_instead_of_switching(tmp_path):
+    from cyclegan_pl import Pix2Pix
+
+    ckpt = tmp_path / "facades_last.ckpt"
+    module = Pix2Pix(generator="unet_32", ngf=8, ndf=8)
+    torch.save({"state_dict": module.state_dict(), "hyper_parameters": {"_class_path": "cyclegan_pl.Pix2Pix"}}, ckpt)
+    result = run_cli("fit", "--config", DEMO, *DEMO_TINY, f"--ckpt_path={ckpt}", cwd=tmp_path, check=False)
+    assert result.returncode == 1
+    (error,) = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert "holds a Pix2Pix; the config's model is CycleGAN" in error
+    assert not (tmp_path / "runs").exists()  # nothing was written: no config.yaml, no last-v1.ckpt
+
+
+def test_our_own_bugs_keep_their_traceback(tmp_path, monkeypatch, capsys):
+    import functools
+
+    from cyclegan_pl import cli
+    from cyclegan_pl.translate import translate
+
+    @functools.wraps(translate)
+    def broken(*args, **kwargs):
+        raise ValueError("an internal bug")
+
+    monkeypatch.setitem(cli.TOOL_COMMANDS, "translate", broken)
+    with pytest.raises(ValueError, match="an internal bug"):  # not turned into one `error:` line
+        cli.main(["translate", "--ckpt_path", "x.ckpt", "--input", ".", "--output", "out"])
+
+
+def test_sigterm_leaves_a_resumable_checkpoint_and_exits_143(tmp_path):
+    root = tmp_path / "run"
+    args = ["fit", "--config", DEMO, *DEMO_TINY[:-2], "--trainer.logger=false", f"--trainer.default_root_dir={root}"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    command = [sys.executable, "-m", "cyclegan_pl", *args, "--trainer.max_epochs=1000"]
+    process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # Training has started once the run's config is saved; let it get into an epoch.
+    while not (root / "config.yaml").exists() and process.poll() is None:
+        time.sleep(0.2)
+    time.sleep(3)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 143, stderr.decode()[-3000:]
+    assert "resume with --ckpt_path last" in stderr.decode()
+    last = root / "checkpoints" / "last.ckpt"
+    stopped_at = torch.load(last, weights_only=True)["global_step"]
+    assert stopped_at > 0
+    resumed = run_cli(
+        *args, "--trainer.max_epochs=1000", f"--trainer.max_steps={stopped_at + 2}", "--ckpt_path=last", cwd=tmp_path
+    )
+    assert f"resuming from {last}" in resumed.stdout
+    assert torch.load(last, weights_only=True)["global_step"] > stopped_at

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -14,9 +15,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def run(args, cwd: Path) -> None:
-    result = subprocess.run(
-        args, cwd=cwd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)}
-    )
+    result = subprocess.run(args, cwd=cwd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert result.returncode == 0, result.stderr[-5000:]
 
 
@@ -37,9 +36,46 @@ def test_ddp_two_processes_keep_identical_parameters(kind, tmp_path):
 
 
 def test_cli_plain_ddp_strategy_works(tmp_path):
-    run([sys.executable, "-m", "cyclegan_pl", "fit", "--config", str(REPO / "configs" / "demo.yaml"),
-         "--trainer.accelerator=cpu", "--trainer.devices=2", "--trainer.strategy=ddp", "--trainer.max_epochs=1",
-         "--trainer.logger=false", "--data.init_args.max_dataset_size=4", "--model.init_args.ngf=8",
-         "--model.init_args.ndf=8", "--model.init_args.generator=resnet_2blocks"], cwd=tmp_path)
+    run(
+        [
+            sys.executable,
+            "-m",
+            "cyclegan_pl",
+            "fit",
+            "--config",
+            str(REPO / "configs" / "demo.yaml"),
+            "--trainer.accelerator=cpu",
+            "--trainer.devices=2",
+            "--trainer.strategy=ddp",
+            "--trainer.max_epochs=1",
+            "--trainer.logger=false",
+            "--data.init_args.max_dataset_size=4",
+            "--model.init_args.ngf=8",
+            "--model.init_args.ndf=8",
+            "--model.init_args.generator=resnet_2blocks",
+        ],
+        cwd=tmp_path,
+    )
     assert (tmp_path / "runs" / "demo" / "checkpoints" / "last.ckpt").is_file()
     assert (tmp_path / "runs" / "demo" / "samples" / "epoch_0001.png").is_file()
+
+
+@pytest.mark.parametrize("kind", ["cyclegan", "pix2pix"])
+def test_every_rank_runs_the_same_collectives(kind, tmp_path):
+    # The networks' forwards are collectives here (as with SyncBatchNorm): a rank that renders a
+    # grid, computes FID or writes an image alone would run more of them. A hang fails at the timeout.
+    script = REPO / "tests" / "scripts" / "ddp_collectives.py"
+    result = subprocess.run(
+        [sys.executable, str(script), kind, str(tmp_path)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        timeout=240,  # a normal run takes well under a minute; a hang fails here
+    )
+    assert result.returncode == 0, result.stderr[-5000:]
+    rank0 = json.loads((tmp_path / "rank0.json").read_text())
+    rank1 = json.loads((tmp_path / "rank1.json").read_text())
+    assert rank0 == rank1
+    assert rank0["fit"] > 0 and rank0["validate"] > 0
+    assert len(list(tmp_path.rglob("epoch_0002.png"))) == 1  # rendered on every rank, written by rank 0

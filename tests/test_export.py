@@ -13,10 +13,11 @@ import torch
 from torch.utils.data import DataLoader
 
 from cyclegan_pl import CycleGAN, Pix2Pix
-from cyclegan_pl.export import PaddedGenerator, export
+from cyclegan_pl.errors import CheckpointError
+from cyclegan_pl.export import export
 from cyclegan_pl.models import load_checkpoint
-from cyclegan_pl.models.base import pad_to_multiple
 from cyclegan_pl.networks import define_generator
+from cyclegan_pl.networks.padding import PaddedGenerator, pad_to_multiple
 
 # Larger initial weights than the reference's 0.02 keep the tiny U-Net's outputs (batch norm in
 # eval mode does not rescale them) far enough from zero for the comparisons to mean something.
@@ -40,8 +41,13 @@ def _random_batch(size: int = 32) -> dict:
 
 def _fit_one_step_and_save(module: pl.LightningModule, path: Path) -> Path:
     trainer = pl.Trainer(
-        accelerator="cpu", max_steps=1, logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
+        accelerator="cpu",
+        max_steps=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
     )
     trainer.fit(module, train_dataloaders=DataLoader([_random_batch()], batch_size=None))
     trainer.save_checkpoint(path)
@@ -98,12 +104,16 @@ def test_torchscript_runs_standalone_and_matches_translate(cyclegan_ckpt, pix2pi
     assert sorted(p.name for p in tmp_path.iterdir()) == ["net0.pt", "net1.pt", "net2.pt"]  # no temp files
     torch.save(jobs, tmp_path / "jobs.pt")
     # One fresh interpreter for all three keeps the test fast.
-    run = subprocess.run([sys.executable, "-I", "-c", _RUN_TORCHSCRIPT, "jobs.pt", "outputs.pt"],
-                         cwd=tmp_path, capture_output=True, text=True)
+    run = subprocess.run(
+        [sys.executable, "-I", "-c", _RUN_TORCHSCRIPT, "jobs.pt", "outputs.pt"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
     assert run.returncode == 0, run.stderr
     outputs = torch.load(tmp_path / "outputs.pt")
-    for (ckpt, direction), (_, inputs), results in zip(cases, jobs, outputs):
-        for images, got in zip(inputs, results):
+    for (ckpt, direction), (_, inputs), results in zip(cases, jobs, outputs, strict=True):
+        for images, got in zip(inputs, results, strict=True):
             assert got.shape == images.shape
             assert (got - _expected(ckpt, images, direction)).abs().max() < 1e-5, direction
 
@@ -115,8 +125,15 @@ def test_onnx_matches_translate_at_any_size(ckpt_name, direction, onnx_exporter,
     if onnx_exporter == "dynamo":
         pytest.importorskip("onnxscript")
     ckpt = request.getfixturevalue(ckpt_name)
-    output = export(ckpt, tmp_path / "net.onnx", format="onnx", direction=direction, height=32, width=32,
-                    onnx_exporter=onnx_exporter)
+    output = export(
+        ckpt,
+        tmp_path / "net.onnx",
+        format="onnx",
+        direction=direction,
+        height=32,
+        width=32,
+        onnx_exporter=onnx_exporter,
+    )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["net.onnx"]  # weights inside, no temp file
     session = ort.InferenceSession(str(output), providers=["CPUExecutionProvider"])
     (inputs,), (outputs,) = session.get_inputs(), session.get_outputs()
@@ -146,7 +163,7 @@ def test_pix2pix_btoa_is_a_clear_error(pix2pix_ckpt, tmp_path):
 
 
 def test_missing_checkpoint_names_the_file(tmp_path):
-    with pytest.raises(FileNotFoundError, match="missing.ckpt"):
+    with pytest.raises(CheckpointError, match="missing.ckpt does not exist"):
         export(tmp_path / "missing.ckpt", tmp_path / "net.pt")
 
 

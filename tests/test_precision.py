@@ -25,8 +25,15 @@ def batches(n: int = 2) -> list:
 
 
 def fit(module, **trainer_kwargs) -> pl.Trainer:
-    trainer = pl.Trainer(accelerator="cpu", max_epochs=1, logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False, **trainer_kwargs)
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        **trainer_kwargs,
+    )
     trainer.fit(module, DataLoader(batches(), batch_size=None))
     return trainer
 

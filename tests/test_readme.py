@@ -22,14 +22,28 @@ REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
 
 TINY_FIT = [
-    "--data.init_args.load_size=36", "--data.init_args.crop_size=32", "--data.init_args.max_dataset_size=3",
-    "--data.init_args.max_val_size=2", "--data.init_args.num_workers=0", "--model.init_args.ngf=8",
-    "--model.init_args.ndf=8", "--trainer.max_epochs=2", "--trainer.check_val_every_n_epoch=1",
+    "--data.init_args.load_size=36",
+    "--data.init_args.crop_size=32",
+    "--data.init_args.max_dataset_size=3",
+    "--data.init_args.max_val_size=2",
+    "--data.init_args.num_workers=0",
+    "--model.init_args.ngf=8",
+    "--model.init_args.ndf=8",
+    "--trainer.max_epochs=2",
+    "--trainer.check_val_every_n_epoch=1",
 ]
 TINY_GENERATOR = {"h2z": "resnet_2blocks", "yosemite": "resnet_2blocks", "facades": "unet_32", "demo": "resnet_2blocks"}
 TINY_BENCHMARK = {
-    "train_throughput.py": ["--methods=[cyclegan]", "--sizes=[32]", "--ngf=8", "--warmup=1", "--iterations=1",
-                            "--device=cpu", "--loops=[plain, lightning]", "--repeats=1"],
+    "train_throughput.py": [
+        "--methods=[cyclegan]",
+        "--sizes=[32]",
+        "--ngf=8",
+        "--warmup=1",
+        "--iterations=1",
+        "--device=cpu",
+        "--loops=[plain, lightning]",
+        "--repeats=1",
+    ],
     "predict_throughput.py": ["--limit=2", "--ngf=8", "--batch_sizes=[2]", "--device=cpu", "--num_workers=0"],
     "data_throughput.py": ["--datasets=[facades]", "--items=4", "--warmup=1", "--repeats=1", "--workers=null"],
 }

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Dict
 
 import lightning.pytorch as pl
 import pytest
 import torch
+from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader
 
 from cyclegan_pl import CycleGAN, Pix2Pix
+from cyclegan_pl.errors import CheckpointError
 from cyclegan_pl.models import load_checkpoint
 from cyclegan_pl.networks import CheckpointMismatchError, define_discriminator, define_generator
 from cyclegan_pl.reference_import import import_reference
@@ -20,8 +23,11 @@ from cyclegan_pl.reference_import import import_reference
 def reference_state_dict(net: nn.Module, old_pytorch: bool = False) -> Dict[str, torch.Tensor]:
     """A state_dict as the reference code saves it; ``old_pytorch`` adds the InstanceNorm
     running statistics and drops the BatchNorm ``num_batches_tracked`` of PyTorch < 0.4.1."""
-    state = {key: value.clone() for key, value in net.state_dict().items()
-             if not (old_pytorch and key.endswith("num_batches_tracked"))}
+    state = {
+        key: value.clone()
+        for key, value in net.state_dict().items()
+        if not (old_pytorch and key.endswith("num_batches_tracked"))
+    }
     if old_pytorch:
         for name, module in net.named_modules():
             if isinstance(module, nn.InstanceNorm2d):
@@ -74,8 +80,15 @@ def images(size: int = 32, n: int = 1, seed: int = 1) -> torch.Tensor:
 
 
 def tiny_trainer(**kwargs) -> pl.Trainer:
-    options = dict(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-                   enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0)
+    options = dict(
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+    )
     options.update(kwargs)
     return pl.Trainer(**options)
 
@@ -171,8 +184,11 @@ class _EpochRecorder(pl.Callback):
 def test_lightning_predict_and_resumed_fit_accept_the_import(tmp_path):
     nets = save_cyclegan_run(tmp_path / "run", label="3")
     ckpt = import_reference(tmp_path / "run", tmp_path / "imported.ckpt")
-    hparams = {key: value for key, value in torch.load(ckpt, weights_only=False)["hyper_parameters"].items()
-               if not key.startswith("_")}  # LightningCLI's class path entries
+    hparams = {
+        key: value
+        for key, value in torch.load(ckpt, weights_only=False)["hyper_parameters"].items()
+        if not key.startswith("_")
+    }  # LightningCLI's class path entries
 
     x = images()
     batch = {"image": x, "path": ["/data/a.png"], "relpath": ["a.png"]}
@@ -206,10 +222,10 @@ def test_architecture_mismatch_names_the_saved_architecture(tmp_path):
 def test_folder_without_reference_files_names_the_expected_files(tmp_path):
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "notes.txt").write_text("no weights here")
-    with pytest.raises(FileNotFoundError, match=r"empty.*latest_net_G_A\.pth") as error:
+    with pytest.raises(CheckpointError, match=r"empty.*latest_net_G_A\.pth") as error:
         import_reference(tmp_path / "empty", tmp_path / "x.ckpt")
     assert "_net_G.pth" in str(error.value)
-    with pytest.raises(FileNotFoundError, match="missing"):
+    with pytest.raises(CheckpointError, match="missing"):
         import_reference(tmp_path / "missing", tmp_path / "x.ckpt")
 
 
@@ -217,3 +233,50 @@ def test_a_discriminator_file_alone_is_refused(tmp_path):
     save_cyclegan_run(tmp_path / "run")
     with pytest.raises(ValueError, match="holds a discriminator"):
         import_reference(tmp_path / "run" / "latest_net_D_A.pth", tmp_path / "x.ckpt")
+
+
+def test_a_partial_import_refuses_the_direction_it_does_not_hold(tmp_path):
+    # A folder holding only latest_net_G_A.pth: BtoA would translate with random weights.
+    from cyclegan_pl.errors import OptionError
+    from cyclegan_pl.export import export
+    from cyclegan_pl.translate import translate
+
+    run = tmp_path / "run"
+    nets = save_cyclegan_run(run)
+    for name in ("G_B", "D_A", "D_B"):
+        (run / f"latest_net_{name}.pth").unlink()
+    ckpt = import_reference(run, tmp_path / "partial.ckpt")
+    module = load_checkpoint(ckpt)
+    assert module.trained_directions == ("AtoB",)
+    assert_same_tensors(module.gen_ab, nets["G_A"])
+    (tmp_path / "in").mkdir()
+    Image.new("RGB", (32, 32)).save(tmp_path / "in" / "x.png")
+    with pytest.raises(OptionError, match=r"--direction BtoA: this CycleGAN's BtoA generator was never trained"):
+        translate(ckpt, tmp_path / "in", tmp_path / "out", direction="BtoA")
+    with pytest.raises(OptionError, match="BtoA generator was never trained"):
+        export(ckpt, tmp_path / "b2a.pt", direction="BtoA")
+    assert not (tmp_path / "out").exists() and not (tmp_path / "b2a.pt").exists()
+    translate(ckpt, tmp_path / "in", tmp_path / "out", direction="AtoB")
+    assert (tmp_path / "out" / "x.png").is_file()
+
+
+def test_translate_leaves_its_own_output_folder_out_of_the_inputs(tmp_path):
+    save_cyclegan_run(tmp_path / "run")
+    ckpt = import_reference(tmp_path / "run", tmp_path / "full.ckpt")
+    inputs = tmp_path / "photos"
+    inputs.mkdir()
+    Image.new("RGB", (32, 32), (10, 200, 10)).save(inputs / "a.png")
+    for _ in range(2):  # a second run must not translate the first run's outputs
+        translate_folder = inputs / "out"
+        from cyclegan_pl.translate import translate
+
+        translate(ckpt, inputs, translate_folder)
+    written = sorted(p.relative_to(inputs).as_posix() for p in inputs.rglob("*.png"))
+    assert written == ["a.png", "out/a.png"]
+    assert (translate_folder / "a.png").stat().st_mode & 0o777 == 0o666 & ~_umask()
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current

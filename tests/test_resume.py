@@ -9,8 +9,8 @@ import pytest
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from cyclegan_pl import CycleGAN, ImageBuffer, LinearDecay, PairedDataModule, Pix2Pix, UnpairedDataModule
-from cyclegan_pl.checkpoint_io import AtomicCheckpointIO
+from cyclegan_pl import CycleGAN, ImagePoolCallback, LinearDecay, PairedDataModule, Pix2Pix, UnpairedDataModule
+from cyclegan_pl.checkpoints import SafeCheckpointIO
 from cyclegan_pl.data.synthetic import make_demo_dataset, make_demo_paired_dataset
 
 
@@ -19,7 +19,7 @@ def make_parts(kind: str, data: Path, seed: int):
     if kind == "cyclegan":
         module = CycleGAN(generator="resnet_2blocks", ngf=8, ndf=8)
         datamodule = UnpairedDataModule(str(data), load_size=36, crop_size=32, num_workers=0, seed=7)
-        callbacks = [ImageBuffer(pool_size=3), LinearDecay(n_epochs=1, n_epochs_decay=1)]
+        callbacks = [ImagePoolCallback(pool_size=3), LinearDecay(n_epochs=1, n_epochs_decay=1)]
     else:
         # unet_64 has a block with dropout, so the random stream of the step matters.
         module = Pix2Pix(generator="unet_64", ngf=8, ndf=8)
@@ -30,9 +30,15 @@ def make_parts(kind: str, data: Path, seed: int):
 
 def trainer(root: Path, max_epochs: int, callbacks: list) -> pl.Trainer:
     return pl.Trainer(
-        accelerator="cpu", max_epochs=max_epochs, default_root_dir=root, logger=False,
-        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=1, num_sanity_val_steps=1,
-        plugins=[AtomicCheckpointIO()],
+        accelerator="cpu",
+        max_epochs=max_epochs,
+        default_root_dir=root,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=1,
+        num_sanity_val_steps=1,
+        plugins=[SafeCheckpointIO()],
         callbacks=[*callbacks, ModelCheckpoint(dirpath=root / "checkpoints", save_last=True)],
     )
 

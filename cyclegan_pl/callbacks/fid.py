@@ -6,29 +6,25 @@ import copy
 import math
 import os
 from pathlib import Path
-from typing import Any, Dict, Literal, Optional
+from typing import Any, Dict, List, Literal, Optional
 
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 
-from cyclegan_pl.callbacks._io import to_unit_range
+from cyclegan_pl.data.image import to_unit_range
+from cyclegan_pl.directions import domains, short_name
+from cyclegan_pl.errors import OptionError, WeightsUnavailableError
 
 INCEPTION_WEIGHTS_FILE = "weights-inception-2015-12-05-6726825d.pth"
-INCEPTION_WEIGHTS_URL = (
-    "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/" + INCEPTION_WEIGHTS_FILE
-)
+INCEPTION_WEIGHTS_URL = "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/" + INCEPTION_WEIGHTS_FILE
 
 InceptionFeature = Literal[64, 192, 768, 2048]
 
 
 #: When set (to anything), nothing is downloaded: FID needs its weights already on disk.
 OFFLINE_ENV = "CYCLEGAN_PL_OFFLINE"
-
-
-class FIDUnavailableError(RuntimeError):
-    """The FID feature extractor could not be built (package or weights missing)."""
 
 
 def _hub_checkpoint_dir() -> str:
@@ -53,7 +49,7 @@ def build_fid_metric(
             TensorFlow-compatible bilinear resize of the standard FID implementations.
 
     Raises:
-        FIDUnavailableError: the Inception extractor cannot be built; the message says why and
+        WeightsUnavailableError: the Inception extractor cannot be built; the message says why and
             how to provide the weights.
     """
     from torchmetrics.image.fid import FrechetInceptionDistance
@@ -62,13 +58,13 @@ def build_fid_metric(
         feature_extractor.eval().requires_grad_(False)
         return FrechetInceptionDistance(feature=feature_extractor, normalize=True, reset_real_features=True)
     if weights_path is not None and not os.path.isfile(weights_path):
-        raise FileNotFoundError(
+        raise WeightsUnavailableError(
             f"FID weights_path {weights_path} does not exist; pass a copy of {INCEPTION_WEIGHTS_FILE} "
             f"(from {INCEPTION_WEIGHTS_URL})."
         )
     cached = Path(_hub_checkpoint_dir()) / INCEPTION_WEIGHTS_FILE
     if weights_path is None and os.environ.get(OFFLINE_ENV) and not cached.is_file():
-        raise FIDUnavailableError(
+        raise WeightsUnavailableError(
             f"{OFFLINE_ENV} is set and the FID Inception weights are not in the torch hub cache "
             f"({cached}); pass a copy of {INCEPTION_WEIGHTS_FILE} ({INCEPTION_WEIGHTS_URL}) as the "
             "FID callback's weights_path, or unset the variable to download them."
@@ -83,7 +79,7 @@ def build_fid_metric(
     except ValueError:
         raise
     except Exception as err:  # noqa: BLE001 - package missing, offline download, bad file
-        raise FIDUnavailableError(
+        raise WeightsUnavailableError(
             f"the FID Inception network could not be built ({type(err).__name__}: {err}). It needs the "
             "torch-fidelity package (`pip install torch-fidelity`) and the weights file "
             f"{INCEPTION_WEIGHTS_FILE} ({INCEPTION_WEIGHTS_URL}): pass its path as the FID callback's "
@@ -94,10 +90,11 @@ def build_fid_metric(
 class FID(pl.Callback):
     """Fréchet Inception Distance between translated and real held-out images, during validation.
 
-    Every ``every_n_epochs`` epochs (and at the last epoch, and in ``validate``) each validation
-    batch is translated and fed to torchmetrics' ``FrechetInceptionDistance``: ``fid/a2b``
-    compares ``translate(A, "AtoB")`` with the real B images (Pix2Pix: output vs target) and,
-    for CycleGAN, ``fid/b2a`` compares ``translate(B, "BtoA")`` with the real A images. The
+    Every ``every_n_epochs`` epochs (and at the last epoch, and in ``validate``) the translations
+    that ``validation_step`` returns are fed to torchmetrics' ``FrechetInceptionDistance``, one
+    metric per direction the module translates (its ``translations``): ``fid/a2b`` compares the
+    translated A images with the real B images (Pix2Pix: output vs target) and, for CycleGAN,
+    ``fid/b2a`` the translated B images with the real A images. The
     statistics are summed over all processes by torchmetrics before the distance is computed.
     Note that FID from a few hundred images is biased upwards; compare values computed on the
     same number of images.
@@ -136,9 +133,9 @@ class FID(pl.Callback):
     ) -> None:
         super().__init__()
         if every_n_epochs < 1:
-            raise ValueError(f"FID every_n_epochs must be >= 1, got {every_n_epochs}")
+            raise OptionError(f"FID every_n_epochs must be >= 1, got {every_n_epochs}.")
         if max_images is not None and max_images < 2:
-            raise ValueError(f"FID max_images must be >= 2 (FID needs two images per set) or None, got {max_images}")
+            raise OptionError(f"FID max_images must be >= 2 (FID needs two images per set) or None, got {max_images}.")
         self.every_n_epochs = every_n_epochs
         self.feature = feature
         self.weights_path = None if weights_path is None else os.fspath(weights_path)
@@ -152,21 +149,30 @@ class FID(pl.Callback):
         self._seen_paths: Dict[str, set] = {}
         self._counts: Dict[str, int] = {}
         self._per_rank_cap: Optional[int] = None
+        self._translations: Dict[str, Any] = {}
 
     # --- building -----------------------------------------------------------------------------
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage not in ("fit", "validate") or self.metrics or self.unavailable_reason is not None:
             return
+        problem: Optional[WeightsUnavailableError] = None
         try:
             metric = build_fid_metric(self.feature, self.weights_path, self.feature_extractor, self.antialias)
-        except FIDUnavailableError as err:
+        except WeightsUnavailableError as err:
+            problem = err
+        # Computing FID is a collective: every process computes it or none does.
+        if not trainer.strategy.reduce_boolean_decision(problem is None, all=True):
+            reason = str(problem) if problem is not None else "the FID network could not be built on another process."
             if self.strict:
-                raise
-            self.unavailable_reason = str(err)
-            rank_zero_warn(f"Training goes on without FID: {err} Set strict=True to stop instead.")
+                raise problem or WeightsUnavailableError(reason)
+            self.unavailable_reason = reason
+            rank_zero_warn(f"Training goes on without FID: {reason} Set strict=True to stop instead.")
             return
-        names = ["a2b", "b2a"] if _translates_both_ways(pl_module) else ["a2b"]
-        self.metrics = {name: metric if index == 0 else copy.deepcopy(metric) for index, name in enumerate(names)}
+        self.metrics = {
+            short_name(translation.direction): metric if index == 0 else copy.deepcopy(metric)
+            for index, translation in enumerate(pl_module.translations)
+        }
+        self._translations = {short_name(t.direction): t for t in pl_module.translations}
         if self.max_images is not None:
             self._per_rank_cap = math.ceil(self.max_images / max(1, trainer.world_size))
 
@@ -201,29 +207,32 @@ class FID(pl.Callback):
     ) -> None:
         if not self._active:
             return
-        pairs = {"a2b": ("AtoB", "A", "B"), "b2a": ("BtoA", "B", "A")}
+        if not isinstance(outputs, dict):
+            raise TypeError(
+                f"FID needs {type(pl_module).__name__}.validation_step to return its visuals (a dict of images)."
+            )
+        # The translations validation_step made: nothing is translated twice.
         for name, metric in self.metrics.items():
-            direction, source_key, target_key = pairs[name]
-            source = self._new_images(f"{name}/fake", batch, source_key)
-            target = self._new_images(f"{name}/real", batch, target_key)
-            if source is not None:
-                metric.update(self._prepare(pl_module.translate(source, direction)), real=False)
-            if target is not None:
-                metric.update(self._prepare(target), real=True)
+            translation = self._translations[name]
+            source_domain, target_domain = domains(translation.direction)
+            fake = self._new_images(f"{name}/fake", outputs[translation.output], batch.get(f"{source_domain}_paths"))
+            real = self._new_images(f"{name}/real", outputs[translation.target], batch.get(f"{target_domain}_paths"))
+            if fake is not None:
+                metric.update(self._prepare(fake), real=False)
+            if real is not None:
+                metric.update(self._prepare(real), real=True)
 
     @property
     def _seen(self) -> Dict[str, int]:
         """Translated images fed to each metric so far this epoch (on this process)."""
         return {name: self._counts.get(f"{name}/fake", 0) for name in self.metrics}
 
-    def _new_images(self, tag: str, batch: Dict[str, Any], key: str) -> Optional[Tensor]:
-        """The batch's ``key`` images not counted yet in this set, within ``max_images``.
+    def _new_images(self, tag: str, images: Tensor, paths: Optional[List[str]]) -> Optional[Tensor]:
+        """The images whose files were not counted yet in this set, within ``max_images``.
 
         An unpaired validation epoch has max(|A|, |B|) items, so the smaller domain's files come
         round again; each file (by path) enters a set once, as in a one-pass FID.
         """
-        images = batch[key]
-        paths = batch.get(f"{key}_paths")
         seen = self._seen_paths.setdefault(tag, set())
         if paths is None:
             keep = list(range(images.shape[0]))
@@ -264,15 +273,3 @@ class FID(pl.Callback):
             metric.reset()
             # Every process holds the same (already synced) value; sync_dist only averages equals.
             pl_module.log(f"fid/{name}", value.float(), on_step=False, on_epoch=True, sync_dist=True)
-
-
-def _translates_both_ways(pl_module: pl.LightningModule) -> bool:
-    generator_for = getattr(pl_module, "generator_for", None)
-    if generator_for is None:
-        return False
-    try:
-        generator_for("BtoA")
-    except (ValueError, NotImplementedError, KeyError):
-        return False
-    return True
-

@@ -5,12 +5,14 @@ from __future__ import annotations
 import lightning.pytorch as pl
 from lightning.pytorch.utilities import rank_zero_warn
 
+from cyclegan_pl.errors import OptionError
+
 
 class LinearDecay(pl.Callback):
     """Keep the learning rate for ``n_epochs`` epochs, then decay it linearly over ``n_epochs_decay``.
 
     At the start of every training epoch each parameter group of every optimizer gets
-    ``lr = initial_lr * factor(current_epoch)`` with REFERENCE.md's rule
+    ``lr = initial_lr * factor(current_epoch)`` with the published rule (docs/method.md#learning-rate-schedule)
     ``factor(e) = 1 - max(0, e + epoch_count - n_epochs) / (n_epochs_decay + 1)`` (``e`` is
     Lightning's 0-based epoch, so the N-th epoch runs at ``factor(N - 1)``). With the defaults
     epochs 1-100 run at 2e-4, epoch 101 at 2e-4 * 100/101 and epoch 200 at 2e-4 / 101. The lr
@@ -27,7 +29,7 @@ class LinearDecay(pl.Callback):
     def __init__(self, n_epochs: int = 100, n_epochs_decay: int = 100, epoch_count: int = 1) -> None:
         super().__init__()
         if n_epochs < 0 or n_epochs_decay < 0:
-            raise ValueError(
+            raise OptionError(
                 f"LinearDecay needs n_epochs >= 0 and n_epochs_decay >= 0, got {n_epochs} and {n_epochs_decay}"
             )
         self.n_epochs = n_epochs

@@ -14,7 +14,8 @@ from torch import Tensor
 from torch.utils.data import default_collate
 from torchvision.utils import make_grid
 
-from cyclegan_pl.callbacks._io import atomic_save_image, to_unit_range
+from cyclegan_pl.data.image import to_unit_range, write_image
+from cyclegan_pl.errors import OptionError
 
 SampleSplit = Literal["val", "test", "train"]
 
@@ -29,8 +30,9 @@ class SampleGrid(pl.Callback):
     reference test script does, so batch statistics never mix images. The grid is written as
     ``<log_dir>/<dirname>/epoch_XXXX.png`` (XXXX = number of completed epochs) after every
     ``every_n_epochs``-th epoch and at the end of fit, and sent to a WandbLogger or
-    TensorBoardLogger when one is attached. Every rank renders the grid; only global rank 0
-    writes and logs it.
+    TensorBoardLogger when one is attached. Every rank renders the grid and takes every decision
+    about it alike (with SyncBatchNorm and the reference's train-mode inference each forward is
+    a collective); only global rank 0 writes and logs it.
 
     Args:
         every_n_epochs: save a grid after every this many training epochs (0: only at the end of fit).
@@ -49,9 +51,9 @@ class SampleGrid(pl.Callback):
     ) -> None:
         super().__init__()
         if every_n_epochs < 0:
-            raise ValueError(f"SampleGrid every_n_epochs must be >= 0, got {every_n_epochs}")
+            raise OptionError(f"SampleGrid every_n_epochs must be >= 0, got {every_n_epochs}.")
         if num_images < 1:
-            raise ValueError(f"SampleGrid num_images must be >= 1, got {num_images}")
+            raise OptionError(f"SampleGrid num_images must be >= 1, got {num_images}.")
         self.every_n_epochs = every_n_epochs
         self.num_images = num_images
         self.split = split
@@ -59,7 +61,7 @@ class SampleGrid(pl.Callback):
         self.output_dir: Optional[str] = None
         self._samples: Optional[List[Dict[str, Any]]] = None
         self._disabled = False
-        self._last_saved_epoch: Optional[int] = None
+        self._last_rendered_epoch: Optional[int] = None
 
     # --- where --------------------------------------------------------------------------------
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
@@ -77,7 +79,7 @@ class SampleGrid(pl.Callback):
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         completed = trainer.current_epoch
-        if self._last_saved_epoch != completed:
+        if self._last_rendered_epoch != completed:
             self.save_grid(trainer, pl_module, completed)
 
     # --- what ---------------------------------------------------------------------------------
@@ -91,15 +93,15 @@ class SampleGrid(pl.Callback):
         # Every rank renders (a few images): with SyncBatchNorm and the reference's train-mode
         # inference each forward is a collective, so rank 0 alone would wait forever.
         grid = self.render(pl_module, samples)
+        self._last_rendered_epoch = epoch
         if trainer.global_rank != 0:
             return None
         if self.output_dir is None:
             self.output_dir = os.path.join(trainer.default_root_dir, self.dirname)
         path = os.path.join(self.output_dir, f"epoch_{epoch:04d}.png")
         array = (grid * 255.0).round_().to(torch.uint8).permute(1, 2, 0).numpy()
-        atomic_save_image(array, path, "PNG")
+        write_image(array, path, "PNG")
         self._log_to_loggers(trainer, grid, array, epoch)
-        self._last_saved_epoch = epoch
         return path
 
     def render(self, pl_module: pl.LightningModule, samples: List[Dict[str, Any]]) -> Tensor:
@@ -115,19 +117,24 @@ class SampleGrid(pl.Callback):
     def _log_to_loggers(self, trainer: pl.Trainer, grid: Tensor, array: Any, epoch: int) -> None:
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):
-                logger.log_image(key=self.dirname, images=[array], step=trainer.global_step,
-                                 caption=[f"epoch {epoch}"])
+                logger.log_image(key=self.dirname, images=[array], step=trainer.global_step, caption=[f"epoch {epoch}"])
             elif isinstance(logger, TensorBoardLogger):
                 logger.experiment.add_image(self.dirname, grid, global_step=trainer.global_step)
 
     # --- which images -------------------------------------------------------------------------
     def _fixed_samples(self, trainer: pl.Trainer) -> Optional[List[Dict[str, Any]]]:
         if self._samples is None:
+            problem = None
             try:
                 self._samples = self._fetch_samples(trainer)
             except Exception as err:  # noqa: BLE001 - a missing preview must not stop training
-                rank_zero_warn(f"SampleGrid is disabled: could not read {self.num_images} {self.split} images ({err}).")
+                problem = err
+            # Rendering runs forwards that may be collectives: every rank renders or none does.
+            if not trainer.strategy.reduce_boolean_decision(problem is None, all=True):
+                reason = f" ({problem})" if problem is not None else " on another process"
+                rank_zero_warn(f"SampleGrid is disabled: could not read {self.num_images} {self.split} images{reason}.")
                 self._disabled = True
+                self._samples = None
                 return None
         return self._samples
 
@@ -160,7 +167,7 @@ class SampleGrid(pl.Callback):
             if loader is not None and getattr(loader, "dataset", None) is not None:
                 return loader.dataset
         details = f" ({'; '.join(problems)})" if problems else ""
-        raise ValueError(f"no {' or '.join(splits)} dataset{details}: give the datamodule one or set SampleGrid split")
+        raise OptionError(f"no {' or '.join(splits)} dataset{details}: give the datamodule one or set SampleGrid split")
 
 
 def _split_batch(batch: Dict[str, Any]) -> List[Dict[str, Any]]:
@@ -189,7 +196,4 @@ def _as_rgb(image: Tensor) -> Tensor:
 def _pad_to_common_size(tiles: List[Tensor]) -> List[Tensor]:
     height = max(tile.shape[-2] for tile in tiles)
     width = max(tile.shape[-1] for tile in tiles)
-    return [
-        F.pad(tile, (0, width - tile.shape[-1], 0, height - tile.shape[-2]), value=1.0)
-        for tile in tiles
-    ]
+    return [F.pad(tile, (0, width - tile.shape[-1], 0, height - tile.shape[-2]), value=1.0) for tile in tiles]

@@ -1,35 +1,25 @@
 """Image folders, preprocessing, data modules and dataset downloads."""
 
-from cyclegan_pl.data.datamodules import PairedDataModule, UnpairedDataModule, default_num_workers
-from cyclegan_pl.data.datasets import (
-    DataLayoutError,
-    EpochSampler,
-    ImageFolderDataset,
-    PairedDataset,
-    SizeGroupedBatchSampler,
-    UnpairedDataset,
-    item_generator,
-)
-from cyclegan_pl.data.download import (
-    DATASETS,
-    DatasetDownloadError,
-    DatasetInfo,
-    download_dataset,
-)
-from cyclegan_pl.data.image import IMAGE_EXTENSIONS, BadImageError, is_image_file, list_images, read_image
+from cyclegan_pl.data.base import EpochDataset, item_generator
+from cyclegan_pl.data.datamodules import ImageDataModule, PairedDataModule, UnpairedDataModule, default_num_workers
+from cyclegan_pl.data.download import DATASETS, DatasetInfo, download_dataset
+from cyclegan_pl.data.folder import ImageFolderDataset, image_folder_loader
+from cyclegan_pl.data.image import IMAGE_EXTENSIONS, is_image_file, list_images, read_image, require_images
+from cyclegan_pl.data.paired import PairedDataset
+from cyclegan_pl.data.samplers import EpochSampler, SizeGroupedBatchSampler
 from cyclegan_pl.data.synthetic import make_demo_dataset, make_demo_paired_dataset
 from cyclegan_pl.data.transforms import PREPROCESS, Geometry, ImageTransform, to_float
+from cyclegan_pl.data.unpaired import UnpairedDataset
 
 __all__ = [
     "DATASETS",
     "IMAGE_EXTENSIONS",
     "PREPROCESS",
-    "BadImageError",
-    "DataLayoutError",
-    "DatasetDownloadError",
     "DatasetInfo",
+    "EpochDataset",
     "EpochSampler",
     "Geometry",
+    "ImageDataModule",
     "ImageFolderDataset",
     "ImageTransform",
     "PairedDataModule",
@@ -39,11 +29,13 @@ __all__ = [
     "UnpairedDataset",
     "default_num_workers",
     "download_dataset",
+    "image_folder_loader",
     "is_image_file",
     "item_generator",
     "list_images",
     "make_demo_dataset",
     "make_demo_paired_dataset",
     "read_image",
+    "require_images",
     "to_float",
 ]

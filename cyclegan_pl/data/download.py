@@ -7,11 +7,12 @@ pix2pix (tar.gz, paired side-by-side layout) collections: ``facades``, ``maps`` 
 normally trained (aligned, e.g. facades label -> photo); the CycleGAN zips of the same sets are
 ``cyclegan_facades``, ``cyclegan_maps`` and ``cyclegan_cityscapes``.
 
-:func:`download_dataset` uses ``urllib`` only. It streams the archive into a temporary file inside
-``root``, checks it (byte count equals ``Content-Length``, every zip member's CRC / the whole
-tar.gz read through), extracts it into a temporary folder inside ``root`` and only then
-``os.replace``-s the dataset folder into place, so an interrupted or corrupt download never leaves
-a half dataset that looks complete. Archives that hold one top-level folder (``horse2zebra/...``)
+:func:`download_dataset` fetches the archive into a staging folder beside the dataset folder
+(:func:`~cyclegan_pl.fetch.fetch`: byte count against ``Content-Length``), checks and extracts it
+there (:func:`~cyclegan_pl.fetch.extract_archive`), checks that every split folder of the layout
+is there, and only then renames the staging folder into place
+(:func:`~cyclegan_pl.files.atomic_folder`), so an interrupted or corrupt download never leaves a
+half dataset that looks complete. Archives that hold one top-level folder (``horse2zebra/...``)
 and archives that hold the splits directly are both handled.
 
 The URL base can be changed with the ``base_url`` argument or the ``CYCLEGAN_PL_DATASET_URL``
@@ -22,24 +23,27 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
-import tarfile
-import tempfile
-import urllib.error
-import urllib.request
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional, Union
+from typing import Callable, List, Optional, Union
 
 from cyclegan_pl.data.synthetic import make_demo_dataset, make_demo_paired_dataset
+from cyclegan_pl.errors import DownloadError
+from cyclegan_pl.fetch import extract_archive, fetch
+from cyclegan_pl.files import atomic_folder
 from cyclegan_pl.registry import Registry
 
 URL_ENV = "CYCLEGAN_PL_DATASET_URL"
 CYCLEGAN_BASE_URL = "http://efrosgans.eecs.berkeley.edu/cyclegan/datasets"
 PIX2PIX_BASE_URL = "http://efrosgans.eecs.berkeley.edu/pix2pix/datasets"
 
-#: Folder layout each dataset kind needs, shown in errors so files can be put in place by hand.
+#: Split folders each dataset kind needs, and its layout in words (shown in errors so files can be
+#: put in place by hand).
+REQUIRED_FOLDERS = {
+    "unpaired": ("trainA", "trainB", "testA", "testB"),
+    "paired": ("train", "test"),
+    "images": ("train", "test"),
+}
 LAYOUTS = {
     "unpaired": "{root}/ holding image folders trainA/, trainB/, testA/, testB/ (optional valA/, valB/)",
     "paired": (
@@ -84,7 +88,7 @@ class DatasetInfo:
 
 
 #: Known datasets by name.
-DATASETS: Registry[DatasetInfo] = Registry("dataset", option="data.dataset")
+DATASETS: Registry[DatasetInfo] = Registry("dataset")
 
 _CYCLEGAN_UNPAIRED = (
     "apple2orange",
@@ -126,10 +130,6 @@ DATASETS.add(
 )
 
 
-class DatasetDownloadError(RuntimeError):
-    """A download or extraction failed; the message says how to put the files in place by hand."""
-
-
 def download_hint(name: Optional[str], root: Union[str, Path]) -> str:
     """How to get a dataset into ``root``: the CLI command and the option."""
     root = Path(root)
@@ -145,6 +145,11 @@ def download_hint(name: Optional[str], root: Union[str, Path]) -> str:
     )
 
 
+def missing_folders(target: Union[str, Path], kind: str) -> List[str]:
+    """The folders of a ``kind`` dataset (see :data:`REQUIRED_FOLDERS`) that ``target`` lacks."""
+    return [name for name in REQUIRED_FOLDERS[kind] if not (Path(target) / name).is_dir()]
+
+
 def download_dataset(
     name: str,
     root: Union[str, Path] = "data",
@@ -157,6 +162,10 @@ def download_dataset(
 ) -> Path:
     """Download and extract a known dataset into ``root/folder``.
 
+    A folder that already holds every split folder of the dataset's layout is kept as it is
+    (``overwrite`` replaces it); one that exists but lacks some is an error naming them, since
+    downloading over it would mix two copies.
+
     Args:
         name: a name in :data:`DATASETS` (e.g. ``horse2zebra``, ``facades``).
         root: the folder that receives the dataset folder.
@@ -166,169 +175,73 @@ def download_dataset(
         folder: the dataset folder's name inside ``root`` (default: ``name``).
         progress: show a progress bar on stderr.
         timeout: seconds to wait for the server on connect and on each read.
-        overwrite: replace an existing dataset folder (otherwise it is kept and returned).
+        overwrite: replace an existing dataset folder, complete or not.
 
     Returns:
         The dataset folder.
 
     Raises:
-        DatasetDownloadError: the download or the archive failed; nothing is left behind.
+        DownloadError: the download or the archive failed (nothing is left behind), or an
+            incomplete folder is in the way.
     """
     info = DATASETS.get(name)
-    root = Path(root)
-    target = root / (folder or name)
+    target = Path(root) / (folder or name)
     if target.exists() and not overwrite and any(target.iterdir()):
-        return target
+        missing = missing_folders(target, info.kind)
+        if not missing:
+            return target
+        raise DownloadError(
+            f"'{target}' exists but lacks {', '.join(m + '/' for m in missing)} of the {name} layout "
+            f"({info.layout(target)}): complete it by hand, or download it again with "
+            f"`python -m cyclegan_pl download {name} --root {target.parent} --overwrite`."
+        )
     if info.make is not None:
         return info.make(target)
     source = url or info.url(base_url)
-    root.mkdir(parents=True, exist_ok=True)
-    archive_suffix = ".zip" if info.filename.endswith(".zip") else ".tar.gz"
-    fd, part_name = tempfile.mkstemp(prefix=f".{name}-", suffix=archive_suffix + ".part", dir=root)
-    os.close(fd)
-    part = Path(part_name)
-    staging = Path(tempfile.mkdtemp(prefix=f".{name}-extract-", dir=root))
-    try:
-        _fetch(source, part, progress=progress, timeout=timeout, info=info, target=target)
+    manual_step = _manual_instructions(info, source, target)
+    with atomic_folder(target, replace=True) as staging:
+        archive = fetch(
+            source,
+            staging / ".archive",
+            what=f"dataset '{name}'",
+            manual_step=manual_step,
+            progress=progress,
+            timeout=timeout,
+        )
+        extracted = staging / ".extracted"
         try:
-            if archive_suffix == ".zip":
-                _check_and_extract_zip(part, staging)
-            else:
-                _check_and_extract_tar(part, staging)
-        except DatasetDownloadError:
+            extract_archive(archive, extracted)
+        except DownloadError:
             raise
         except Exception as error:
-            raise DatasetDownloadError(
+            raise DownloadError(
                 f"The archive downloaded from {source} is corrupt or truncated "
-                f"({type(error).__name__}: {error}); nothing was extracted. Try again, or "
-                f"{_manual_instructions(info, source, target)}"
+                f"({type(error).__name__}: {error}); nothing was extracted. Try again, or {manual_step}"
             ) from error
-        content = _dataset_folder(staging, info)
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(content, target)
-    finally:
-        part.unlink(missing_ok=True)
-        shutil.rmtree(staging, ignore_errors=True)
+        archive.unlink()
+        for entry in _dataset_folder(extracted, info).iterdir():
+            if entry.name not in _ARCHIVE_JUNK:
+                os.replace(entry, staging / entry.name)
+        shutil.rmtree(extracted)
+        missing = missing_folders(staging, info.kind)
+        if missing:
+            raise DownloadError(
+                f"The archive from {source} does not hold {', '.join(m + '/' for m in missing)} of the "
+                f"{name} layout; nothing was written. Check the URL, or {manual_step}"
+            )
     return target
 
 
 def _manual_instructions(info: DatasetInfo, source: str, target: Path) -> str:
-    return (
-        f"download {source} by hand and extract it so that the files lie as "
-        f"{info.layout(target)}."
-    )
-
-
-def _fetch(
-    source: str, destination: Path, progress: bool, timeout: float, info: DatasetInfo, target: Path
-) -> None:
-    received = 0
-    expected: Optional[int] = None
-    try:
-        with urllib.request.urlopen(source, timeout=timeout) as response:
-            length = response.headers.get("Content-Length")
-            expected = int(length) if length is not None else None
-            bar = _progress_bar(expected, f"{info.name}", progress)
-            try:
-                with open(destination, "wb") as out:
-                    while True:
-                        chunk = response.read(1 << 20)
-                        if not chunk:
-                            break
-                        out.write(chunk)
-                        received += len(chunk)
-                        bar.update(len(chunk))
-            finally:
-                bar.close()
-    except (urllib.error.URLError, OSError, ValueError, EOFError) as error:
-        reason = getattr(error, "reason", None) or error
-        raise DatasetDownloadError(
-            f"Could not download dataset '{info.name}' from {source} ({type(error).__name__}: "
-            f"{reason}; {received} bytes received). Check the network (or set the mirror "
-            f"${URL_ENV}), or {_manual_instructions(info, source, target)}"
-        ) from error
-    except Exception as error:  # http.client.IncompleteRead and friends
-        raise DatasetDownloadError(
-            f"The download of '{info.name}' from {source} stopped after {received} bytes "
-            f"({type(error).__name__}: {error}). Try again, or "
-            f"{_manual_instructions(info, source, target)}"
-        ) from error
-    if expected is not None and received != expected:
-        raise DatasetDownloadError(
-            f"The download of '{info.name}' from {source} is incomplete: {received} of {expected} "
-            f"bytes. Try again, or {_manual_instructions(info, source, target)}"
-        )
-
-
-class _NoBar:
-    def update(self, n: int) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-def _progress_bar(total: Optional[int], description: str, enabled: bool):
-    if not enabled:
-        return _NoBar()
-    try:
-        from tqdm import tqdm
-    except ImportError:  # tqdm comes with lightning, but the download must not depend on it
-        return _NoBar()
-    return tqdm(
-        total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=description, file=sys.stderr
-    )
-
-
-def _check_and_extract_zip(archive: Path, destination: Path) -> None:
-    with zipfile.ZipFile(archive) as handle:
-        broken = handle.testzip()
-        if broken is not None:
-            raise DatasetDownloadError(f"zip member '{broken}' fails its CRC check")
-        for member in handle.namelist():
-            _check_member_path(member)
-        handle.extractall(destination)
-
-
-def _check_and_extract_tar(archive: Path, destination: Path) -> None:
-    # Read everything once: gzip checks its CRC and length only at the end of the stream.
-    with tarfile.open(archive, "r:*") as handle:
-        for member in handle:
-            _check_member_path(member.name)
-            if member.issym() or member.islnk():
-                _check_member_path(os.path.join(os.path.dirname(member.name), member.linkname))
-            if member.isfile():
-                stream = handle.extractfile(member)
-                if stream is not None:
-                    while stream.read(1 << 20):
-                        pass
-    with tarfile.open(archive, "r:*") as handle:
-        if hasattr(tarfile, "data_filter"):
-            handle.extractall(destination, filter="data")
-        else:  # Python without extraction filters: paths were checked above
-            handle.extractall(destination)
-
-
-def _check_member_path(member: str) -> None:
-    normalized = member.replace("\\", "/")
-    parts = [p for p in normalized.split("/") if p not in ("", ".")]
-    if normalized.startswith("/") or (len(normalized) > 1 and normalized[1] == ":") or ".." in parts:
-        raise DatasetDownloadError(f"unsafe path in archive: '{member}' (refusing to extract)")
+    return f"download {source} by hand and extract it so that the files lie as {info.layout(target)}."
 
 
 def _dataset_folder(staging: Path, info: DatasetInfo) -> Path:
     """The extracted dataset: the single top-level folder named like it, or the staging folder."""
     entries = [p for p in staging.iterdir() if p.name not in _ARCHIVE_JUNK]
     if not entries:
-        raise DatasetDownloadError(f"the archive of '{info.name}' is empty")
+        raise DownloadError(f"the archive of '{info.name}' is empty")
     stem = info.filename.split(".")[0].lower()
     if len(entries) == 1 and entries[0].is_dir() and entries[0].name.lower() in (info.name.lower(), stem):
         return entries[0]
-    for junk in _ARCHIVE_JUNK:
-        path = staging / junk
-        if path.is_dir():
-            shutil.rmtree(path)
-        elif path.exists():
-            path.unlink()
     return staging

@@ -29,11 +29,14 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
-from typing import List, Optional, Tuple, Union
+from typing import List, Optional, Sequence, Set, Tuple, Union
 
 import numpy as np
 import torch
 from PIL import Image, ImageOps
+
+from cyclegan_pl.errors import BadImageError, DataLayoutError, OptionError
+from cyclegan_pl.files import atomic_file
 
 # torchvision 0.29 deprecates its decoders in favour of TorchCodec (a DeprecationWarning on every
 # call, silenced below); they remain the fastest way to get a uint8 tensor from a JPEG/PNG today.
@@ -57,6 +60,7 @@ IMAGE_EXTENSIONS: Tuple[str, ...] = (
     ".webp",
     ".ppm",
     ".pgm",
+    ".gif",
 )
 
 _JPEG_MAGIC = b"\xff\xd8\xff"
@@ -68,38 +72,53 @@ _ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
 _LUMA = (0.299, 0.587, 0.114)
 
 
-class BadImageError(OSError):
-    """An image file that cannot be decoded (corrupt, truncated or not an image)."""
-
-    def __init__(self, path: PathLike, reason: str) -> None:
-        self.path = str(path)
-        self.reason = reason
-        super().__init__(
-            f"Cannot read image file '{self.path}': {reason}. The file is corrupt, truncated or "
-            "not an image: replace or delete it, or set `skip_bad_images=True` to skip such files."
-        )
-
-
 def is_image_file(path: PathLike) -> bool:
     """Whether ``path`` has an image extension (any letter case); hidden files are not images."""
     name = os.path.basename(os.fspath(path))
     return not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS)
 
 
-def list_images(folder: PathLike, recursive: bool = True) -> List[Path]:
+def list_images(folder: PathLike, recursive: bool = True, exclude: Sequence[PathLike] = ()) -> List[Path]:
     """Image files under ``folder``, sorted by their path relative to it.
 
     Non-image files and hidden entries are ignored. The order is deterministic (sorted relative
-    paths), so the same folder always gives the same indices.
+    paths), so the same folder always gives the same indices. Folder links are followed, but each
+    real folder is read once: a link back into the tree (``trainA/loop -> .``) would otherwise
+    repeat every image, or never end; such links are skipped with one warning.
+
+    Args:
+        folder: the folder to search.
+        recursive: also search sub-folders.
+        exclude: folders left out with everything below them (e.g. an output folder that lies
+            inside the input folder).
     """
     folder = Path(folder)
+    excluded = {os.path.realpath(path) for path in exclude}
     found: List[Path] = []
-    if recursive:
-        for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-            found.extend(Path(dirpath, f) for f in filenames if is_image_file(f))
-    else:
+    if not recursive:
         found = [p for p in folder.iterdir() if p.is_file() and is_image_file(p.name)]
+    else:
+        visited: Set[str] = set()
+        repeated: List[str] = []
+        for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+            real = os.path.realpath(dirpath)
+            if real in visited:
+                repeated.append(dirpath)
+                dirnames[:] = []
+                continue
+            visited.add(real)
+            dirnames[:] = [
+                d
+                for d in dirnames
+                if not d.startswith(".") and os.path.realpath(os.path.join(dirpath, d)) not in excluded
+            ]
+            found.extend(Path(dirpath, f) for f in filenames if is_image_file(f))
+        if repeated:
+            warnings.warn(
+                f"Skipped {len(repeated)} folder link(s) under '{folder}' leading to folders already read "
+                f"(e.g. '{repeated[0]}'): each folder's images are listed once.",
+                stacklevel=2,
+            )
     found.sort(key=lambda p: p.relative_to(folder).as_posix())
     return found
 
@@ -176,9 +195,7 @@ def _decode_torchvision(data: bytes, channels: int) -> Optional[torch.Tensor]:
             bit_depth, colour_type = data[24], data[25]
             # colour type 0 = gray, 2 = RGB; palette and alpha PNGs take the PIL path.
             if bit_depth == 8 and colour_type in (0, 2):
-                image = decode_png(
-                    _as_tensor(data), mode=ImageReadMode.UNCHANGED, apply_exif_orientation=True
-                )
+                image = decode_png(_as_tensor(data), mode=ImageReadMode.UNCHANGED, apply_exif_orientation=True)
                 return match_channels(image, channels)
     except RuntimeError:
         # Let PIL try: it reads some files libjpeg/libpng reject, and otherwise raises the
@@ -194,12 +211,25 @@ def _as_tensor(data: bytes) -> torch.Tensor:
 def _decode_pil(path: PathLike, channels: int) -> torch.Tensor:
     try:
         with Image.open(path) as image:
+            _note_first_frame_only(path, image)
             image = ImageOps.exif_transpose(image)
             return pil_to_tensor(image, channels)
     except BadImageError:
         raise
     except Exception as error:  # PIL raises OSError, SyntaxError, ValueError... for bad files
         raise BadImageError(path, f"{type(error).__name__}: {error}") from error
+
+
+_ANIMATED_NOTED: Set[str] = set()
+
+
+def _note_first_frame_only(path: PathLike, image: Image.Image) -> None:
+    frames = getattr(image, "n_frames", 1)
+    if frames > 1 and str(path) not in _ANIMATED_NOTED:
+        _ANIMATED_NOTED.add(str(path))
+        warnings.warn(
+            f"'{path}' holds {frames} frames (an animation or a multi-page file): using the first.", stacklevel=4
+        )
 
 
 def pil_to_tensor(image: Image.Image, channels: int = 3) -> torch.Tensor:
@@ -219,9 +249,7 @@ def pil_to_tensor(image: Image.Image, channels: int = 3) -> torch.Tensor:
         mode = "RGBA"
     if mode in _ALPHA_MODES:
         image = _composite_on_white(image)
-    elif mode == "L":
-        pass
-    elif mode == "RGB":
+    elif mode == "L" or mode == "RGB":
         pass
     elif mode in ("1", "F", "I;16S") or mode.startswith("I;"):
         image = image.convert("L")
@@ -256,8 +284,115 @@ def match_channels(image: torch.Tensor, channels: int) -> torch.Tensor:
     raise ValueError(f"cannot convert a {have}-channel image to {channels} channels")
 
 
-def split_halves(image: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Left and right halves of a side-by-side ``A|B`` image (``(C, H, 2W)`` -> two ``(C, H, W)``)."""
+def split_halves(image: torch.Tensor, path: Optional[PathLike] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Left and right halves of a side-by-side ``A|B`` image (``(C, H, 2W)`` -> two ``(C, H, W)``).
+
+    Args:
+        image: the whole image.
+        path: its file, named in the error for an image too narrow to split.
+
+    Raises:
+        DataLayoutError: the image is less than 2 pixels wide.
+    """
     half = image.shape[-1] // 2
+    if half == 0:
+        raise DataLayoutError(
+            f"Image '{path or 'given'}' is {image.shape[-1]} pixel wide: a side-by-side A|B pair needs "
+            "A on the left half and B on the right half; remove it or use A/ and B/ sub-folders."
+        )
     return image[..., :half], image[..., half : 2 * half]
 
+
+def require_images(
+    folder: PathLike,
+    what: str = "images",
+    expected: Optional[str] = None,
+    hint: Optional[str] = None,
+    max_size: Optional[int] = None,
+    exclude: Sequence[PathLike] = (),
+) -> List[Path]:
+    """The sorted image files under ``folder`` (recursive), or a :class:`DataLayoutError`.
+
+    Args:
+        folder: the folder to list (a single image file is returned as a one-item list).
+        what: what the folder should hold, for the message (e.g. "domain A training images").
+        expected: the expected layout, appended to the message.
+        hint: how to get the data (e.g. the download command), appended to the message.
+        max_size: keep only the first ``max_size`` files.
+        exclude: folders left out (see :func:`list_images`).
+    """
+    folder = Path(folder)
+    if folder.is_file():
+        files = [folder]
+    elif not folder.is_dir():
+        raise DataLayoutError(_layout_message(f"Folder '{folder}' ({what}) does not exist.", expected, hint))
+    else:
+        files = list_images(folder, exclude=exclude)
+        if not files:
+            raise DataLayoutError(
+                _layout_message(
+                    f"Folder '{folder}' ({what}) holds no image files ({', '.join(IMAGE_EXTENSIONS)}).",
+                    expected,
+                    hint,
+                )
+            )
+    return files[:max_size] if max_size is not None else files
+
+
+def _layout_message(problem: str, expected: Optional[str], hint: Optional[str]) -> str:
+    parts = [problem]
+    if expected:
+        parts.append(f"Expected layout: {expected}.")
+    if hint:
+        parts.append(hint)
+    return " ".join(parts)
+
+
+# --- writing ------------------------------------------------------------------------------------
+
+
+def to_unit_range(images: torch.Tensor) -> torch.Tensor:
+    """Map images from the networks' [-1, 1] to [0, 1] (float32, clamped)."""
+    return ((images.detach().float() + 1.0) / 2.0).clamp_(0.0, 1.0)
+
+
+def to_uint8(image: torch.Tensor) -> np.ndarray:
+    """One (C, H, W) image in [-1, 1] -> (H, W, C) or (H, W) uint8 array for PIL.
+
+    The scaling truncates like the reference code's ``tensor2im`` (``(x + 1) / 2 * 255`` cast
+    to uint8), so equal network outputs give byte-identical files.
+    """
+    if image.dim() != 3:
+        raise ValueError(f"expected one (C, H, W) image, got shape {tuple(image.shape)}")
+    scaled = ((image.detach().float().cpu() + 1.0) / 2.0 * 255.0).clamp_(0.0, 255.0)
+    array = scaled.to(torch.uint8).permute(1, 2, 0).numpy()
+    if array.shape[2] == 1:
+        return array[:, :, 0]
+    return array
+
+
+def write_image(array: np.ndarray, path: PathLike, image_format: Optional[str] = None) -> None:
+    """Write an (H, W) or (H, W, C) uint8 array as an image file, atomically.
+
+    Args:
+        array: the pixels.
+        path: the file; its folder is created.
+        image_format: PIL's format name (default: from the extension, see :func:`pil_format_for`).
+    """
+    image_format = image_format or pil_format_for(Path(path).suffix)
+    with atomic_file(path) as tmp, open(tmp, "wb") as handle:
+        Image.fromarray(array).save(handle, format=image_format)
+
+
+def pil_format_for(extension: str) -> str:
+    """PIL's format name for a file extension such as ``png`` or ``.jpg``.
+
+    Raises:
+        OptionError: PIL cannot write that type; the message lists the types it can.
+    """
+    suffix = "." + extension.lower().lstrip(".")
+    writable = {ext: fmt for ext, fmt in Image.registered_extensions().items() if fmt in Image.SAVE}
+    if suffix not in writable:
+        known = ", ".join(sorted(ext.lstrip(".") for ext in writable))
+        raise OptionError(f"extension {extension!r} is not an image type that can be written; use one of: {known}.")
+    return writable[suffix]

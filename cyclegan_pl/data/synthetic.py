@@ -18,14 +18,14 @@ parameters, recognised by its ``.demo_dataset.json`` marker, is left as it is).
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Callable, Dict, Union
 
 import numpy as np
 from PIL import Image
+
+from cyclegan_pl.errors import OptionError
+from cyclegan_pl.files import atomic_folder
 
 MARKER = ".demo_dataset.json"
 
@@ -99,32 +99,23 @@ def _paired_image(rng: np.random.Generator, size: int) -> np.ndarray:
     return np.clip(np.rint(side_by_side), 0, 255).astype(np.uint8)
 
 
-def _write_atomically(
-    root: Path, params: Dict[str, object], write: Callable[[Path], None]
-) -> Path:
+def _make_dataset(root: Path, params: Dict[str, object], write: Callable[[Path], None]) -> Path:
+    """Write a demo dataset with ``write(folder)`` unless ``root`` already holds this one."""
     marker = root / MARKER
     if marker.is_file():
         try:
             if json.loads(marker.read_text()) == params:
                 return root
         except (OSError, ValueError):
-            pass
-        shutil.rmtree(root)  # a demo dataset of other parameters: ours to replace
+            pass  # a damaged marker: ours to replace
     elif root.exists() and any(root.iterdir()):
-        raise FileExistsError(
+        raise OptionError(
             f"'{root}' exists and is not a demo dataset made by cyclegan_pl (no {MARKER}); "
             "choose another folder or remove it."
         )
-    root.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
-    try:
+    with atomic_folder(root, replace=True) as staging:
         write(staging)
         (staging / MARKER).write_text(json.dumps(params, sort_keys=True))
-        if root.exists():
-            root.rmdir()  # empty, checked above
-        os.replace(staging, root)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return root
 
 
@@ -159,7 +150,7 @@ def make_demo_dataset(
                     pixels = _unpaired_image(rng, size, domain)
                     Image.fromarray(pixels).save(out / f"{domain}_{i:05d}.png")
 
-    return _write_atomically(Path(root), params, write)
+    return _make_dataset(Path(root), params, write)
 
 
 def make_demo_paired_dataset(
@@ -191,4 +182,4 @@ def make_demo_paired_dataset(
                 rng = np.random.default_rng([seed, split_id, 7, i])
                 Image.fromarray(_paired_image(rng, size)).save(out / f"{i:05d}.png")
 
-    return _write_atomically(Path(root), params, write)
+    return _make_dataset(Path(root), params, write)

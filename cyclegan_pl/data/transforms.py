@@ -60,7 +60,7 @@ class SizeOptions:
 PreprocessFn = Callable[[int, int, SizeOptions, Optional[torch.Generator]], Geometry]
 
 #: Preprocess modes by config name: ``fn(height, width, options, generator) -> Geometry``.
-PREPROCESS: Registry[PreprocessFn] = Registry("preprocess mode", option="data.preprocess")
+PREPROCESS: Registry[PreprocessFn] = Registry("preprocess mode")
 
 
 def _randint(high: int, generator: Optional[torch.Generator]) -> int:
@@ -70,9 +70,7 @@ def _randint(high: int, generator: Optional[torch.Generator]) -> int:
     return int(torch.randint(high + 1, (1,), generator=generator).item())
 
 
-def _crop_box(
-    height: int, width: int, size: int, train: bool, generator: Optional[torch.Generator]
-) -> CropBox:
+def _crop_box(height: int, width: int, size: int, train: bool, generator: Optional[torch.Generator]) -> CropBox:
     """A ``size`` x ``size`` box: random when training, centred otherwise."""
     if train:
         top, left = _randint(height - size, generator), _randint(width - size, generator)
@@ -97,15 +95,11 @@ def resize_and_crop(
         side = options.crop_size
         return Geometry(resize=(side, side))
     side = options.load_size
-    return Geometry(
-        resize=(side, side), crop=_crop_box(side, side, options.crop_size, True, generator)
-    )
+    return Geometry(resize=(side, side), crop=_crop_box(side, side, options.crop_size, True, generator))
 
 
 @PREPROCESS.register("crop")
-def crop(
-    height: int, width: int, options: SizeOptions, generator: Optional[torch.Generator] = None
-) -> Geometry:
+def crop(height: int, width: int, options: SizeOptions, generator: Optional[torch.Generator] = None) -> Geometry:
     """Crop ``crop_size`` at the original scale (images smaller than that are scaled up first)."""
     size = options.crop_size
     resize = None
@@ -117,9 +111,7 @@ def crop(
 
 
 @PREPROCESS.register("scale_width")
-def scale_width(
-    height: int, width: int, options: SizeOptions, generator: Optional[torch.Generator] = None
-) -> Geometry:
+def scale_width(height: int, width: int, options: SizeOptions, generator: Optional[torch.Generator] = None) -> Geometry:
     """Scale the width to ``load_size`` keeping the aspect ratio (height at least ``crop_size``)."""
     target = options.load_size if options.train else options.crop_size
     new = _scale_width(height, width, target, options.crop_size)
@@ -138,9 +130,7 @@ def scale_width_and_crop(
 
 
 @PREPROCESS.register("none")
-def no_resize(
-    height: int, width: int, options: SizeOptions, generator: Optional[torch.Generator] = None
-) -> Geometry:
+def no_resize(height: int, width: int, options: SizeOptions, generator: Optional[torch.Generator] = None) -> Geometry:
     """Keep the size, only rounding each side to a multiple of 4 (bicubic) as the ResNet needs."""
     new = (_round_to_multiple(height, 4), _round_to_multiple(width, 4))
     return Geometry(resize=None if new == (height, width) else new)
@@ -158,9 +148,7 @@ def to_float(image: torch.Tensor) -> torch.Tensor:
 def apply_geometry(image: torch.Tensor, geometry: Geometry) -> torch.Tensor:
     """Resize, crop and flip a uint8 ``(..., C, H, W)`` tensor; returns uint8."""
     if geometry.resize is not None and tuple(image.shape[-2:]) != tuple(geometry.resize):
-        image = TF.resize(
-            image, list(geometry.resize), interpolation=InterpolationMode.BICUBIC, antialias=True
-        )
+        image = TF.resize(image, list(geometry.resize), interpolation=InterpolationMode.BICUBIC, antialias=True)
     if geometry.crop is not None:
         top, left, height, width = geometry.crop
         image = image[..., top : top + height, left : left + width]
@@ -201,9 +189,7 @@ class ImageTransform:
         self.flip = flip and train
         self.train = train
 
-    def sample(
-        self, height: int, width: int, generator: Optional[torch.Generator] = None
-    ) -> Geometry:
+    def sample(self, height: int, width: int, generator: Optional[torch.Generator] = None) -> Geometry:
         """Draw the geometry for an image of this size (crop first, then the flip)."""
         geometry = self.preprocess(height, width, self.options, generator)
         if self.flip and bool(torch.rand((), generator=generator) < 0.5):
@@ -214,9 +200,7 @@ class ImageTransform:
         """Apply a sampled geometry to a uint8 image and normalise to float ``[-1, 1]``."""
         return to_float(apply_geometry(image, geometry))
 
-    def __call__(
-        self, image: torch.Tensor, generator: Optional[torch.Generator] = None
-    ) -> torch.Tensor:
+    def __call__(self, image: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
         return self.apply(image, self.sample(image.shape[-2], image.shape[-1], generator))
 
     def apply_same(

@@ -3,40 +3,69 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Union
+from typing import Any, Dict, Type, Union
 
-import torch
-
-from cyclegan_pl.models.base import ImageTranslationModule, NonFiniteLossError
+from cyclegan_pl.checkpoints import load_lightning_checkpoint
+from cyclegan_pl.errors import CheckpointError
+from cyclegan_pl.models.base import CHECKPOINT_KEY, ImageTranslationModule, Translation
 from cyclegan_pl.models.cyclegan import CycleGAN
 from cyclegan_pl.models.pix2pix import Pix2Pix
+from cyclegan_pl.registry import Registry
 
-# The first generator key of each module's state_dict identifies the method.
-_METHOD_BY_KEY_PREFIX = {"gen_ab.": CycleGAN, "gen.": Pix2Pix}
+#: The methods by the name of their class (what a checkpoint's ``_class_path`` ends with).
+METHODS: Registry[Type[ImageTranslationModule]] = Registry("method")
+METHODS.add("CycleGAN", CycleGAN)
+METHODS.add("Pix2Pix", Pix2Pix)
+
+# Checkpoints without a class path (written by Trainer.save_checkpoint in Python) are told apart
+# by their generators' keys.
+_METHOD_BY_KEY_PREFIX = {"gen_ab.": "CycleGAN", "gen.": "Pix2Pix"}
+
+
+def checkpoint_method(
+    checkpoint: Dict[str, Any], path: Union[str, Path] = "the checkpoint"
+) -> Type[ImageTranslationModule]:
+    """The module class a Lightning checkpoint (already loaded) was written from.
+
+    Raises:
+        CheckpointError: the checkpoint holds none of the package's methods.
+    """
+    class_path = checkpoint.get("hyper_parameters", {}).get("_class_path")
+    if isinstance(class_path, str):
+        name = class_path.rsplit(".", 1)[-1]
+        if name in METHODS:
+            return METHODS.get(name)
+    for prefix, name in _METHOD_BY_KEY_PREFIX.items():
+        if any(key.startswith(prefix) for key in checkpoint["state_dict"]):
+            return METHODS.get(name)
+    raise CheckpointError(f"{path} holds none of the methods {', '.join(METHODS.names())}.")
 
 
 def load_checkpoint(path: Union[str, Path], map_location: str = "cpu") -> ImageTranslationModule:
-    """Load a Lightning checkpoint written by ``fit`` into the right module (CycleGAN or Pix2Pix)."""
-    if not Path(path).is_file():
-        # Named as the commands' option, since translate and export pass it on unchanged.
-        raise FileNotFoundError(
-            f"--ckpt_path {path} does not exist; pass a .ckpt written by `fit` or `import-reference`."
-        )
-    checkpoint = torch.load(path, map_location=map_location, weights_only=False)
-    state_dict = checkpoint.get("state_dict")
-    if state_dict is None:
-        raise ValueError(
-            f"{path} is not a Lightning checkpoint (no 'state_dict'); for a reference-code .pth use "
-            "cyclegan_pl.networks.load_reference_state_dict."
-        )
-    for prefix, module_class in _METHOD_BY_KEY_PREFIX.items():
-        if any(key.startswith(prefix) for key in state_dict):
-            # LightningCLI adds bookkeeping entries such as `_class_path`; they are no arguments.
-            hparams = {k: v for k, v in checkpoint.get("hyper_parameters", {}).items() if not k.startswith("_")}
-            module = module_class(**hparams)
-            module.load_state_dict(state_dict)
-            return module
-    raise ValueError(f"{path} holds neither a CycleGAN nor a Pix2Pix state_dict.")
+    """Load a Lightning checkpoint written by ``fit`` (or ``import-reference``) into the right module.
+
+    Nothing in the file is executed (see :func:`cyclegan_pl.files.load_torch_file`).
+
+    Raises:
+        CheckpointError: the file is missing, unreadable, unsafe, or holds no known method.
+    """
+    checkpoint = load_lightning_checkpoint(path)
+    module_class = checkpoint_method(checkpoint, path)
+    # LightningCLI adds bookkeeping entries such as `_class_path`; they are no arguments.
+    hparams = {k: v for k, v in checkpoint.get("hyper_parameters", {}).items() if not k.startswith("_")}
+    module = module_class(**hparams)
+    module.load_state_dict(checkpoint["state_dict"])
+    module.on_load_checkpoint(checkpoint)
+    return module.to(map_location)
 
 
-__all__ = ["CycleGAN", "ImageTranslationModule", "NonFiniteLossError", "Pix2Pix", "load_checkpoint"]
+__all__ = [
+    "CHECKPOINT_KEY",
+    "METHODS",
+    "CycleGAN",
+    "ImageTranslationModule",
+    "Pix2Pix",
+    "Translation",
+    "checkpoint_method",
+    "load_checkpoint",
+]

@@ -8,13 +8,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from .checkpoint import (
-    CheckpointMismatchError,
-    convert_reference_state_dict,
-    describe_network,
-    describe_state_dict,
-    load_reference_state_dict,
-)
+from ..errors import CheckpointMismatchError
 from .discriminators import DISCRIMINATORS, NLayerDiscriminator, PixelDiscriminator
 from .generators import (
     GENERATORS,
@@ -25,14 +19,26 @@ from .generators import (
 )
 from .init import INITS, init_weights
 from .norms import NORMS, get_norm_layer, norm_uses_bias
+from .reference_weights import (
+    convert_reference_state_dict,
+    describe_network,
+    describe_state_dict,
+    format_fixes,
+    load_reference_state_dict,
+    read_state_dict,
+)
 
 __all__ = [
     "CheckpointMismatchError",
     "DISCRIMINATORS",
+    "DiscriminatorName",
     "GENERATORS",
+    "GeneratorName",
     "INITS",
+    "InitType",
     "NLayerDiscriminator",
     "NORMS",
+    "NormName",
     "PixelDiscriminator",
     "ResnetBlock",
     "ResnetGenerator",
@@ -43,10 +49,12 @@ __all__ = [
     "define_generator",
     "describe_network",
     "describe_state_dict",
+    "format_fixes",
     "get_norm_layer",
     "init_weights",
     "load_reference_state_dict",
     "norm_uses_bias",
+    "read_state_dict",
 ]
 
 
@@ -78,7 +86,7 @@ def define_generator(
         The network (on the CPU), with attribute ``size_multiple``.
 
     Raises:
-        ValueError: for an unknown name, norm or init type (listing the valid ones).
+        OptionError: for an unknown name, norm or init type (listing the valid ones).
     """
     builder = GENERATORS.get(name)
     net = builder(input_nc=input_nc, output_nc=output_nc, ngf=ngf, norm=norm, dropout=dropout)
@@ -110,8 +118,16 @@ def define_discriminator(
         The network (on the CPU); its output is raw scores, no sigmoid.
 
     Raises:
-        ValueError: for an unknown name, norm or init type (listing the valid ones).
+        OptionError: for an unknown name, norm or init type (listing the valid ones).
     """
     builder = DISCRIMINATORS.get(name)
     net = builder(input_nc=input_nc, ndf=ndf, n_layers=n_layers, norm=norm)
     return init_weights(net, init_type, init_gain)
+
+
+# The types of the options that choose a network by name: `--help` lists the names, a typo
+# fails when the command line is parsed.
+GeneratorName = GENERATORS.choices()
+DiscriminatorName = DISCRIMINATORS.choices()
+NormName = NORMS.choices()
+InitType = INITS.choices()

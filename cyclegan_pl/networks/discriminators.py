@@ -13,6 +13,7 @@ from typing import List, Protocol
 import torch
 from torch import nn
 
+from ..errors import OptionError
 from ..registry import Registry
 from .norms import NORMS
 
@@ -27,14 +28,10 @@ __all__ = [
 
 
 class DiscriminatorBuilder(Protocol):
-    def __call__(
-        self, *, input_nc: int = 3, ndf: int = 64, n_layers: int = 3, norm: str = "instance"
-    ) -> nn.Module: ...
+    def __call__(self, *, input_nc: int = 3, ndf: int = 64, n_layers: int = 3, norm: str = "instance") -> nn.Module: ...
 
 
-DISCRIMINATORS: Registry[DiscriminatorBuilder] = Registry(
-    "discriminator", option="model.discriminator"
-)
+DISCRIMINATORS: Registry[DiscriminatorBuilder] = Registry("discriminator")
 
 
 class NLayerDiscriminator(nn.Module):
@@ -49,15 +46,10 @@ class NLayerDiscriminator(nn.Module):
         norm: normalization name (``instance``, ``batch``, ``none``); the first layer has none.
     """
 
-    def __init__(
-        self, input_nc: int = 3, ndf: int = 64, n_layers: int = 3, norm: str = "instance"
-    ) -> None:
+    def __init__(self, input_nc: int = 3, ndf: int = 64, n_layers: int = 3, norm: str = "instance") -> None:
         super().__init__()
         if n_layers < 1:
-            raise ValueError(
-                "NLayerDiscriminator needs n_layers >= 1 (option `model.n_layers_d`), "
-                f"got {n_layers}."
-            )
+            raise OptionError(f"NLayerDiscriminator needs n_layers >= 1, got {n_layers}.")
         norm_layer = NORMS.get(norm)
         bias = norm_layer.conv_bias
         layers: List[nn.Module] = [
@@ -70,9 +62,7 @@ class NLayerDiscriminator(nn.Module):
             # The last of these keeps the resolution: it widens the receptive field only.
             stride = 2 if n < n_layers else 1
             layers += [
-                nn.Conv2d(
-                    channels, out_channels, kernel_size=4, stride=stride, padding=1, bias=bias
-                ),
+                nn.Conv2d(channels, out_channels, kernel_size=4, stride=stride, padding=1, bias=bias),
                 norm_layer(out_channels),
                 nn.LeakyReLU(0.2, True),
             ]
@@ -111,9 +101,7 @@ class PixelDiscriminator(nn.Module):
 
 
 @DISCRIMINATORS.register("basic")
-def patchgan_basic(
-    input_nc: int = 3, ndf: int = 64, n_layers: int = 3, norm: str = "instance"
-) -> NLayerDiscriminator:
+def patchgan_basic(input_nc: int = 3, ndf: int = 64, n_layers: int = 3, norm: str = "instance") -> NLayerDiscriminator:
     """The 70x70 PatchGAN (3 layers).
 
     Args:
@@ -141,9 +129,7 @@ def patchgan_n_layers(
 
 
 @DISCRIMINATORS.register("pixel")
-def pixelgan(
-    input_nc: int = 3, ndf: int = 64, n_layers: int = 3, norm: str = "instance"
-) -> PixelDiscriminator:
+def pixelgan(input_nc: int = 3, ndf: int = 64, n_layers: int = 3, norm: str = "instance") -> PixelDiscriminator:
     """The 1x1 PixelGAN.
 
     Args:

@@ -18,18 +18,18 @@ from __future__ import annotations
 import functools
 import math
 import re
-from typing import Callable, List, Optional, Protocol, Tuple
+from typing import Callable, List, Optional, Protocol
 
 import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from ..registry import Registry
+from ..errors import OptionError
+from ..registry import PatternRegistry, Registry
 from .norms import NORMS
 
 __all__ = [
     "GENERATORS",
-    "PatternRegistry",
     "ResnetBlock",
     "ResnetGenerator",
     "UnetGenerator",
@@ -54,70 +54,11 @@ class GeneratorBuilder(Protocol):
     ) -> nn.Module: ...
 
 
-class PatternRegistry(Registry[GeneratorBuilder]):
-    """A :class:`~cyclegan_pl.registry.Registry` that also resolves parametrised names.
-
-    :meth:`get` looks the name up among the registered names first. Failing that, it tries the
-    patterns added with :meth:`add_pattern` in order; the first regex that matches the whole name
-    hands its match object to the pattern's ``resolve`` function, which returns the builder (or
-    raises ``ValueError`` when the parameter is out of range). This is the only place that
-    parses names such as ``resnet_12blocks`` or ``unet_512``.
-
-    Args:
-        kind: what the entries are, used in error messages.
-        option: the config option users set to pick an entry.
-    """
-
-    def __init__(self, kind: str, option: Optional[str] = None) -> None:
-        super().__init__(kind, option)
-        self._patterns: List[
-            Tuple["re.Pattern[str]", str, Callable[["re.Match[str]"], GeneratorBuilder]]
-        ] = []
-
-    def add_pattern(
-        self, regex: str, template: str, resolve: Callable[["re.Match[str]"], GeneratorBuilder]
-    ) -> None:
-        """Resolve names fully matching ``regex`` through ``resolve(match)``.
-
-        Args:
-            regex: regular expression with named groups for the parameters.
-            template: how the pattern is shown to users, e.g. ``resnet_<N>blocks``.
-            resolve: turns the match into a builder; raises ``ValueError`` for bad parameters.
-        """
-        self._patterns.append((re.compile(regex), template, resolve))
-
-    def patterns(self) -> List[str]:
-        """The user-facing templates of the name patterns."""
-        return [template for _, template, _ in self._patterns]
-
-    def get(self, name: str) -> GeneratorBuilder:
-        if super().__contains__(name):
-            return super().get(name)
-        for regex, _, resolve in self._patterns:
-            match = regex.fullmatch(name)
-            if match is not None:
-                return resolve(match)
-        where = f" (option `{self.option}`)" if self.option else ""
-        raise ValueError(
-            f"Unknown {self.kind} '{name}'{where}. Choose one of: {', '.join(self.names())}, "
-            f"or a pattern: {', '.join(self.patterns())}."
-        )
-
-    def __contains__(self, name: object) -> bool:
-        if not isinstance(name, str):
-            return False
-        try:
-            self.get(name)
-        except ValueError:
-            return False
-        return True
-
-
-GENERATORS = PatternRegistry("generator", option="model.generator")
+GENERATORS: PatternRegistry[GeneratorBuilder] = PatternRegistry("generator")
 
 
 def check_input_size(x: torch.Tensor, multiple: int, network: str) -> None:
-    """Raise a ``ValueError`` unless the height and width of ``x`` are multiples of ``multiple``.
+    """Raise an ``OptionError`` unless the height and width of ``x`` are multiples of ``multiple``.
 
     Args:
         x: input batch (..., H, W).
@@ -126,7 +67,7 @@ def check_input_size(x: torch.Tensor, multiple: int, network: str) -> None:
     """
     height, width = x.shape[-2], x.shape[-1]
     if height % multiple or width % multiple:
-        raise ValueError(
+        raise OptionError(
             f"{network} needs input height and width that are multiples of {multiple}, got "
             f"{height}x{width}. Pad or resize the image to a multiple of {multiple} (the models' "
             f"translate() pads and crops back), or use preprocess settings that produce such sizes."
@@ -143,9 +84,7 @@ class ResnetBlock(nn.Module):
         padding: ``reflect``, ``replicate`` or ``zero`` padding for the 3x3 convolutions.
     """
 
-    def __init__(
-        self, dim: int, norm: str = "instance", dropout: bool = False, padding: str = "reflect"
-    ) -> None:
+    def __init__(self, dim: int, norm: str = "instance", dropout: bool = False, padding: str = "reflect") -> None:
         super().__init__()
         norm_layer = NORMS.get(norm)
         layers = _padded_conv3x3(dim, padding, norm_layer.conv_bias)
@@ -301,9 +240,7 @@ class UnetSkipConnectionBlock(nn.Module):
             return nn.Conv2d(input_nc, inner_nc, kernel_size=4, stride=2, padding=1, bias=bias)
 
         def up_conv(in_channels: int, up_bias: bool) -> nn.ConvTranspose2d:
-            return nn.ConvTranspose2d(
-                in_channels, outer_nc, kernel_size=4, stride=2, padding=1, bias=up_bias
-            )
+            return nn.ConvTranspose2d(in_channels, outer_nc, kernel_size=4, stride=2, padding=1, bias=up_bias)
 
         layers: List[nn.Module]
         if outermost:
@@ -364,9 +301,7 @@ class UnetGenerator(nn.Module):
             raise ValueError(f"UnetGenerator needs num_downs >= 5, got {num_downs}.")
         block = UnetSkipConnectionBlock(ngf * 8, ngf * 8, innermost=True, norm=norm)
         for _ in range(num_downs - 5):
-            block = UnetSkipConnectionBlock(
-                ngf * 8, ngf * 8, submodule=block, norm=norm, dropout=dropout
-            )
+            block = UnetSkipConnectionBlock(ngf * 8, ngf * 8, submodule=block, norm=norm, dropout=dropout)
         for outer in (ngf * 4, ngf * 2, ngf):
             block = UnetSkipConnectionBlock(outer, outer * 2, submodule=block, norm=norm)
         self.model = UnetSkipConnectionBlock(
@@ -460,21 +395,20 @@ def unet_128(
     return UnetGenerator(input_nc, output_nc, num_downs=7, ngf=ngf, norm=norm, dropout=dropout)
 
 
-def _resnet_from_name(match: "re.Match[str]") -> GeneratorBuilder:
+def _resnet_from_name(match: re.Match[str]) -> GeneratorBuilder:
     return functools.partial(ResnetGenerator, n_blocks=int(match["n_blocks"]))
 
 
-def _unet_from_name(match: "re.Match[str]") -> GeneratorBuilder:
+def _unet_from_name(match: re.Match[str]) -> GeneratorBuilder:
     side = int(match["side"])
     num_downs = int(math.log2(side)) if side > 0 else 0
     if side < 32 or 2**num_downs != side:
-        raise ValueError(
-            f"Generator 'unet_{match['side']}' (option `model.generator`): the side must be a "
-            "power of two >= 32, e.g. unet_32, unet_64, unet_128, unet_256, unet_512."
+        raise OptionError(
+            f"Generator 'unet_{match['side']}': the side must be a power of two >= 32, e.g. unet_32, "
+            "unet_64, unet_128, unet_256, unet_512."
         )
     return functools.partial(UnetGenerator, num_downs=num_downs)
 
 
 GENERATORS.add_pattern(r"resnet_(?P<n_blocks>\d+)blocks", "resnet_<N>blocks", _resnet_from_name)
 GENERATORS.add_pattern(r"unet_(?P<side>\d+)", "unet_<side>", _unet_from_name)
-

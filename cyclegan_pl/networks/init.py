@@ -1,4 +1,4 @@
-"""Weight initialization schemes selectable by name (option ``model.init_type``)."""
+"""Weight initialization schemes selectable by name (``init_type``)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ __all__ = ["INITS", "init_weights"]
 
 WeightInit = Callable[[torch.Tensor, float], None]
 
-INITS: Registry[WeightInit] = Registry("init", option="model.init_type")
+INITS: Registry[WeightInit] = Registry("init type")
 
 # Layers whose weight goes through the chosen scheme (bias set to 0).
 _WEIGHTED_LAYERS = (

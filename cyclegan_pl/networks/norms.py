@@ -1,4 +1,4 @@
-"""Normalization layers selectable by name (option ``model.norm``).
+"""Normalization layers selectable by name (``norm``).
 
 ``NORMS.get(name)`` returns a :class:`NormLayer`: a factory that builds the layer for a channel
 count and knows whether the convolution feeding it should carry a bias.
@@ -47,7 +47,7 @@ def _no_norm(num_features: int) -> nn.Module:
     return nn.Identity()
 
 
-NORMS: Registry[NormLayer] = Registry("norm", option="model.norm")
+NORMS: Registry[NormLayer] = Registry("norm")
 NORMS.add("instance", NormLayer(_instance_norm, conv_bias=True))
 NORMS.add("batch", NormLayer(_batch_norm, conv_bias=False))
 NORMS.add("none", NormLayer(_no_norm, conv_bias=True))

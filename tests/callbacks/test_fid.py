@@ -8,7 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-from cyclegan_pl.callbacks import FID, FIDUnavailableError, build_fid_metric
+from cyclegan_pl.callbacks import FID, build_fid_metric
+from cyclegan_pl.errors import WeightsUnavailableError
+from cyclegan_pl.models.base import Translation
 
 HAS_TORCH_FIDELITY = importlib.util.find_spec("torch_fidelity") is not None
 
@@ -107,14 +109,14 @@ def test_offline_without_weights_warns_once_and_trains(tmp_path, cyclegan, tiny_
 def test_strict_raises_before_any_training_step(tmp_path, cyclegan, tiny_data, trainer_for, probe, offline_inception):
     steps = probe("on_train_batch_start", lambda trainer, module: trainer.global_step)
     trainer = trainer_for(tmp_path, [FID(strict=True), steps], max_epochs=1)
-    with pytest.raises(FIDUnavailableError, match="weights_path"):
+    with pytest.raises(WeightsUnavailableError, match="weights_path"):
         trainer.fit(cyclegan(), datamodule=tiny_data())
     assert trainer.global_step == 0 and steps.records == []
 
 
 def test_missing_weights_path_is_an_error_naming_the_file(tmp_path):
     missing = tmp_path / "nowhere.pth"
-    with pytest.raises(FileNotFoundError, match="nowhere.pth"):
+    with pytest.raises(WeightsUnavailableError, match="nowhere.pth does not exist.*6726825d"):
         build_fid_metric(weights_path=str(missing))
 
 
@@ -123,8 +125,9 @@ def test_weights_path_builds_inception_without_network(tmp_path, monkeypatch, of
     import torch_fidelity.feature_extractor_inceptionv3 as inception
 
     # Make a weights file with the right keys: build once with loading stubbed out, save it.
-    monkeypatch.setattr(inception.FeatureExtractorInceptionV3, "load_state_dict",
-                        lambda self, state_dict, *args, **kwargs: None)
+    monkeypatch.setattr(
+        inception.FeatureExtractorInceptionV3, "load_state_dict", lambda self, state_dict, *args, **kwargs: None
+    )
     monkeypatch.setattr(inception, "load_state_dict_from_url", lambda url, *args, **kwargs: {})
     template = inception.FeatureExtractorInceptionV3("inception-v3-compat", ["2048"])
     weights = tmp_path / "weights-inception-2015-12-05-6726825d.pth"
@@ -148,15 +151,14 @@ def test_files_that_come_round_again_enter_each_set_once():
     # What on_validation_epoch_start sets up for an FID epoch, without a trainer.
     fid._active = True
     fid._seen_paths, fid._counts = {}, {}
-
-    class Identity:
-        def translate(self, images, direction):
-            return images
+    fid._translations = {"a2b": Translation("AtoB", "real_A", "fake_B", "real_B")}
 
     images = torch.rand(3, 3, 16, 16) * 2 - 1
     for batch_paths in (["a/0", "a/1", "a/0"], ["a/1", "a/2", "a/2"]):
         batch = {"A": images, "B": images, "A_paths": batch_paths, "B_paths": ["b/0", "b/1", "b/2"]}
-        fid.on_validation_batch_end(None, Identity(), None, batch, 0)
+        # what validation_step returns: its visuals (here an identity translation)
+        visuals = {"real_A": images, "fake_B": images, "real_B": images}
+        fid.on_validation_batch_end(None, None, visuals, batch, 0)
     metric = fid.metrics["a2b"]
     assert fid._seen["a2b"] == 3 and metric.fake_features_num_samples == 3
     assert metric.real_features_num_samples == 3

@@ -9,7 +9,7 @@ from cyclegan_pl.callbacks import LinearDecay
 
 
 def reference_factor(epoch_1_based: int, n_epochs=100, n_epochs_decay=100, epoch_count=1) -> float:
-    """REFERENCE.md: the N-th epoch runs at lr_factor(N - 1)."""
+    """docs/method.md#learning-rate-schedule: the N-th epoch runs at lr_factor(N - 1)."""
     e = epoch_1_based - 1
     return 1 - max(0, e + epoch_count - n_epochs) / (n_epochs_decay + 1)
 
@@ -41,17 +41,24 @@ def test_epoch_start_sets_both_optimizers(cyclegan):
 
 
 def lr_recorder(probe):
-    return probe("on_train_batch_start", lambda trainer, module: (
-        trainer.current_epoch, [opt.param_groups[0]["lr"] for opt in trainer.optimizers]))
+    return probe(
+        "on_train_batch_start",
+        lambda trainer, module: (trainer.current_epoch, [opt.param_groups[0]["lr"] for opt in trainer.optimizers]),
+    )
 
 
 def test_resume_in_mid_decay_gives_the_straight_run_lrs(tmp_path, cyclegan, tiny_data, trainer_for, probe):
     straight_lrs = lr_recorder(probe)
     every_epoch = ModelCheckpoint(dirpath=tmp_path / "ckpts", save_top_k=-1, every_n_epochs=1)
-    trainer = trainer_for(tmp_path / "straight", [LinearDecay(2, 2), straight_lrs, every_epoch], max_epochs=4,
-                          limit_val_batches=0, enable_checkpointing=True)
+    trainer = trainer_for(
+        tmp_path / "straight",
+        [LinearDecay(2, 2), straight_lrs, every_epoch],
+        max_epochs=4,
+        limit_val_batches=0,
+        enable_checkpointing=True,
+    )
     trainer.fit(cyclegan(), datamodule=tiny_data(train_len=2, batch_size=2))
-    by_epoch = {epoch: lrs for epoch, lrs in straight_lrs.records}
+    by_epoch = dict(straight_lrs.records)
     assert [by_epoch[e][0] for e in range(4)] == pytest.approx([2e-4, 2e-4, 2e-4 * 2 / 3, 2e-4 / 3])
     assert all(lrs[0] == lrs[1] for lrs in by_epoch.values())
     assert trainer.callback_metrics["lr_factor"] == pytest.approx(1 / 3)
@@ -78,15 +85,21 @@ def test_no_warning_when_max_epochs_matches(recwarn):
 
 def test_published_schedule_resumed_at_epoch_150(tmp_path, cyclegan, tiny_data, trainer_for, probe):
     # The real 100 + 100 schedule: run 150 one-step epochs, resume from that checkpoint and check
-    # epochs 151 and 152 (1-based) against REFERENCE.md's formula.
+    # epochs 151 and 152 (1-based) against docs/method.md's formula.
     at_150 = ModelCheckpoint(dirpath=tmp_path / "ckpts", save_top_k=-1, every_n_epochs=150)
-    trainer = trainer_for(tmp_path / "first", [LinearDecay(100, 100), at_150], max_epochs=150,
-                          limit_val_batches=0, enable_checkpointing=True)
+    trainer = trainer_for(
+        tmp_path / "first",
+        [LinearDecay(100, 100), at_150],
+        max_epochs=150,
+        limit_val_batches=0,
+        enable_checkpointing=True,
+    )
     trainer.fit(cyclegan(), datamodule=tiny_data(train_len=1, batch_size=1))
     (ckpt,) = (tmp_path / "ckpts").glob("epoch=149-*.ckpt")
     resumed_lrs = lr_recorder(probe)
-    resumed = trainer_for(tmp_path / "resumed", [LinearDecay(100, 100), resumed_lrs], max_epochs=152,
-                          limit_val_batches=0)
+    resumed = trainer_for(
+        tmp_path / "resumed", [LinearDecay(100, 100), resumed_lrs], max_epochs=152, limit_val_batches=0
+    )
     resumed.fit(cyclegan(), datamodule=tiny_data(train_len=1, batch_size=1), ckpt_path=ckpt)
     assert [epoch for epoch, _ in resumed_lrs.records] == [150, 151]
     for epoch, lrs in resumed_lrs.records:

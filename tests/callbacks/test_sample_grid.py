@@ -16,7 +16,7 @@ def grid_side(count: int) -> int:
 
 def column(grid: np.ndarray, col: int) -> np.ndarray:
     left = PAD + col * (TILE + PAD)
-    return grid[:, left:left + TILE]
+    return grid[:, left : left + TILE]
 
 
 def test_two_epochs_write_grids_of_the_same_inputs(tmp_path, cyclegan, tiny_data, trainer_for):
@@ -34,8 +34,9 @@ def test_two_epochs_write_grids_of_the_same_inputs(tmp_path, cyclegan, tiny_data
 
 
 def test_every_n_epochs_and_fit_end(tmp_path, cyclegan, tiny_data, trainer_for):
-    trainer = trainer_for(tmp_path, [SampleGrid(every_n_epochs=2, num_images=1)], max_epochs=3, limit_val_batches=0,
-                          limit_train_batches=1)
+    trainer = trainer_for(
+        tmp_path, [SampleGrid(every_n_epochs=2, num_images=1)], max_epochs=3, limit_val_batches=0, limit_train_batches=1
+    )
     trainer.fit(cyclegan(), datamodule=tiny_data())
     assert sorted(f.name for f in (tmp_path / "samples").iterdir()) == ["epoch_0002.png", "epoch_0003.png"]
 
@@ -43,10 +44,18 @@ def test_every_n_epochs_and_fit_end(tmp_path, cyclegan, tiny_data, trainer_for):
 def test_grid_goes_to_the_logger_folder_and_tensorboard(tmp_path, cyclegan, tiny_data, trainer_for, monkeypatch):
     logger = TensorBoardLogger(tmp_path, name="tb")
     added = []
-    monkeypatch.setattr(type(logger.experiment), "add_image",
-                        lambda self, tag, image, global_step=None: added.append((tag, tuple(image.shape), global_step)))
-    trainer = trainer_for(tmp_path, [SampleGrid(num_images=2, dirname="grids")], max_epochs=1,
-                          limit_val_batches=0, logger=[logger, CSVLogger(tmp_path, name="csv")])
+    monkeypatch.setattr(
+        type(logger.experiment),
+        "add_image",
+        lambda self, tag, image, global_step=None: added.append((tag, tuple(image.shape), global_step)),
+    )
+    trainer = trainer_for(
+        tmp_path,
+        [SampleGrid(num_images=2, dirname="grids")],
+        max_epochs=1,
+        limit_val_batches=0,
+        logger=[logger, CSVLogger(tmp_path, name="csv")],
+    )
     trainer.fit(cyclegan(), datamodule=tiny_data())
     assert (tmp_path / "tb" / "version_0" / "grids" / "epoch_0001.png").is_file()
     assert added == [("grids", (3, grid_side(2), grid_side(6)), trainer.global_step)]
@@ -58,11 +67,14 @@ def test_pix2pix_grid_and_datamodule_sample_batch(pix2pix, tiny_data):
     class WithSampleBatch(tiny_data):
         def sample_batch(self, n, split):
             calls.append((n, split))
-            return {"A": torch.zeros(n, 3, 20, 28), "B": torch.ones(n, 3, 20, 28),
-                    "A_paths": [f"{i}.png" for i in range(n)], "B_paths": [f"{i}.png" for i in range(n)]}
+            return {
+                "A": torch.zeros(n, 3, 20, 28),
+                "B": torch.ones(n, 3, 20, 28),
+                "A_paths": [f"{i}.png" for i in range(n)],
+                "B_paths": [f"{i}.png" for i in range(n)],
+            }
 
-    trainer = type("T", (), {"datamodule": WithSampleBatch(), "global_rank": 0, "loggers": [], "global_step": 0,
-                              "default_root_dir": "."})()
+    trainer = fake_trainer(WithSampleBatch())
     grids = SampleGrid(num_images=2)
     samples = grids._fixed_samples(trainer)
     assert calls == [(2, "val")] and len(samples) == 2
@@ -73,9 +85,30 @@ def test_pix2pix_grid_and_datamodule_sample_batch(pix2pix, tiny_data):
     assert len(calls) == 1  # fetched once
 
 
-def test_other_ranks_do_nothing(tmp_path, cyclegan):
-    trainer = type("T", (), {"global_rank": 1})()
-    assert SampleGrid().save_grid(trainer, cyclegan(), 1) is None
+class _SingleProcess:
+    """The one strategy method SampleGrid calls: agreement between ranks (here: one rank)."""
+
+    def reduce_boolean_decision(self, decision, all=True):
+        return decision
+
+
+def fake_trainer(datamodule, rank: int = 0, root: str = "."):
+    attributes = {"datamodule": datamodule, "global_rank": rank, "loggers": [], "global_step": 0}
+    return type("T", (), {**attributes, "default_root_dir": root, "strategy": _SingleProcess()})()
+
+
+def test_other_ranks_render_but_write_nothing(tmp_path, cyclegan, tiny_data, monkeypatch):
+    # With SyncBatchNorm each forward is a collective: rank 1 must run the same forwards as rank 0.
+    grids = SampleGrid(num_images=2)
+    rendered = []
+    original = grids.render
+    monkeypatch.setattr(grids, "render", lambda module, samples: rendered.append(1) or original(module, samples))
+    datamodule = tiny_data()
+    datamodule.setup("fit")
+    assert grids.save_grid(fake_trainer(datamodule, rank=1, root=str(tmp_path)), cyclegan(), 1) is None
+    assert rendered == [1] and not list(tmp_path.rglob("*.png"))
+    assert grids.save_grid(fake_trainer(datamodule, rank=0, root=str(tmp_path)), cyclegan(), 1) is not None
+    assert rendered == [1, 1] and len(list(tmp_path.rglob("*.png"))) == 1
 
 
 def test_with_the_data_package_datamodules(tmp_path, cyclegan, pix2pix, trainer_for):
@@ -89,8 +122,12 @@ def test_with_the_data_package_datamodules(tmp_path, cyclegan, pix2pix, trainer_
     ]
     for index, (model, data, columns) in enumerate(cases):
         root = tmp_path / f"run{index}"
-        fid = FID(every_n_epochs=1, feature_extractor=torch.nn.Sequential(
-            torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten()))
+        fid = FID(
+            every_n_epochs=1,
+            feature_extractor=torch.nn.Sequential(
+                torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten()
+            ),
+        )
         trainer = trainer_for(root, [SampleGrid(num_images=2), fid], max_epochs=1, limit_train_batches=1)
         trainer.fit(model, datamodule=data)
         grid = np.asarray(Image.open(root / "samples" / "epoch_0001.png"))

@@ -11,7 +11,8 @@ import pytest
 import torch
 from PIL import Image
 
-from cyclegan_pl.data import DataLayoutError, PairedDataModule, UnpairedDataModule
+from cyclegan_pl.data import PairedDataModule, UnpairedDataModule
+from cyclegan_pl.errors import DataLayoutError
 
 SMALL = dict(load_size=72, crop_size=64, num_workers=0)
 
@@ -197,7 +198,7 @@ class _Recorder(pl.LightningModule):
         self.predicted = []
 
     def training_step(self, batch, batch_idx):
-        self.seen.setdefault(self.current_epoch, []).extend(zip(batch["A_paths"], batch["B_paths"]))
+        self.seen.setdefault(self.current_epoch, []).extend(zip(batch["A_paths"], batch["B_paths"], strict=True))
         return (self.weight * batch["A"].mean()).sum()
 
     def validation_step(self, batch, batch_idx):

@@ -10,7 +10,6 @@ from PIL import Image
 from torch.utils.data import DataLoader, SequentialSampler
 
 from cyclegan_pl.data import (
-    DataLayoutError,
     EpochSampler,
     ImageFolderDataset,
     ImageTransform,
@@ -19,6 +18,7 @@ from cyclegan_pl.data import (
     UnpairedDataset,
     item_generator,
 )
+from cyclegan_pl.errors import DataLayoutError
 
 TRAIN = ImageTransform("resize_and_crop", 36, 32, flip=True, train=True)
 EVAL = ImageTransform("resize_and_crop", 36, 32, train=False)

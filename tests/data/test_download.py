@@ -11,7 +11,8 @@ import zipfile
 
 import pytest
 
-from cyclegan_pl.data import DATASETS, DatasetDownloadError, PairedDataModule, UnpairedDataModule, download_dataset
+from cyclegan_pl.data import DATASETS, PairedDataModule, UnpairedDataModule, download_dataset
+from cyclegan_pl.errors import DownloadError, UserError
 
 
 def _png_bytes(helpers, seed: int) -> bytes:
@@ -22,11 +23,11 @@ def _png_bytes(helpers, seed: int) -> bytes:
     return buffer.getvalue()
 
 
-def unpaired_zip(helpers, top: str = "horse2zebra") -> bytes:
+def unpaired_zip(helpers, top: str = "horse2zebra", folders=("trainA", "trainB", "testA", "testB")) -> bytes:
     """A zip holding ``top/trainA ... top/testB`` (like the CycleGAN archives)."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for i, folder in enumerate(("trainA", "trainB", "testA", "testB")):
+        for i, folder in enumerate(folders):
             for j in range(2):
                 archive.writestr(f"{top}/{folder}/{j}.png", _png_bytes(helpers, i * 10 + j))
     return buffer.getvalue()
@@ -44,10 +45,10 @@ def paired_tar(helpers, members=None) -> bytes:
     return buffer.getvalue()
 
 
-def _archive(helpers, kind: str):
+def _archive(helpers, kind: str, **kwargs):
     """(file name, bytes) of a good archive of the given kind."""
     if kind == "zip":
-        return "horse2zebra.zip", unpaired_zip(helpers)
+        return "horse2zebra.zip", unpaired_zip(helpers, **kwargs)
     return "facades.tar.gz", paired_tar(helpers)
 
 
@@ -56,11 +57,13 @@ class _Files:
 
     def __init__(self) -> None:
         self.routes = {}
+        self.requests = []
 
 
 def _handler(files: _Files):
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self):  # noqa: N802 - http.server's naming
+            files.requests.append(self.path)
             if self.path not in files.routes:
                 self.send_error(404)
                 return
@@ -126,16 +129,37 @@ def test_good_tar_without_top_folder_via_env(tmp_path, server, helpers, monkeypa
     assert [p.name for p in tmp_path.iterdir()] == ["my_facades"]
 
 
-def test_existing_dataset_is_kept(tmp_path, server):
-    (tmp_path / "horse2zebra" / "trainA").mkdir(parents=True)
+def test_existing_complete_dataset_is_kept(tmp_path, server):
+    for folder in ("trainA", "trainB", "testA", "testB"):
+        (tmp_path / "horse2zebra" / folder).mkdir(parents=True)
     assert download_dataset("horse2zebra", tmp_path, base_url=server.base) == tmp_path / "horse2zebra"
+    assert server.requests == []
+
+
+def test_incomplete_dataset_names_what_is_missing_and_offers_overwrite(tmp_path, server, helpers):
+    (tmp_path / "horse2zebra" / "trainA").mkdir(parents=True)
+    with pytest.raises(DownloadError, match=r"lacks trainB/, testA/, testB/.*--overwrite") as error:
+        download_dataset("horse2zebra", tmp_path, base_url=server.base)
+    assert isinstance(error.value, UserError)
+    name, body = _archive(helpers, "zip")
+    server.routes["/" + name] = (body, "ok")
+    target = download_dataset("horse2zebra", tmp_path, base_url=server.base, progress=False, overwrite=True)
+    assert sorted(p.name for p in target.iterdir() if p.is_dir()) == ["testA", "testB", "trainA", "trainB"]
+
+
+def test_archive_without_a_domain_folder_is_refused(tmp_path, server, helpers):
+    name, body = _archive(helpers, "zip", folders=("trainA", "testA", "testB"))
+    server.routes["/" + name] = (body, "ok")
+    with pytest.raises(DownloadError, match="trainB"):
+        download_dataset(name.split(".")[0], tmp_path, base_url=server.base, progress=False)
+    assert not (tmp_path / name.split(".")[0]).exists()
 
 
 @pytest.mark.parametrize("archive", ["zip", "tar"])
 def test_server_stopping_mid_way_leaves_nothing(tmp_path, server, helpers, archive):
     name, body = _archive(helpers, archive)
     server.routes["/" + name] = (body, "truncated")
-    with pytest.raises(DatasetDownloadError) as error:
+    with pytest.raises(DownloadError) as error:
         download_dataset(name.split(".")[0], tmp_path, base_url=server.base, progress=False, timeout=10)
     message = str(error.value)
     assert server.base + "/" + name in message
@@ -147,7 +171,7 @@ def test_corrupt_archive_with_consistent_length_leaves_nothing(tmp_path, server,
     name, body = _archive(helpers, archive)
     cut = body[: int(len(body) * 0.7)]
     server.routes["/" + name] = (cut, "good")
-    with pytest.raises(DatasetDownloadError, match="corrupt or truncated") as error:
+    with pytest.raises(DownloadError, match="corrupt or truncated") as error:
         download_dataset(name.split(".")[0], tmp_path, base_url=server.base, progress=False)
     assert "trainA" in str(error.value) or "train/" in str(error.value)  # the manual layout
     assert list(tmp_path.iterdir()) == []
@@ -158,7 +182,7 @@ def test_zip_with_bad_crc_is_refused(tmp_path, server, helpers):
     marker = body.find(b"IDAT")  # inside the first PNG's bytes, stored deflated: flip a byte
     body[marker + 40] ^= 0xFF
     server.routes["/horse2zebra.zip"] = (bytes(body), "good")
-    with pytest.raises(DatasetDownloadError):
+    with pytest.raises(DownloadError):
         download_dataset("horse2zebra", tmp_path, base_url=server.base, progress=False)
     assert list(tmp_path.iterdir()) == []
 
@@ -166,7 +190,7 @@ def test_zip_with_bad_crc_is_refused(tmp_path, server, helpers):
 def test_unsafe_tar_member_is_refused(tmp_path, server, helpers):
     server.routes["/facades.tar.gz"] = (paired_tar(helpers, {"../evil.txt": b"x", "train/0.png": b"y"}), "good")
     root = tmp_path / "root"
-    with pytest.raises(DatasetDownloadError, match="unsafe"):
+    with pytest.raises(DownloadError, match="unsafe"):
         download_dataset("facades", root, base_url=server.base, progress=False)
     assert not (tmp_path / "evil.txt").exists() and list(root.iterdir()) == []
 
@@ -176,7 +200,7 @@ def test_no_network_names_the_url_and_the_layout(tmp_path):
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     url = f"http://127.0.0.1:{port}/horse2zebra.zip"
-    with pytest.raises(DatasetDownloadError) as error:
+    with pytest.raises(DownloadError) as error:
         download_dataset("horse2zebra", tmp_path, url=url, progress=False, timeout=5)
     message = str(error.value)
     assert url in message

@@ -10,9 +10,9 @@ import pytest
 import torch
 from PIL import Image
 
-from cyclegan_pl.data import BadImageError, ImageTransform, UnpairedDataset, list_images, read_image
+from cyclegan_pl.data import ImageTransform, UnpairedDataset, is_image_file, list_images, read_image
 from cyclegan_pl.data.image import pil_to_tensor, quick_check, read_image_size
-
+from cyclegan_pl.errors import BadImageError, DataLayoutError
 
 
 def test_listing_ignores_non_images_and_accepts_any_case(awkward_folder):
@@ -144,3 +144,59 @@ def test_a_file_failing_only_at_decode_time_is_replaced_deterministically(tmp_pa
         item = dataset[1]
     assert Path(item["A_paths"]).name == "2.png"  # the next readable index
     assert Path(dataset[1]["A_paths"]).name == "2.png"
+
+
+# --- files and folders as users have them ----------------------------------------------------
+
+
+def _png(path, size=(8, 8), color=(200, 10, 10)):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", size, color).save(path)
+    return path
+
+
+def test_symlink_loops_are_followed_once_with_one_warning(tmp_path):
+    folder = tmp_path / "trainA"
+    for i in range(3):
+        _png(folder / f"{i}.png")
+    (folder / "loop").symlink_to(folder, target_is_directory=True)
+    (folder / "sub").mkdir()
+    (folder / "sub" / "back").symlink_to(folder, target_is_directory=True)
+    with pytest.warns(UserWarning, match="loop") as record:
+        found = list_images(folder)
+    assert [p.name for p in found] == ["0.png", "1.png", "2.png"]
+    assert len([w for w in record if "link" in str(w.message)]) == 1
+
+
+def test_a_linked_folder_outside_the_tree_is_read(tmp_path):
+    _png(tmp_path / "elsewhere" / "x.png")
+    _png(tmp_path / "trainA" / "a.png")
+    (tmp_path / "trainA" / "more").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    assert [p.relative_to(tmp_path / "trainA").as_posix() for p in list_images(tmp_path / "trainA")] == [
+        "a.png",
+        "more/x.png",
+    ]
+
+
+def test_output_folder_inside_the_input_is_left_out(tmp_path):
+    _png(tmp_path / "in" / "a.png")
+    _png(tmp_path / "in" / "out" / "a.png")
+    assert list_images(tmp_path / "in", exclude=[tmp_path / "in" / "out"]) == [tmp_path / "in" / "a.png"]
+
+
+def test_an_animated_gif_reads_its_first_frame_and_says_so(tmp_path):
+    path = tmp_path / "anim.gif"
+    frames = [Image.new("RGB", (8, 8), (255, 0, 0)), Image.new("RGB", (8, 8), (0, 0, 255))]
+    frames[0].save(path, save_all=True, append_images=frames[1:])
+    assert is_image_file(path)
+    with pytest.warns(UserWarning, match=r"anim\.gif.*2 frames.*first"):
+        image = read_image(path)
+    assert image.shape == (3, 8, 8)
+    assert image[0].float().mean() > image[2].float().mean()  # red: the first frame
+
+
+def test_a_one_pixel_wide_pair_names_the_file(tmp_path):
+    from cyclegan_pl.data.image import split_halves
+
+    with pytest.raises(DataLayoutError, match=r"thin\.png.*1 pixel wide"):
+        split_halves(torch.zeros(3, 8, 1), tmp_path / "thin.png")

@@ -8,6 +8,7 @@ import torch
 from PIL import Image
 
 from cyclegan_pl.data import PairedDataModule, UnpairedDataModule, make_demo_dataset, make_demo_paired_dataset
+from cyclegan_pl.errors import UserError
 
 
 def test_demo_dataset_layout_and_domains(tmp_path):
@@ -40,7 +41,7 @@ def test_demo_dataset_is_deterministic_and_idempotent(tmp_path):
 def test_demo_dataset_never_overwrites_user_data(tmp_path):
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "photo.jpg").write_bytes(b"precious")
-    with pytest.raises(FileExistsError, match="mine"):
+    with pytest.raises(UserError, match="mine.*not a demo dataset"):
         make_demo_dataset(tmp_path / "mine", n_train=1, n_test=1)
     assert (tmp_path / "mine" / "photo.jpg").read_bytes() == b"precious"
 

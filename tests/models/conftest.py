@@ -28,8 +28,13 @@ def make_batch() -> Callable[..., dict]:
 
 def _trainer(**kwargs) -> pl.Trainer:
     options = dict(
-        accelerator="cpu", max_epochs=1, logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
+        accelerator="cpu",
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
     )
     options.update(kwargs)
     return pl.Trainer(**options)

@@ -10,7 +10,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from cyclegan_pl import CycleGAN, Pix2Pix
-from cyclegan_pl.models import NonFiniteLossError, load_checkpoint
+from cyclegan_pl.errors import NonFiniteLossError
+from cyclegan_pl.models import load_checkpoint
 
 TINY_CYCLEGAN = dict(generator="resnet_2blocks", ngf=8, ndf=8)
 TINY_PIX2PIX = dict(generator="unet_32", ngf=8, ndf=8)
@@ -46,8 +47,9 @@ def test_epoch_means_cover_every_step_and_step_values_follow_log_every_n_steps(m
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
             seen.append(pl_module._epoch_loss_sums["g"].item() / pl_module._epoch_loss_count)
 
-    trainer = fit_batches(CycleGAN(**TINY_CYCLEGAN), [make_batch(seed=i) for i in range(5)],
-                          log_every_n_steps=3, callbacks=[Record()])
+    trainer = fit_batches(
+        CycleGAN(**TINY_CYCLEGAN), [make_batch(seed=i) for i in range(5)], log_every_n_steps=3, callbacks=[Record()]
+    )
     # The epoch mean is the mean over all 5 steps, not over the logged ones.
     assert trainer.logged_metrics["loss/g_epoch"].item() == pytest.approx(seen[-1], rel=1e-6)
     assert len(seen) == 5
@@ -69,7 +71,7 @@ def test_batched_calls_give_the_same_images_and_losses(make_batch):
     plain_images = module.generate(batch["A"], batch["B"])
     plain_losses = module.generator_losses(plain_images)
     plain_d = module.discriminator_loss(module.disc_b, batch["B"], plain_images["fake_b"])
-    module.batched_calls = True
+    module.hparams.batched_calls = True
     batched_images = module.generate(batch["A"], batch["B"])
     assert batched_images.keys() == plain_images.keys()
     for name, image in plain_images.items():
@@ -86,7 +88,7 @@ def test_wgangp_adds_the_gradient_penalty(make_batch):
     fake = torch.rand_like(batch["A"]) * 2 - 1
     torch.manual_seed(5)
     with_penalty = module.discriminator_loss(module.disc_a, batch["A"], fake)
-    module.gp_weight = 0.0
+    module.hparams.gp_weight = 0.0
     torch.manual_seed(5)
     without = module.discriminator_loss(module.disc_a, batch["A"], fake)
     from cyclegan_pl.losses import gradient_penalty
@@ -189,3 +191,25 @@ def test_nonfinite_ignore_does_not_check(make_batch, fit_batches):
     fit_batches(module, [batch])  # no error: the reference's behaviour, chosen explicitly
     assert module.skipped_nonfinite_steps == 0
     assert not all(torch.isfinite(p).all() for p in module.gen_ab.parameters())
+
+
+def test_sync_batch_norm_uses_local_statistics_at_inference(tmp_path):
+    # With SyncBatchNorm (multi-GPU pix2pix) a translation must neither depend on the images of
+    # other processes nor run a collective (ranks hold different numbers of images to translate).
+    import torch.distributed as dist
+
+    module = Pix2Pix(generator="unet_32", ngf=8, ndf=8)
+    plain = copy.deepcopy(module.gen)
+    module.gen = torch.nn.SyncBatchNorm.convert_sync_batchnorm(module.gen)
+    images = torch.rand(2, 3, 32, 32) * 2 - 1
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'pg'}", rank=0, world_size=1)
+    try:
+        with pytest.raises(ValueError, match="SyncBatchNorm expected input tensor to be on GPU"):
+            module.gen.train()(images)  # a synchronised forward: what inference must not run
+        translated = module.translate(images, "AtoB")
+    finally:
+        dist.destroy_process_group()
+    with torch.no_grad():
+        expected = plain.train()(images)
+    torch.testing.assert_close(translated, expected)
+    assert isinstance(module.gen.model.model[1].model[2], torch.nn.SyncBatchNorm)  # put back

@@ -32,7 +32,7 @@ def test_reference_parameter_counts(name, norm, expected):
     assert num_params(define_generator(name, norm=norm)) == expected
 
 
-# ResNet, from REFERENCE.md: pad 0, conv 1, norm 2, relu 3, down convs at 4 and 7, blocks from
+# ResNet, from docs/method.md#resnet-generator: pad 0, conv 1, norm 2, relu 3, down convs at 4 and 7, blocks from
 # 10, then per up step [convT, norm, relu], then pad, conv, tanh. In a block: pad 0, conv 1,
 # norm 2, relu 3, pad 4, conv 5, norm 6 (dropout at 4 shifts the second conv to 6).
 def expected_resnet_instance_keys(n_blocks):
@@ -173,7 +173,7 @@ def test_unet_pattern_rejects_bad_sides(name):
 
 
 def test_unknown_generator_lists_names_and_patterns():
-    with pytest.raises(ValueError, match=r"model\.generator.*resnet_9blocks.*resnet_<N>blocks"):
+    with pytest.raises(ValueError, match=r"generator .resnet9.; choose one of: resnet_9blocks.*resnet_<N>blocks"):
         define_generator("resnet9")
 
 
@@ -246,7 +246,7 @@ def test_gradient_checkpointing_matches_plain_forward_and_backward():
     (out_a, in_grad_a, grads_a), (out_b, in_grad_b, grads_b) = results
     torch.testing.assert_close(out_b, out_a, rtol=0, atol=0)
     torch.testing.assert_close(in_grad_b, in_grad_a)
-    for grad_a, grad_b in zip(grads_a, grads_b):
+    for grad_a, grad_b in zip(grads_a, grads_b, strict=True):
         torch.testing.assert_close(grad_b, grad_a)
 
 
@@ -257,4 +257,3 @@ def test_gradient_checkpointing_under_no_grad():
         expected = net(x)
         net.gradient_checkpointing = True
         torch.testing.assert_close(net(x), expected)
-

@@ -12,7 +12,7 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 
-from cyclegan_pl import CycleGAN, ImageBuffer, PairedDataModule, Pix2Pix, SampleGrid, UnpairedDataModule
+from cyclegan_pl import CycleGAN, ImagePoolCallback, PairedDataModule, Pix2Pix, SampleGrid, UnpairedDataModule
 from cyclegan_pl.data.synthetic import make_demo_dataset, make_demo_paired_dataset
 
 kind, out = sys.argv[1], Path(sys.argv[2])
@@ -21,20 +21,28 @@ if kind == "cyclegan":
     data = make_demo_dataset(out / "data", n_train=6, n_test=2, size=36)
     module = CycleGAN(generator="resnet_2blocks", ngf=8, ndf=8)
     datamodule = UnpairedDataModule(str(data), load_size=36, crop_size=32, num_workers=0)
-    callbacks = [ImageBuffer(pool_size=4)]
+    callbacks = [ImagePoolCallback(pool_size=4)]
     sync_batchnorm = False
 else:
     data = make_demo_paired_dataset(out / "data", n_train=6, n_test=2, size=36)
     module = Pix2Pix(generator="unet_32", ngf=8, ndf=8)
     datamodule = PairedDataModule(str(data), load_size=36, crop_size=32, num_workers=0, batch_size=2)
     callbacks = []
-    # SyncBatchNorm is CUDA-only in PyTorch; on CPU DDP broadcasts the BN buffers from rank 0.
-    sync_batchnorm = torch.cuda.is_available()
+    # The accelerator is the CPU even on a GPU host, and SyncBatchNorm needs CUDA tensors: on CPU
+    # DDP broadcasts the BN buffers from rank 0 instead.
+    sync_batchnorm = False
 initial = {k: v.clone() for k, v in module.state_dict().items()}
 trainer = pl.Trainer(
-    accelerator="cpu", devices=2, strategy="ddp", sync_batchnorm=sync_batchnorm, max_epochs=1,
-    logger=CSVLogger(out / "logs"), enable_progress_bar=False, enable_model_summary=False,
-    log_every_n_steps=1, callbacks=[*callbacks, SampleGrid(num_images=2), ModelCheckpoint(dirpath=out / "ckpt", save_last=True)],
+    accelerator="cpu",
+    devices=2,
+    strategy="ddp_find_unused_parameters_true",  # each step leaves the other networks without gradients
+    sync_batchnorm=sync_batchnorm,
+    max_epochs=1,
+    logger=CSVLogger(out / "logs"),
+    enable_progress_bar=False,
+    enable_model_summary=False,
+    log_every_n_steps=1,
+    callbacks=[*callbacks, SampleGrid(num_images=2), ModelCheckpoint(dirpath=out / "ckpt", save_last=True)],
 )
 trainer.fit(module, datamodule=datamodule)
 # Parameters must agree across ranks. BatchNorm running statistics are buffers that DDP
@@ -42,4 +50,6 @@ trainer.fit(module, datamodule=datamodule)
 # SyncBatchNorm (CUDA); checkpoints hold rank 0's.
 state = {k: v.detach().cpu() for k, v in module.named_parameters()}
 changed = any(not torch.equal(state[k], initial[k]) for k in state)
-torch.save({"state_dict": state, "changed": changed, "world_size": trainer.world_size}, out / f"rank{trainer.global_rank}.pt")
+torch.save(
+    {"state_dict": state, "changed": changed, "world_size": trainer.world_size}, out / f"rank{trainer.global_rank}.pt"
+)

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from cyclegan_pl.callbacks import ImageBuffer, ImagePool
+from cyclegan_pl.callbacks import ImagePool, ImagePoolCallback
 
 
 def constant_images(values) -> torch.Tensor:
@@ -49,7 +49,7 @@ def test_returned_history_images_are_replaced_by_the_new_one():
             assert after == before
         else:
             slot = before.index(out)
-            assert after[slot] == step and after[:slot] + after[slot + 1:] == before[:slot] + before[slot + 1:]
+            assert after[slot] == step and after[:slot] + after[slot + 1 :] == before[:slot] + before[slot + 1 :]
 
 
 def test_batch_keeps_device_dtype_and_shape():
@@ -88,7 +88,7 @@ def fake_trainer(rank: int = 0):
 
 @pytest.mark.parametrize("load_before_setup", [True, False])
 def test_callback_state_round_trip(load_before_setup):
-    buffer = ImageBuffer(pool_size=8, seed=3)
+    buffer = ImagePoolCallback(pool_size=8, seed=3)
     module = fake_module()
     buffer.setup(fake_trainer(), module, "fit")
     assert module.fake_pool_a is buffer.pools["a"] and module.fake_pool_b is buffer.pools["b"]
@@ -98,7 +98,7 @@ def test_callback_state_round_trip(load_before_setup):
     expected_a = run_singles(module.fake_pool_a, 100, 60)
     expected_b = run_singles(module.fake_pool_b, 200, 60)
 
-    resumed = ImageBuffer(pool_size=8, seed=3)
+    resumed = ImagePoolCallback(pool_size=8, seed=3)
     new_module = fake_module()
     if load_before_setup:
         resumed.load_state_dict(state)
@@ -112,9 +112,9 @@ def test_callback_state_round_trip(load_before_setup):
 
 
 def test_ranks_and_directions_draw_different_streams():
-    buffers = [ImageBuffer(pool_size=4, seed=0) for _ in range(2)]
+    buffers = [ImagePoolCallback(pool_size=4, seed=0) for _ in range(2)]
     modules = [fake_module(), fake_module()]
-    for rank, (buffer, module) in enumerate(zip(buffers, modules)):
+    for rank, (buffer, module) in enumerate(zip(buffers, modules, strict=True)):
         buffer.setup(fake_trainer(rank), module, "fit")
     draws = []
     for module in modules:
@@ -125,7 +125,7 @@ def test_ranks_and_directions_draw_different_streams():
 
 
 def test_pix2pix_gets_no_buffer_and_one_warning(pix2pix):
-    buffer = ImageBuffer()
+    buffer = ImagePoolCallback()
     module = pix2pix()
     with pytest.warns(UserWarning, match="no fake image pools") as record:
         buffer.setup(fake_trainer(), module, "fit")
@@ -136,7 +136,7 @@ def test_pix2pix_gets_no_buffer_and_one_warning(pix2pix):
 
 def test_buffer_contents_come_back_from_a_checkpoint(tmp_path, cyclegan, tiny_data, trainer_for, probe):
     model = cyclegan()
-    buffer = ImageBuffer(pool_size=3, seed=7)
+    buffer = ImagePoolCallback(pool_size=3, seed=7)
     trainer = trainer_for(tmp_path, [buffer], max_epochs=1, limit_val_batches=0)
     trainer.fit(model, datamodule=tiny_data(train_len=4, batch_size=2))
     assert len(buffer.pools["a"]) == 3  # 2 steps x 2 fakes filled it
@@ -145,12 +145,15 @@ def test_buffer_contents_come_back_from_a_checkpoint(tmp_path, cyclegan, tiny_da
     ckpt = tmp_path / "one_epoch.ckpt"
     trainer.save_checkpoint(ckpt)
 
-    resumed_buffer = ImageBuffer(pool_size=3, seed=7)
-    seen = probe("on_train_start", lambda trainer, module: (
-        {name: [image.clone() for image in pool.images] for name, pool in resumed_buffer.pools.items()},
-        resumed_buffer.pools["a"].generator.get_state(),
-        module.fake_pool_a is resumed_buffer.pools["a"],
-    ))
+    resumed_buffer = ImagePoolCallback(pool_size=3, seed=7)
+    seen = probe(
+        "on_train_start",
+        lambda trainer, module: (
+            {name: [image.clone() for image in pool.images] for name, pool in resumed_buffer.pools.items()},
+            resumed_buffer.pools["a"].generator.get_state(),
+            module.fake_pool_a is resumed_buffer.pools["a"],
+        ),
+    )
     trainer = trainer_for(tmp_path, [resumed_buffer, seen], max_epochs=2, limit_val_batches=0)
     trainer.fit(cyclegan(), datamodule=tiny_data(train_len=4, batch_size=2), ckpt_path=ckpt)
     contents, generator_state, attached = seen.records[0]
@@ -158,5 +161,5 @@ def test_buffer_contents_come_back_from_a_checkpoint(tmp_path, cyclegan, tiny_da
     assert torch.equal(generator_state, saved_generator)
     for name in ("a", "b"):
         assert len(contents[name]) == 3
-        for restored, original in zip(contents[name], saved[name]):
+        for restored, original in zip(contents[name], saved[name], strict=True):
             assert torch.equal(restored, original)

@@ -10,7 +10,8 @@ import lightning.pytorch as pl
 from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.utilities import rank_zero_info
 
-from cyclegan_pl.callbacks._io import atomic_save_image, pil_format_for, to_uint8
+from cyclegan_pl.data.image import pil_format_for, to_uint8, write_image
+from cyclegan_pl.errors import OptionError
 
 
 class ImageWriter(BasePredictionWriter):
@@ -81,7 +82,7 @@ class ImageWriter(BasePredictionWriter):
             target = self.target_path(relpaths[index], paths[index])
             key = str(target)
             if key in self._targets:
-                raise ValueError(
+                raise OptionError(
                     f"Two input images map to the same output {target} (e.g. x.jpg and x.png in one "
                     "folder); rename one of them or predict them into separate output_dir folders."
                 )
@@ -89,7 +90,7 @@ class ImageWriter(BasePredictionWriter):
             if not self.overwrite and target.exists():
                 self.skipped += 1
                 continue
-            atomic_save_image(to_uint8(host_images[index]), target, self.image_format)
+            write_image(to_uint8(host_images[index]), target, self.image_format)
             self.written += 1
 
 

@@ -1,4 +1,4 @@
-"""The fake-image buffer of CycleGAN (Shrivastava et al. 2017) with resumable state."""
+"""The pool of generated images CycleGAN trains its discriminators on (Shrivastava et al. 2017), resumable."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
+
+from cyclegan_pl.errors import OptionError
 
 _DIRECTIONS = ("a", "b")
 _SEED_MASK = (1 << 63) - 1
@@ -21,7 +23,7 @@ def pool_seed(seed: int, rank: int, index: int) -> int:
 class ImagePool:
     """A history of generated images that the discriminator is trained on.
 
-    Per image (REFERENCE.md): while the pool holds fewer than ``size`` images, store the new
+    Per image (docs/method.md#image-pool): while the pool holds fewer than ``size`` images, store the new
     image and return it; once full, with probability 0.5 return a stored image chosen at
     random and store the new one in its place, otherwise return the new image. ``size`` 0
     returns its input unchanged.
@@ -37,7 +39,7 @@ class ImagePool:
 
     def __init__(self, size: int, generator: Optional[torch.Generator] = None) -> None:
         if size < 0:
-            raise ValueError(f"pool size must be >= 0, got {size}")
+            raise OptionError(f"pool size must be >= 0, got {size}.")
         self.size = size
         self.generator = generator if generator is not None else torch.Generator()
         self.images: List[Tensor] = []
@@ -82,7 +84,7 @@ class ImagePool:
         images = list(state.get("images", []))
         if len(images) > self.size:
             rank_zero_warn(
-                f"ImageBuffer: the checkpoint's pool holds {len(images)} images but pool_size is "
+                f"ImagePoolCallback: the checkpoint's pool holds {len(images)} images but pool_size is "
                 f"{self.size}; keeping the first {self.size}."
             )
             images = images[: self.size]
@@ -91,10 +93,10 @@ class ImagePool:
             self.generator.set_state(state["generator"])
 
 
-class ImageBuffer(pl.Callback):
+class ImagePoolCallback(pl.Callback):
     """Give CycleGAN's discriminators a history of fakes (the reference's 50-image pool).
 
-    At ``fit`` setup one ``ImagePool`` per direction is attached to the module as
+    At ``fit`` setup one :class:`ImagePool` per direction is attached to the module as
     ``fake_pool_a`` / ``fake_pool_b``. The pools' contents and random streams are saved in
     Lightning checkpoints and restored on resume. Each process seeds its pools from ``seed``
     and its global rank, so DDP processes draw independently. Models without fake pools
@@ -105,14 +107,14 @@ class ImageBuffer(pl.Callback):
     the other ranks a fresh stream of their own, so only rank 0's draws continue exactly.
 
     Args:
-        pool_size: images stored per direction; 0 disables the buffer (D sees current fakes).
-        seed: base seed of the buffers' random choices (combined with the process rank).
+        pool_size: images stored per direction; 0 disables the pools (D sees current fakes).
+        seed: base seed of the pools' random choices (combined with the process rank).
     """
 
     def __init__(self, pool_size: int = 50, seed: int = 0) -> None:
         super().__init__()
         if pool_size < 0:
-            raise ValueError(f"ImageBuffer pool_size must be >= 0 (0 disables it), got {pool_size}")
+            raise OptionError(f"ImagePoolCallback pool_size must be >= 0 (0 disables it), got {pool_size}.")
         self.pool_size = pool_size
         self.seed = seed
         self.pools: Dict[str, ImagePool] = {}
@@ -132,7 +134,7 @@ class ImageBuffer(pl.Callback):
         if not all(hasattr(pl_module, f"fake_pool_{name}") for name in _DIRECTIONS):
             if not self._warned_no_pools:
                 rank_zero_warn(
-                    f"ImageBuffer has no effect on {type(pl_module).__name__}: it has no fake image "
+                    f"ImagePoolCallback has no effect on {type(pl_module).__name__}: it has no fake image "
                     "pools (the reference pix2pix trains without one). Remove the callback to silence this."
                 )
                 self._warned_no_pools = True

@@ -35,8 +35,14 @@ def test_predict_writes_every_image_at_its_own_size(tmp_path, cyclegan, trainer_
 
     source = make_folder(tmp_path / "in", "RGB" if channels == 3 else "L")
     (tmp_path / "dataset").mkdir()
-    data = UnpairedDataModule(root=str(tmp_path / "dataset"), predict_dir=str(source), val_batch_size=2,
-                              num_workers=0, input_nc=channels, output_nc=channels)
+    data = UnpairedDataModule(
+        root=str(tmp_path / "dataset"),
+        predict_dir=str(source),
+        val_batch_size=2,
+        num_workers=0,
+        input_nc=channels,
+        output_nc=channels,
+    )
     model = cyclegan(input_nc=channels, output_nc=channels)
     out = tmp_path / "out"
     writer = ImageWriter(out)
@@ -101,5 +107,5 @@ def test_relpaths_cannot_leave_the_output_folder(tmp_path):
 
 
 def test_unknown_extension_names_the_option():
-    with pytest.raises(ValueError, match="extension='xyz'"):
+    with pytest.raises(ValueError, match="extension 'xyz' is not an image type"):
         ImageWriter("out", extension="xyz")

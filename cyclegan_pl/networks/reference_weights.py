@@ -10,51 +10,39 @@ that carry no weights, and :func:`convert_reference_state_dict` is the one place
 * ``nn.DataParallel`` saves prefix every key with ``module.``: stripped.
 
 When the tensors still do not fit, :func:`load_reference_state_dict` raises
-:class:`CheckpointMismatchError` saying which architecture the file holds (inferred by
-:func:`describe_state_dict`) and which options to set to build that architecture.
+:class:`~cyclegan_pl.errors.CheckpointMismatchError` saying which architecture the file holds
+(inferred by :func:`describe_state_dict`) and which builder arguments build that architecture;
+callers name those arguments as their own options.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
-from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Union
 
 import torch
 from torch import nn
 
+from cyclegan_pl.errors import CheckpointError, CheckpointMismatchError
+from cyclegan_pl.files import load_torch_file
+
 __all__ = [
     "CheckpointMismatchError",
-    "OPTION_NAMES",
     "convert_reference_state_dict",
     "describe_network",
     "describe_state_dict",
     "format_description",
+    "format_fixes",
     "load_reference_state_dict",
+    "read_state_dict",
 ]
 
 StateDict = Mapping[str, torch.Tensor]
 
-# Config options named in mismatch messages: what a user sets to build another network.
-OPTION_NAMES: Dict[str, str] = {
-    "generator": "model.generator",
-    "discriminator": "model.discriminator",
-    "norm": "model.norm",
-    "ngf": "model.ngf",
-    "ndf": "model.ndf",
-    "n_layers": "model.n_layers_d",
-    "input_nc": "model.input_nc",
-    "output_nc": "model.output_nc",
-    "dropout": "model.dropout",
-}
-
 _NORM_STATISTICS = ("running_mean", "running_var", "num_batches_tracked")
 _DATA_PARALLEL_PREFIX = "module."
 _MAX_EXAMPLES = 3
-
-
-class CheckpointMismatchError(RuntimeError):
-    """The tensors of a checkpoint do not fit the network built from the current options."""
 
 
 def _strip_data_parallel_prefix(state_dict: StateDict) -> Dict[str, torch.Tensor]:
@@ -64,9 +52,7 @@ def _strip_data_parallel_prefix(state_dict: StateDict) -> Dict[str, torch.Tensor
     }
 
 
-def convert_reference_state_dict(
-    state_dict: StateDict, net: Optional[nn.Module] = None
-) -> Dict[str, torch.Tensor]:
+def convert_reference_state_dict(state_dict: StateDict, net: Optional[nn.Module] = None) -> Dict[str, torch.Tensor]:
     """Turn a reference-code ``state_dict`` into one that loads strictly into our networks.
 
     Strips a leading ``module.``; drops the running statistics that old PyTorch saved for
@@ -87,20 +73,11 @@ def convert_reference_state_dict(
     for key, value in stripped.items():
         prefix, _, leaf = key.rpartition(".")
         affine = f"{prefix}.weight" in stripped
-        if (
-            leaf in _NORM_STATISTICS
-            and not affine
-            and (expected is None or key not in expected)
-        ):
+        if leaf in _NORM_STATISTICS and not affine and (expected is None or key not in expected):
             continue
         converted[key] = value
         counter = f"{prefix}.num_batches_tracked"
-        if (
-            leaf == "running_var"
-            and affine
-            and counter not in stripped
-            and (expected is None or counter in expected)
-        ):
+        if leaf == "running_var" and affine and counter not in stripped and (expected is None or counter in expected):
             converted[counter] = torch.tensor(0, dtype=torch.long)
     return converted
 
@@ -129,26 +106,16 @@ def describe_state_dict(state_dict: StateDict) -> Dict[str, Any]:
         ``n_blocks``, ``num_downs``, ``n_layers``, ``dropout`` (known for ResNet only, where it
         shifts layer indices) and ``num_tensors``. Entries that do not apply are None.
     """
-    sd = {
-        k: v
-        for k, v in _strip_data_parallel_prefix(state_dict).items()
-        if isinstance(v, torch.Tensor)
-    }
-    fields = "role name input_nc output_nc ngf ndf n_blocks num_downs n_layers dropout".split()
+    sd = {k: v for k, v in _strip_data_parallel_prefix(state_dict).items() if isinstance(v, torch.Tensor)}
+    fields = ["role", "name", "input_nc", "output_nc", "ngf", "ndf", "n_blocks", "num_downs", "n_layers", "dropout"]
     info: Dict[str, Any] = dict.fromkeys(fields)
     info["kind"] = "unknown"
     info["num_tensors"] = len(sd)
     # The only 1-D weights in these networks belong to BatchNorm layers.
-    info["norm"] = (
-        "batch"
-        if any(k.endswith(".weight") and v.dim() == 1 for k, v in sd.items())
-        else "instance"
-    )
+    info["norm"] = "batch" if any(k.endswith(".weight") and v.dim() == 1 for k, v in sd.items()) else "instance"
 
-    try:
+    with contextlib.suppress(ValueError, IndexError, KeyError):  # a damaged layout stays "unknown"
         info.update(_infer_architecture(sd))
-    except (ValueError, IndexError, KeyError):
-        pass  # a damaged or foreign layout stays "unknown"
     return info
 
 
@@ -189,9 +156,7 @@ def _infer_architecture(sd: StateDict) -> Dict[str, Any]:
         convs = sorted(
             _layer_index(k)
             for k in sd
-            if k.startswith("model.")
-            and ".conv_block." not in k
-            and _conv_weight(sd, k) is not None
+            if k.startswith("model.") and ".conv_block." not in k and _conv_weight(sd, k) is not None
         )
         head = sd[f"model.{convs[-1]}.weight"]
         return dict(
@@ -217,11 +182,7 @@ def _infer_architecture(sd: StateDict) -> Dict[str, Any]:
 
 def _resnet_dropout(sd: StateDict, block: int) -> bool:
     prefix = f"model.{block}.conv_block."
-    convs = sorted(
-        _layer_index(k, depth=3)
-        for k in sd
-        if k.startswith(prefix) and _conv_weight(sd, k) is not None
-    )
+    convs = sorted(_layer_index(k, depth=3) for k in sd if k.startswith(prefix) and _conv_weight(sd, k) is not None)
     first, second = convs[0], convs[-1]
     # Without dropout the second conv follows [conv, norm, relu, (pad)]; a Dropout adds one slot.
     padded = first == 1
@@ -271,39 +232,48 @@ def format_description(info: Mapping[str, Any]) -> str:
             f"ndf={info['ndf']}, {info['input_nc']} input channels, {norm}"
         )
     if info["kind"] == "pixel":
-        return (
-            f"PixelGAN discriminator pixel, ndf={info['ndf']}, {info['input_nc']} input channels, "
-            f"{norm}"
-        )
+        return f"PixelGAN discriminator pixel, ndf={info['ndf']}, {info['input_nc']} input channels, {norm}"
     return (
         f"an unrecognised layout ({info['num_tensors']} tensor(s)) that matches none of the "
         "ResNet, U-Net, PatchGAN or PixelGAN networks"
     )
 
 
-def _option_fixes(ckpt: Mapping[str, Any], net: Mapping[str, Any]) -> List[str]:
-    """``option=value`` settings that would build the checkpoint's architecture."""
-    fixes: List[str] = []
+def _argument_fixes(ckpt: Mapping[str, Any], net: Mapping[str, Any]) -> Dict[str, Any]:
+    """Builder arguments (``generator``, ``ngf``, ``n_layers``...) that would build the file's network."""
+    fixes: Dict[str, Any] = {}
     role = ckpt["role"]
     if role is None or role != net["role"]:
         return fixes
     if ckpt["name"] != net["name"]:
-        fixes.append(f"{OPTION_NAMES[role]}={ckpt['name']}")
+        fixes[role] = ckpt["name"]
     if ckpt["name"] == "n_layers" and ckpt["n_layers"] != net["n_layers"]:
-        fixes.append(f"{OPTION_NAMES['n_layers']}={ckpt['n_layers']}")
+        fixes["n_layers"] = ckpt["n_layers"]
     # Keys cannot tell instance from none, and both load the same tensors.
     if (ckpt["norm"] == "batch") != (net["norm"] == "batch"):
-        fixes.append(f"{OPTION_NAMES['norm']}={ckpt['norm']}")
+        fixes["norm"] = ckpt["norm"]
     width = "ngf" if role == "generator" else "ndf"
     if ckpt[width] != net[width]:
-        fixes.append(f"{OPTION_NAMES[width]}={ckpt[width]}")
-    channel_options = ("input_nc", "output_nc") if role == "generator" else ()
-    for channels in channel_options:
+        fixes[width] = ckpt[width]
+    channel_arguments = ("input_nc", "output_nc") if role == "generator" else ()
+    for channels in channel_arguments:
         if ckpt[channels] is not None and ckpt[channels] != net[channels]:
-            fixes.append(f"{OPTION_NAMES[channels]}={ckpt[channels]}")
-    if ckpt["kind"] == net["kind"] == "resnet" and ckpt["dropout"] != net["dropout"]:
-        fixes.append(f"{OPTION_NAMES['dropout']}={str(ckpt['dropout']).lower()}")
+            fixes[channels] = ckpt[channels]
+    if ckpt["kind"] == net["kind"] == "resnet" and ckpt["dropout"] not in (None, net["dropout"]):
+        fixes["dropout"] = ckpt["dropout"]
     return fixes
+
+
+def format_fixes(fixes: Mapping[str, Any], names: Optional[Mapping[str, str]] = None, style: str = "{}={!r}") -> str:
+    """``generator='resnet_6blocks', ngf=8``: the fixes of a mismatch, renamed for the reader.
+
+    Args:
+        fixes: :attr:`CheckpointMismatchError.fixes`.
+        names: how the caller calls each argument (e.g. ``{"n_layers": "n_layers_d"}``).
+        style: format of one setting, given the name and the value.
+    """
+    names = names or {}
+    return ", ".join(style.format(names.get(key, key), value) for key, value in fixes.items())
 
 
 def _examples(keys: List[str]) -> str:
@@ -312,14 +282,14 @@ def _examples(keys: List[str]) -> str:
     return f" (e.g. {shown}{more})" if keys else ""
 
 
-def _mismatch_message(
+def _mismatch_error(
     checkpoint: Mapping[str, torch.Tensor],
     net: nn.Module,
     missing: List[str],
     unexpected: List[str],
     reshaped: List[str],
     source_name: Optional[str],
-) -> str:
+) -> CheckpointMismatchError:
     ckpt_info = describe_state_dict(checkpoint)
     net_info = describe_network(net)
     what = f"Checkpoint '{source_name}'" if source_name else "The checkpoint"
@@ -328,23 +298,18 @@ def _mismatch_message(
         f"  checkpoint holds: {format_description(ckpt_info)}",
         f"  network is:       {format_description(net_info)}",
     ]
-    fixes = _option_fixes(ckpt_info, net_info)
-    if ckpt_info["role"] is not None and net_info["role"] is not None and (
-        ckpt_info["role"] != net_info["role"]
-    ):
+    fixes = _argument_fixes(ckpt_info, net_info)
+    if ckpt_info["role"] is not None and net_info["role"] is not None and (ckpt_info["role"] != net_info["role"]):
         lines.append(
             f"It holds a {ckpt_info['role']} but is being loaded into a {net_info['role']}: "
             "check which file goes with which network."
         )
     elif fixes:
-        lines.append(f"To load it, set {', '.join(fixes)}.")
+        lines.append(f"To load it, build the network with {format_fixes(fixes)}.")
     elif ckpt_info["kind"] == "unknown":
         lines.append("Check that the file is a state_dict saved from one of these networks.")
     else:
-        lines.append(
-            "The architecture options look the same; the file may be damaged or come from a "
-            "modified network."
-        )
+        lines.append("The architecture options look the same; the file may be damaged or come from a modified network.")
     if ckpt_info["kind"] == "patchgan" and ckpt_info["input_nc"] != net_info["input_nc"]:
         lines.append(
             f"The discriminator was trained on {ckpt_info['input_nc']}-channel inputs "
@@ -356,12 +321,12 @@ def _mismatch_message(
         f"{len(reshaped)} with other shapes{_examples(reshaped)}",
     ]
     lines.append("Keys: " + "; ".join(details) + ".")
-    return "\n".join(lines)
+    return CheckpointMismatchError("\n".join(lines), fixes)
 
 
 def load_reference_state_dict(
     net: nn.Module,
-    source: Union[StateDict, str, "os.PathLike[str]"],
+    source: Union[StateDict, str, os.PathLike[str]],
     strict: bool = True,
 ) -> Any:
     """Load reference-code weights (a ``state_dict`` or a ``.pth`` file) into ``net``.
@@ -370,40 +335,21 @@ def load_reference_state_dict(
 
     Args:
         net: the network to fill, built with the options the checkpoint was trained with.
-        source: a ``state_dict`` or the path of a ``.pth`` file holding one (read on the CPU with
-            ``weights_only=True``).
+        source: a ``state_dict`` or the path of a ``.pth`` file holding one (see
+            :func:`read_state_dict`).
         strict: require the keys to match exactly (shapes must always match).
 
     Returns:
         What ``nn.Module.load_state_dict`` returns (missing and unexpected keys).
 
     Raises:
-        FileNotFoundError: ``source`` is a path that does not exist.
-        ValueError: the file does not hold a ``state_dict`` of tensors.
+        CheckpointError: ``source`` is missing, unreadable, unsafe, or not a ``state_dict`` of
+            tensors.
         CheckpointMismatchError: the tensors do not fit ``net``; the message names the
-            checkpoint's architecture and the options that build it.
+            checkpoint's architecture and the builder arguments that build it (also in ``fixes``).
     """
-    source_name: Optional[str] = None
-    if isinstance(source, (str, os.PathLike)):
-        path = Path(source)
-        source_name = str(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"Checkpoint file '{path}' does not exist.")
-        state_dict = torch.load(path, map_location="cpu", weights_only=True)
-    else:
-        state_dict = source
-    if not isinstance(state_dict, Mapping) or not all(
-        isinstance(v, torch.Tensor) for v in state_dict.values()
-    ):
-        where = f"'{source_name}'" if source_name else "The source"
-        hint = (
-            " It looks like a Lightning checkpoint: resume or load it through the model "
-            "(ckpt_path / load_from_checkpoint) instead."
-            if isinstance(state_dict, Mapping) and "state_dict" in state_dict
-            else ""
-        )
-        raise ValueError(f"{where} does not hold one network's state_dict of tensors.{hint}")
-
+    source_name = str(source) if isinstance(source, (str, os.PathLike)) else None
+    state_dict = read_state_dict(source)
     converted = convert_reference_state_dict(state_dict, net)
     expected = net.state_dict()
     missing = [k for k in expected if k not in converted]
@@ -414,14 +360,29 @@ def load_reference_state_dict(
         if k in converted and converted[k].shape != expected[k].shape
     ]
     if reshaped or (strict and (missing or unexpected)):
-        raise CheckpointMismatchError(
-            _mismatch_message(
-                _strip_data_parallel_prefix(state_dict),
-                net,
-                missing,
-                unexpected,
-                reshaped,
-                source_name,
-            )
-        )
+        raise _mismatch_error(_strip_data_parallel_prefix(state_dict), net, missing, unexpected, reshaped, source_name)
     return net.load_state_dict(converted, strict=strict)
+
+
+def read_state_dict(source: Union[StateDict, str, os.PathLike[str]]) -> Dict[str, torch.Tensor]:
+    """One network's ``state_dict`` of tensors, from a mapping or a ``.pth`` file read safely.
+
+    Args:
+        source: a ``state_dict`` or the path of a file holding one (loaded as tensors and plain
+            data only: nothing in the file is executed).
+
+    Raises:
+        CheckpointError: the file is missing, unreadable or unsafe, or holds something other
+            than one network's tensors (e.g. a Lightning checkpoint).
+    """
+    name = f"weights file {source}" if isinstance(source, (str, os.PathLike)) else "the given state_dict"
+    state_dict = load_torch_file(source, "weights file") if isinstance(source, (str, os.PathLike)) else source
+    if isinstance(state_dict, Mapping) and all(isinstance(v, torch.Tensor) for v in state_dict.values()):
+        return dict(state_dict)
+    hint = (
+        " It looks like a Lightning checkpoint, which loads through the model (`load_checkpoint`, "
+        "`--ckpt_path`) and needs no conversion."
+        if isinstance(state_dict, Mapping) and "state_dict" in state_dict
+        else ""
+    )
+    raise CheckpointError(f"{name} does not hold one network's state_dict of tensors.{hint}")

@@ -1,0 +1,99 @@
+"""Two unaligned image folders: the CycleGAN and CUT training data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Dict, List, Optional, Union
+
+import torch
+
+from cyclegan_pl.data.base import BadImageSkipper, EpochDataset, Key, item_generator
+from cyclegan_pl.data.image import read_image, require_images
+from cyclegan_pl.data.transforms import ImageTransform
+from cyclegan_pl.errors import DataLayoutError
+
+PathLike = Union[str, Path]
+
+
+class UnpairedDataset(EpochDataset):
+    """Two unaligned image folders (CycleGAN).
+
+    An epoch has ``max(|A|, |B|)`` items. Item ``i`` holds A image ``i mod |A|`` and a B image
+    drawn at random from ``(seed, epoch, i)``, or B image ``i mod |B|`` when ``serial`` is set.
+
+    Args:
+        dir_a: folder of domain A images (searched recursively).
+        dir_b: folder of domain B images.
+        transform: preprocessing applied to both (independent random crops and flips, as in the
+            reference).
+        channels_a: 3 (RGB) or 1 (grayscale) for A images.
+        channels_b: 3 or 1 for B images.
+        serial: take B in order instead of at random.
+        max_size: keep only the first ``max_size`` files of each folder.
+        seed: base seed of the per-item random draws.
+        skip_bad_images: skip unreadable files instead of raising (see module doc).
+        files_a: the A file list, when already listed (``dir_a`` is then only used in messages).
+        files_b: the B file list, likewise.
+    """
+
+    def __init__(
+        self,
+        dir_a: PathLike,
+        dir_b: PathLike,
+        transform: ImageTransform,
+        channels_a: int = 3,
+        channels_b: int = 3,
+        serial: bool = False,
+        max_size: Optional[int] = None,
+        seed: int = 0,
+        skip_bad_images: bool = False,
+        files_a: Optional[List[Path]] = None,
+        files_b: Optional[List[Path]] = None,
+    ) -> None:
+        super().__init__(seed)
+        self.dir_a, self.dir_b = Path(dir_a), Path(dir_b)
+        files_a = files_a if files_a is not None else require_images(dir_a, "domain A images")
+        files_b = files_b if files_b is not None else require_images(dir_b, "domain B images")
+        self.skipper = BadImageSkipper(skip_bad_images)
+        (files_a,) = self.skipper.drop_unreadable([files_a], f"folder '{self.dir_a}'")
+        (files_b,) = self.skipper.drop_unreadable([files_b], f"folder '{self.dir_b}'")
+        self.files_a = files_a[:max_size] if max_size is not None else files_a
+        self.files_b = files_b[:max_size] if max_size is not None else files_b
+        for files, folder in ((self.files_a, self.dir_a), (self.files_b, self.dir_b)):
+            if not files:
+                raise DataLayoutError(f"Folder '{folder}' has no readable image files left.")
+        self.transform = transform
+        self.channels_a, self.channels_b = channels_a, channels_b
+        self.serial = serial
+
+    def __len__(self) -> int:
+        return max(len(self.files_a), len(self.files_b))
+
+    def b_index(self, index: int, epoch: Optional[int] = None) -> int:
+        """The B file index paired with item ``index`` in ``epoch`` (default: the current one)."""
+        epoch = self.epoch if epoch is None else epoch
+        return self._draw_b_index(index, item_generator(self.seed, epoch, index))
+
+    def _draw_b_index(self, index: int, generator: torch.Generator) -> int:
+        if self.serial:
+            return index % len(self.files_b)
+        return int(torch.randint(len(self.files_b), (1,), generator=generator))
+
+    def __getitem__(self, key: Key) -> Dict[str, object]:
+        epoch, index = self._split_key(key)
+        # One generator per item, drawn in a fixed order: B index, then A's and B's jitter.
+        generator = item_generator(self.seed, epoch, index)
+        count_a, count_b = len(self.files_a), len(self.files_b)
+        b_index = self._draw_b_index(index, generator)
+        a_index, image_a = self.skipper.first_readable(
+            "A", count_a, index % count_a, lambda i: (i, read_image(self.files_a[i], self.channels_a))
+        )
+        b_index, image_b = self.skipper.first_readable(
+            "B", count_b, b_index, lambda i: (i, read_image(self.files_b[i], self.channels_b))
+        )
+        return {
+            "A": self.transform(image_a, generator),
+            "B": self.transform(image_b, generator),
+            "A_paths": str(self.files_a[a_index]),
+            "B_paths": str(self.files_b[b_index]),
+        }

@@ -1,0 +1,71 @@
+"""The errors a user must fix, as opposed to bugs of the package.
+
+Every error about the user's input (an option, a file, a folder, a checkpoint, the disk, the
+network) derives from :class:`UserError`. Its message is complete on one line: what is wrong,
+naming the option, file or folder, and what to do. The command line prints such errors as one
+``error:`` line; anything else is a bug of ours and keeps its traceback.
+
+The concrete classes also derive from the built-in exception a Python caller would expect
+(``ValueError`` for options, ``FileNotFoundError`` for missing folders, ``OSError`` for files...),
+so ``except ValueError`` keeps working around the package.
+"""
+
+from __future__ import annotations
+
+
+class UserError(Exception):
+    """Base class: the user's input is wrong or incomplete; the message says what to do."""
+
+
+class OptionError(UserError, ValueError):
+    """An option (a module, data module, callback or command argument) has an unusable value."""
+
+
+class DataLayoutError(UserError, FileNotFoundError):
+    """A dataset folder is missing, empty or laid out differently from what the loader expects."""
+
+
+class BadImageError(UserError, OSError):
+    """An image file that cannot be decoded (corrupt, truncated or not an image)."""
+
+    def __init__(self, path: object, reason: str) -> None:
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(
+            f"Cannot read image file '{self.path}': {reason}. The file is corrupt, truncated or "
+            "not an image: replace or delete it, or set `skip_bad_images=True` to skip such files."
+        )
+
+
+class CheckpointError(UserError, ValueError):
+    """A checkpoint or weights file cannot be used: missing, unreadable, unsafe or of another kind."""
+
+
+class CheckpointMismatchError(UserError, RuntimeError):
+    """The tensors of a weights file do not fit the network built from the current options.
+
+    Attributes:
+        fixes: the arguments, in the network builders' own names (``generator``, ``ngf``,
+            ``n_layers``...), that would build the file's architecture; callers rename them to
+            their options.
+    """
+
+    def __init__(self, message: str, fixes: dict | None = None) -> None:
+        super().__init__(message)
+        self.fixes = dict(fixes or {})
+
+
+class DownloadError(UserError, RuntimeError):
+    """A download or an archive failed; the message says how to put the files in place by hand."""
+
+
+class WeightsUnavailableError(UserError, RuntimeError):
+    """Pretrained weights a feature needs (e.g. FID's Inception network) are not on this machine."""
+
+
+class NonFiniteLossError(UserError, FloatingPointError):
+    """A loss term became NaN or infinite; training stops instead of learning from it."""
+
+
+class DiskFullError(UserError, OSError):
+    """A file could not be written because the disk (or quota) is full; the old file is intact."""

@@ -1,0 +1,69 @@
+"""Translating a folder of images (or one image) with a trained checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, Optional
+
+from cyclegan_pl.directions import Direction
+from cyclegan_pl.errors import OptionError
+
+
+def translate(
+    ckpt_path: Path,
+    input: Path,
+    output: Path,
+    direction: Direction = "AtoB",
+    batch_size: int = 1,
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto",
+    num_workers: int = 0,
+    extension: str = "png",
+    eval_mode: Optional[bool] = None,
+) -> Path:
+    """Translate a folder or one image with a checkpoint, keeping relative paths, names, sizes.
+
+    Folders are searched recursively; each output image has its source's relative path, name and
+    size (sides the generator cannot take are padded, then cropped back). An output folder inside
+    the input folder is left out of the inputs.
+
+    Args:
+        ckpt_path: a checkpoint written by ``fit``, ``import-reference`` or ``download-model``.
+        input: an image file or a folder of images.
+        output: folder that receives the translated images.
+        direction: ``AtoB`` or ``BtoA`` (only for models that translate both ways and whose
+            generator for that way was trained or imported).
+        batch_size: images per forward pass (images of equal size are batched together).
+        device: where to run: ``auto`` picks a GPU when there is one.
+        num_workers: data loading processes.
+        extension: file type of the written images (png, jpg, ...).
+        eval_mode: override the model's ``eval_mode`` (True: dropout off and BatchNorm running
+            statistics, deterministic output); None keeps what the model was trained with.
+    """
+    import lightning.pytorch as pl
+
+    from cyclegan_pl.callbacks import ImageWriter
+    from cyclegan_pl.data import ImageFolderDataset, image_folder_loader
+    from cyclegan_pl.models import load_checkpoint
+
+    if not Path(input).exists():
+        raise OptionError(f"--input {input} does not exist; pass an image file or a folder of images.")
+    if batch_size < 1:
+        raise OptionError(f"--batch_size must be >= 1, got {batch_size}.")
+    writer = ImageWriter(output_dir=output, extension=extension)
+    module = load_checkpoint(ckpt_path)
+    module.translation(direction, what="--direction")
+    module.predict_direction = direction
+    if eval_mode is not None:
+        module.eval_mode = eval_mode
+    dataset = ImageFolderDataset(input, channels=module.source_channels(direction), exclude=[output])
+    trainer = pl.Trainer(
+        accelerator=device,
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        callbacks=[writer],
+    )
+    trainer.predict(module, dataloaders=image_folder_loader(dataset, batch_size, num_workers), return_predictions=False)
+    print(f"translated images written to {output}")
+    return Path(output)
