@@ -10,8 +10,13 @@ one torch thread (one worker's share of a machine):
   ``Normalize(0.5, 0.5)`` (facades: crop the A|B halves and apply one crop/flip to both).
 
 Counting: an unpaired (horse2zebra) item is two images (its A and its B), a paired (facades) item
-is one image file (the A|B pair). ``--workers N`` adds a row for a DataLoader with N worker
-processes (images/s divided by N).
+is one image file (the A|B pair).
+
+A second table times whole DataLoaders (batch 1, the recipe's) with 1, 2 and N worker processes
+(``--workers``): the plain pipeline, ours handing out float32 batches (normalised in the workers,
+as before 0.2) and ours handing out uint8 batches (the data modules' default), whose
+normalisation to [-1, 1] runs in the consuming process as it would on the device (its cost is
+included).
 
 Usage::
 
@@ -34,6 +39,7 @@ from torchvision import transforms as T
 from torchvision.transforms import functional as TVF
 
 from cyclegan_pl.data import ImageTransform, PairedDataset, UnpairedDataset, list_images
+from cyclegan_pl.data.transforms import normalize_batch
 
 DATA_ENV = "CYCLEGAN_PL_DATA"
 
@@ -116,16 +122,36 @@ def _rate(dataset: Dataset, items: int, warmup: int) -> float:
 
 
 def _loader_rate(dataset: Dataset, workers: int, items: int) -> float:
-    """Items per second through a DataLoader with ``workers`` processes (batch size 1)."""
+    """Items per second through a DataLoader with ``workers`` processes (batch size 1), including
+    the normalisation of uint8 batches in this process."""
     subset = Subset(dataset, range(min(items, len(dataset))))
     loader = DataLoader(subset, batch_size=1, num_workers=workers, shuffle=False)
     iterator = iter(loader)
     next(iterator)  # workers started before timing
     start = time.perf_counter()
     count = 0
-    for _ in iterator:
+    for batch in iterator:
+        normalize_batch(batch)
         count += 1
     return count / (time.perf_counter() - start)
+
+
+def _datasets(name: str, folder: Path, load_size: int, crop_size: int, dtype: str):
+    """(our dataset, the plain one, images per item) for one dataset name."""
+    transform = ImageTransform("resize_and_crop", load_size, crop_size, flip=True, train=True, dtype=dtype)
+    if name == "horse2zebra":
+        return (
+            UnpairedDataset(folder / "trainA", folder / "trainB", transform),
+            PlainUnpaired(folder, load_size, crop_size),
+            2,
+        )
+    if name == "facades":
+        return (
+            PairedDataset(folder / "train", transform, direction="BtoA"),
+            PlainPaired(folder, load_size, crop_size),
+            1,
+        )
+    raise SystemExit(f"unknown dataset {name!r}: choose horse2zebra or facades")
 
 
 def main(
@@ -135,7 +161,7 @@ def main(
     repeats: int = 3,
     load_size: int = 286,
     crop_size: int = 256,
-    workers: Optional[int] = None,
+    workers: Optional[List[int]] = None,
 ) -> None:
     """Print a markdown table of data pipeline throughput.
 
@@ -147,25 +173,16 @@ def main(
             other processes on the machine only ever slow a measurement down.
         load_size: resize target before the crop.
         crop_size: crop size.
-        workers: also time both pipelines through a DataLoader with this many worker processes
-            (reported per worker: images/s divided by the number of workers).
+        workers: DataLoader worker counts for the second table (default: 1, 2 and the number of
+            CPUs); ``[]`` leaves the table out.
     """
     torch.set_num_threads(1)
     root = _data_root()
-    rows = []
+    worker_counts = sorted({1, 2, os.cpu_count() or 1}) if workers is None else workers
+    rows, loader_rows = [], []
     for name in datasets:
         folder = root / name
-        transform = ImageTransform("resize_and_crop", load_size, crop_size, flip=True, train=True)
-        if name == "horse2zebra":
-            ours: Dataset = UnpairedDataset(folder / "trainA", folder / "trainB", transform)
-            plain: Dataset = PlainUnpaired(folder, load_size, crop_size)
-            per_item = 2
-        elif name == "facades":
-            ours = PairedDataset(folder / "train", transform, direction="BtoA")
-            plain = PlainPaired(folder, load_size, crop_size)
-            per_item = 1
-        else:
-            raise SystemExit(f"unknown dataset {name!r}: choose horse2zebra or facades")
+        ours, plain, per_item = _datasets(name, folder, load_size, crop_size, "float32")
         random.seed(0)
         best = {"plain": 0.0, "ours": 0.0}
         for _ in range(repeats):
@@ -173,20 +190,32 @@ def main(
             best["ours"] = max(best["ours"], _rate(ours, items, warmup) * per_item)
         rows.append((name, "plain PIL + torchvision", best["plain"], 1.0))
         rows.append((name, "cyclegan_pl", best["ours"], best["ours"] / best["plain"]))
-        if workers:
-            plain_loader = _loader_rate(plain, workers, items) * per_item / workers
-            ours_loader = _loader_rate(ours, workers, items) * per_item / workers
-            rows.append((name, f"plain PIL + torchvision, DataLoader({workers} workers)", plain_loader, 1.0))
-            rows.append((name, f"cyclegan_pl, DataLoader({workers} workers)", ours_loader, ours_loader / plain_loader))
+        as_uint8, _, _ = _datasets(name, folder, load_size, crop_size, "uint8")
+        for count in worker_counts:
+            best = {"plain": 0.0, "float32": 0.0, "uint8": 0.0}
+            for _ in range(repeats):
+                for key, dataset in (("plain", plain), ("float32", ours), ("uint8", as_uint8)):
+                    best[key] = max(best[key], _loader_rate(dataset, count, items) * per_item)
+            loader_rows.append((name, count, best))
     print("| dataset | pipeline | images/s per worker | ratio |")
     print("|---|---|---:|---:|")
     for name, pipeline, rate, ratio in rows:
         print(f"| {name} | {pipeline} | {rate:.0f} | {ratio:.2f}x |")
     print(
         f"\nBest of {repeats} x {items} items after {warmup} warm-up items, torch.set_num_threads(1), "
-        "in-process unless a DataLoader is named; an unpaired item counts 2 images (A and B), a "
-        "paired item 1 image (the A|B file). Ratio: against the plain pipeline in the same setting."
+        "in-process; an unpaired item counts 2 images (A and B), a paired item 1 image (the A|B "
+        "file). Ratio: against the plain pipeline."
     )
+    if loader_rows:
+        columns = ["dataset", "workers", "plain images/s", "float32 batches", "uint8 batches"]
+        print("\n| " + " | ".join([*columns, "uint8 / float32", "uint8 / plain"]) + " |")
+        print("|---|---:|---:|---:|---:|---:|---:|")
+        for name, count, best in loader_rows:
+            print(
+                f"| {name} | {count} | {best['plain']:.0f} | {best['float32']:.0f} | {best['uint8']:.0f} | "
+                f"{best['uint8'] / best['float32']:.2f}x | {best['uint8'] / best['plain']:.2f}x |"
+            )
+        print("\nWhole DataLoaders (batch 1), images/s in total; uint8 includes its normalisation in this process.")
 
 
 if __name__ == "__main__":

@@ -45,7 +45,7 @@ TINY_BENCHMARK = {
         "--repeats=1",
     ],
     "predict_throughput.py": ["--limit=2", "--ngf=8", "--batch_sizes=[2]", "--device=cpu", "--num_workers=0"],
-    "data_throughput.py": ["--datasets=[facades]", "--items=4", "--warmup=1", "--repeats=1", "--workers=null"],
+    "data_throughput.py": ["--datasets=[facades]", "--items=4", "--warmup=1", "--repeats=1", "--workers=[1]"],
 }
 
 

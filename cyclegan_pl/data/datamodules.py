@@ -34,7 +34,7 @@ from cyclegan_pl.data.folder import ImageFolderDataset, image_folder_loader
 from cyclegan_pl.data.image import require_images
 from cyclegan_pl.data.paired import PairedDataset, is_separate_pair_layout
 from cyclegan_pl.data.samplers import EpochSampler
-from cyclegan_pl.data.transforms import PREPROCESS, ImageTransform
+from cyclegan_pl.data.transforms import PREPROCESS, BatchDtype, ImageTransform, normalize_batch
 from cyclegan_pl.data.unpaired import UnpairedDataset
 from cyclegan_pl.directions import Direction, check_direction
 from cyclegan_pl.errors import DataLayoutError, OptionError
@@ -64,6 +64,10 @@ class ImageDataModule(LightningDataModule):
         val_batch_size: Batch size of the validation, test and predict loaders (default: batch_size).
         num_workers: DataLoader worker processes per loader (default: min(4, CPUs available)).
         pin_memory: Pin batches in page-locked memory (only when CUDA is available).
+        batch_dtype: ``uint8`` hands out images in [0, 255], which the modules normalise to
+            [-1, 1] on their device (a quarter of the bytes through worker processes and to the
+            GPU; the same numbers); ``float32`` normalises in the workers, for models of your
+            own that expect float batches.
         load_size: Size images are resized to before the random crop when training.
         crop_size: Size of the training crop; validation/test images are resized to it directly.
         preprocess: How training images are resized and cropped (evaluation: see the module doc).
@@ -92,6 +96,7 @@ class ImageDataModule(LightningDataModule):
         val_batch_size: Optional[int] = None,
         num_workers: Optional[int] = None,
         pin_memory: bool = True,
+        batch_dtype: BatchDtype = "uint8",
         load_size: int = 286,
         crop_size: int = 256,
         preprocess: PreprocessMode = "resize_and_crop",  # type: ignore[valid-type]
@@ -155,8 +160,8 @@ class ImageDataModule(LightningDataModule):
 
     def _transforms(self) -> tuple:
         hp = self.hparams
-        train = ImageTransform(hp.preprocess, hp.load_size, hp.crop_size, hp.flip, train=True)
-        evaluation = ImageTransform(hp.preprocess, hp.load_size, hp.crop_size, False, train=False)
+        train = ImageTransform(hp.preprocess, hp.load_size, hp.crop_size, hp.flip, train=True, dtype=hp.batch_dtype)
+        evaluation = ImageTransform(hp.preprocess, hp.load_size, hp.crop_size, False, train=False, dtype=hp.batch_dtype)
         return train, evaluation
 
     def layout(self) -> str:
@@ -241,6 +246,7 @@ class ImageDataModule(LightningDataModule):
             skip_bad_images=self.hparams.skip_bad_images,
             expected=None if predict_dir else self.layout(),
             hint=None if predict_dir else self.hint(),
+            dtype=self.hparams.batch_dtype,
         )
 
     def _say_val_is_test(self, folders: str) -> None:
@@ -256,6 +262,10 @@ class ImageDataModule(LightningDataModule):
             "pin_memory": self.hparams.pin_memory and torch.cuda.is_available(),
             "persistent_workers": self.num_workers > 0,
         }
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        # uint8 images (``batch_dtype``) become float [-1, 1] here, on the module's device.
+        return normalize_batch(batch)
 
     def train_dataloader(self) -> DataLoader:
         dataset = self.get_dataset("train")

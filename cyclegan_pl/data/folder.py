@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader, Dataset, SequentialSampler
 from cyclegan_pl.data.base import BadImageSkipper
 from cyclegan_pl.data.image import read_image, read_image_size, require_images, split_halves
 from cyclegan_pl.data.samplers import SizeGroupedBatchSampler
-from cyclegan_pl.data.transforms import to_float
+from cyclegan_pl.data.transforms import BatchDtype, to_float
 from cyclegan_pl.errors import DataLayoutError
 
 PathLike = Union[str, Path]
@@ -36,6 +36,7 @@ class ImageFolderDataset(Dataset):
         hint: how to get the data, for error messages.
         exclude: folders under ``path`` left out (e.g. the output folder of a translation that
             writes inside its input folder).
+        dtype: ``float32`` images in [-1, 1], or ``uint8`` images for normalisation on the device.
     """
 
     def __init__(
@@ -49,7 +50,9 @@ class ImageFolderDataset(Dataset):
         expected: Optional[str] = None,
         hint: Optional[str] = None,
         exclude: Sequence[PathLike] = (),
+        dtype: BatchDtype = "float32",
     ) -> None:
+        self.dtype = dtype
         if half not in (None, "left", "right"):
             raise ValueError(f"half must be None, 'left' or 'right', got {half!r}")
         self.root = Path(path)
@@ -84,7 +87,8 @@ class ImageFolderDataset(Dataset):
         if self.half is not None:
             left, right = split_halves(image, self.files[index])
             image = left if self.half == "left" else right
-        return {"image": to_float(image), "path": str(self.files[index]), "relpath": self.relpath(index)}
+        image = to_float(image) if self.dtype == "float32" else image.contiguous()
+        return {"image": image, "path": str(self.files[index]), "relpath": self.relpath(index)}
 
 
 def image_folder_loader(

@@ -7,7 +7,8 @@ interpolation and ``antialias=True`` uses PIL's bicubic kernel (a = -0.5) and it
 resize matches PIL's ``Image.resize(..., BICUBIC)`` to within one grey level on a few pixels
 (mean absolute difference about 4e-5 after normalisation; ``tests/data/test_transforms.py``
 checks it against a PIL pipeline). Crops and flips are views, and only the final crop is
-converted to float.
+converted to float: in the worker with ``dtype="float32"``, or, with ``dtype="uint8"`` (what the
+data modules hand out), by the module on its device (:func:`as_model_input`, the same numbers).
 
 A preprocess mode is a function registered in :data:`PREPROCESS` under its config name. It maps
 the image size to a :class:`Geometry` (resize target, crop box); the flip is drawn separately.
@@ -27,7 +28,7 @@ Training (``train=True``) versus evaluation (``train=False``; validation, test, 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Optional, Sequence, Tuple
+from typing import Any, Callable, Literal, Optional, Sequence, Tuple
 
 import torch
 from torchvision.transforms import InterpolationMode
@@ -140,9 +141,34 @@ def _round_to_multiple(value: int, base: int) -> int:
     return max(base, int(round(value / base) * base))
 
 
+#: What the datasets hand out: ``uint8`` images in [0, 255] (a quarter of the bytes between
+#: processes and to the device; the modules normalise them on their device) or ``float32``
+#: images already in [-1, 1].
+BatchDtype = Literal["uint8", "float32"]
+
+#: The batch keys that hold images.
+IMAGE_KEYS = ("A", "B", "image")
+
+
 def to_float(image: torch.Tensor) -> torch.Tensor:
     """uint8 ``[0, 255]`` -> float32 ``[-1, 1]``, i.e. ``ToTensor`` then ``Normalize(0.5, 0.5)``."""
     return image.to(torch.float32).mul_(2.0 / 255.0).sub_(1.0)
+
+
+def as_model_input(images: torch.Tensor) -> torch.Tensor:
+    """Images as the networks take them: uint8 batches are normalised (on their device), float
+    images in [-1, 1] pass through."""
+    return to_float(images) if images.dtype == torch.uint8 else images
+
+
+def normalize_batch(batch: Any) -> Any:
+    """A batch dict with its uint8 images (keys :data:`IMAGE_KEYS`) normalised to float [-1, 1]."""
+    if not isinstance(batch, dict):
+        return batch
+    return {
+        key: as_model_input(value) if key in IMAGE_KEYS and torch.is_tensor(value) else value
+        for key, value in batch.items()
+    }
 
 
 def apply_geometry(image: torch.Tensor, geometry: Geometry) -> torch.Tensor:
@@ -166,6 +192,8 @@ class ImageTransform:
         crop_size: crop size (and, when evaluating, the resize target).
         flip: random horizontal flips when training.
         train: training (random crop and flip) or evaluation (deterministic; see module doc).
+        dtype: ``float32`` returns images normalised to [-1, 1]; ``uint8`` returns them in
+            [0, 255] for normalisation on the device (:func:`as_model_input`).
     """
 
     def __init__(
@@ -175,7 +203,11 @@ class ImageTransform:
         crop_size: int = 256,
         flip: bool = True,
         train: bool = True,
+        dtype: BatchDtype = "float32",
     ) -> None:
+        if dtype not in ("uint8", "float32"):
+            raise ValueError(f"dtype must be 'uint8' or 'float32', got {dtype!r}")
+        self.dtype = dtype
         self.preprocess_name = preprocess
         self.preprocess = PREPROCESS.get(preprocess)
         if crop_size <= 0 or load_size <= 0:
@@ -197,8 +229,9 @@ class ImageTransform:
         return geometry
 
     def apply(self, image: torch.Tensor, geometry: Geometry) -> torch.Tensor:
-        """Apply a sampled geometry to a uint8 image and normalise to float ``[-1, 1]``."""
-        return to_float(apply_geometry(image, geometry))
+        """Apply a sampled geometry to a uint8 image (and normalise it to ``[-1, 1]`` for float32)."""
+        image = apply_geometry(image, geometry)
+        return to_float(image) if self.dtype == "float32" else image.contiguous()
 
     def __call__(self, image: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
         return self.apply(image, self.sample(image.shape[-2], image.shape[-1], generator))
@@ -213,5 +246,5 @@ class ImageTransform:
     def __repr__(self) -> str:
         return (
             f"ImageTransform(preprocess={self.preprocess_name!r}, load_size={self.options.load_size}, "
-            f"crop_size={self.options.crop_size}, flip={self.flip}, train={self.train})"
+            f"crop_size={self.options.crop_size}, flip={self.flip}, train={self.train}, dtype={self.dtype!r})"
         )

@@ -27,6 +27,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
+from cyclegan_pl.data.transforms import as_model_input, normalize_batch
 from cyclegan_pl.directions import Direction, check_direction
 from cyclegan_pl.errors import NonFiniteLossError, OptionError
 from cyclegan_pl.networks.padding import crop_to, pad_to_multiple
@@ -269,6 +270,7 @@ class ImageTranslationModule(pl.LightningModule):
             )
 
     def _prepare_input(self, images: Tensor) -> Tensor:
+        images = as_model_input(images)
         if self.hparams.channels_last:
             return images.contiguous(memory_format=torch.channels_last)
         return images
@@ -455,7 +457,7 @@ class ImageTranslationModule(pl.LightningModule):
                 net.train(flag)
 
     def translate(self, images: Tensor, direction: str = "AtoB") -> Tensor:
-        """Translate images (N, C, H, W in [-1, 1]) of any size; returns the same size.
+        """Translate images (N, C, H, W in [-1, 1], or uint8) of any size; returns the same size in [-1, 1].
 
         Sides that are not a multiple of the generator's ``size_multiple`` are padded and the
         output cropped back (:mod:`cyclegan_pl.networks.padding`), so any image size works.
@@ -463,7 +465,7 @@ class ImageTranslationModule(pl.LightningModule):
         self.translation(direction)
         gen = self.generator_for(direction)
         height, width = images.shape[-2:]
-        padded = self._prepare_input(pad_to_multiple(images, getattr(gen, "size_multiple", 1)))
+        padded = self._prepare_input(pad_to_multiple(as_model_input(images), getattr(gen, "size_multiple", 1)))
         with self._inference_context([gen]):
             output = gen(padded)
         return crop_to(output, height, width)
@@ -491,6 +493,7 @@ class ImageTranslationModule(pl.LightningModule):
         return {}
 
     def _evaluation_step(self, stage: str, batch: Dict[str, Any]) -> Dict[str, Tensor]:
+        batch = normalize_batch(batch)  # uint8 batches from a loader of your own
         visuals = self.visuals(batch)
         losses = self.evaluation_losses(batch, visuals)
         if losses:

@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 
 from cyclegan_pl.data import PairedDataModule, UnpairedDataModule
+from cyclegan_pl.data.transforms import as_model_input
 from cyclegan_pl.errors import DataLayoutError
 
 SMALL = dict(load_size=72, crop_size=64, num_workers=0)
@@ -19,7 +20,8 @@ SMALL = dict(load_size=72, crop_size=64, num_workers=0)
 
 def _check_images(tensor: torch.Tensor, shape) -> None:
     assert tuple(tensor.shape) == tuple(shape)
-    assert tensor.dtype == torch.float32
+    assert tensor.dtype == torch.uint8  # the data modules' batch contract; modules normalise on the device
+    tensor = as_model_input(tensor)
     assert tensor.min() >= -1.0 and tensor.max() <= 1.0
     assert tensor.max() - tensor.min() > 0.5  # real content, not a constant
 
@@ -110,13 +112,13 @@ def test_facades_btoa_swaps_the_halves(data_root):
     photo = Image.open(a["A_paths"][0]).convert("RGB")
     left = photo.crop((0, 0, 256, 256)).resize((64, 64), Image.BICUBIC)
     expected = torch.from_numpy(np.asarray(left).copy()).permute(2, 0, 1) / 127.5 - 1
-    assert (a["A"][0] - expected).abs().mean() < 0.02  # AtoB input = left half = photo
+    assert (as_model_input(a["A"][0]) - expected).abs().mean() < 0.02  # AtoB input = left half = photo
     predict = PairedDataModule(root, direction="BtoA", **SMALL)
     predict.setup("predict")
     item = predict.get_dataset("predict")[0]
     full = Image.open(item["path"]).convert("RGB")
     right = torch.from_numpy(np.asarray(full.crop((256, 0, 512, 256))).copy())
-    assert torch.allclose(item["image"], right.permute(2, 0, 1) / 127.5 - 1, atol=1e-5)
+    assert torch.equal(item["image"], right.permute(2, 0, 1))  # uint8, the unchanged right half
 
 
 def test_sample_batch_is_fixed(data_root):
@@ -250,3 +252,24 @@ def test_predict_groups_sizes_in_a_trainer(tmp_path):
     out = _trainer().predict(model, datamodule=dm)
     assert sorted(name for batch in out for name in batch) == [f"{i}.png" for i in range(5)]
     assert [shape for shape, _ in model.predicted] == [(2, 3, 20, 28), (2, 3, 24, 24), (1, 3, 20, 28)]
+
+
+@pytest.mark.parametrize("kind", ["unpaired", "paired"])
+def test_uint8_batches_normalised_on_the_device_equal_float_batches(data_root, kind):
+    if kind == "unpaired":
+        make = lambda dtype: UnpairedDataModule(  # noqa: E731
+            str(data_root / "horse2zebra"), batch_size=2, batch_dtype=dtype, seed=3, max_dataset_size=4, **SMALL
+        )
+    else:
+        make = lambda dtype: PairedDataModule(  # noqa: E731
+            str(data_root / "facades"), batch_size=2, batch_dtype=dtype, seed=3, max_dataset_size=4, **SMALL
+        )
+    batches = {}
+    for dtype in ("uint8", "float32"):
+        dm = make(dtype)
+        dm.setup("fit")
+        batches[dtype] = [next(iter(dm.train_dataloader())), next(iter(dm.val_dataloader()))]
+    for as_uint8, as_float in zip(batches["uint8"], batches["float32"], strict=True):
+        for key in ("A", "B"):
+            assert as_uint8[key].dtype == torch.uint8 and as_float[key].dtype == torch.float32
+            torch.testing.assert_close(as_model_input(as_uint8[key]), as_float[key], rtol=0, atol=1e-6)
