@@ -79,6 +79,6 @@ class PatchProjection(nn.Module):
         for k, (feature, ids) in enumerate(zip(features, patch_ids, strict=True)):
             patches = sample_patches(feature, ids)
             rows = self.head(k)(patches.flatten(0, 1))
-            rows = rows / (rows.pow(2).sum(1, keepdim=True).sqrt() + 1e-7)
+            rows = rows / (rows.pow(2).sum(1, keepdim=True).pow(0.5) + 1e-7)
             projected.append(rows.view(patches.shape[0], patches.shape[1], self.units))
         return projected
