@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -9,7 +12,38 @@ import torch
 import yaml
 from PIL import Image
 
-from tests.test_cli import CONFIGS, TINY, run_cli
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = REPO / "configs"
+
+# The tiny sizes of tests/test_cli.py (test modules are not importable from each other).
+TINY = [
+    "--data.init_args.download=false",
+    "--data.init_args.load_size=36",
+    "--data.init_args.crop_size=32",
+    "--data.init_args.max_dataset_size=3",
+    "--data.init_args.max_val_size=2",
+    "--data.init_args.num_workers=0",
+    "--model.init_args.ngf=8",
+    "--model.init_args.ndf=8",
+    "--trainer.max_epochs=2",
+    "--trainer.check_val_every_n_epoch=1",
+    "--trainer.log_every_n_steps=1",
+]
+
+
+def run_cli(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        [sys.executable, "-m", "cyclegan_pl", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"exit {result.returncode}\nstdout:\n{result.stdout[-3000:]}\nstderr:\n{result.stderr[-5000:]}"
+        )
+    return result
 
 
 def fit_cut_config(name: str, data_root: Path, cwd: Path, *extra: str) -> None:
