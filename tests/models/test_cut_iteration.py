@@ -108,7 +108,7 @@ def patch_nce(feat_q, feat_k, batch_size, tau=0.07):
     return F.cross_entropy(out, torch.zeros(out.size(0), dtype=torch.long), reduction="none")
 
 
-def reference_iterations(net_g, net_d, net_f, batches, *, nce_idt, lambda_nce, flip, num_patches=256):
+def reference_iterations(net_g, net_d, net_f, batches, *, nce_idt, lambda_nce, flip, all_negatives, num_patches=256):
     adam = dict(lr=2e-4, betas=(0.5, 0.999))
     opt_g = torch.optim.Adam(net_g.parameters(), **adam)
     opt_d = torch.optim.Adam(net_d.parameters(), **adam)
@@ -138,7 +138,10 @@ def reference_iterations(net_g, net_d, net_f, batches, *, nce_idt, lambda_nce, f
         loss_d.backward()
         opt_d.step()
 
-        def nce(src, tgt, flipped=flipped, rng=rng, n=n):
+        # the published code groups by its configured batch size, 1 for whole-minibatch negatives
+        groups = 1 if all_negatives else n
+
+        def nce(src, tgt, flipped=flipped, rng=rng, groups=groups):
             feat_q = encode(net_g, tgt)
             if flipped:
                 feat_q = [torch.flip(fq, [3]) for fq in feat_q]
@@ -147,7 +150,7 @@ def reference_iterations(net_g, net_d, net_f, batches, *, nce_idt, lambda_nce, f
             feat_q_pool, _ = sample_f(net_f, feat_q, num_patches, rng, ids)
             total = 0.0
             for f_q, f_k in zip(feat_q_pool, feat_k_pool, strict=True):
-                total += (patch_nce(f_q, f_k, n) * lambda_nce).mean()
+                total += (patch_nce(f_q, f_k, groups) * lambda_nce).mean()
             return total / len(NCE_LAYERS)
 
         set_requires_grad(net_d, False)
@@ -170,6 +173,7 @@ CASES = {
     "fastcut-flipped-b1": (dict(nce_idt=False, lambda_nce=10.0, flip_equivariance=True), True, 1, 1),
     "fastcut-unflipped-b2": (dict(nce_idt=False, lambda_nce=10.0, flip_equivariance=True), False, 2, 1),
     "fastcut-flipped-b2-two-steps": (dict(nce_idt=False, lambda_nce=10.0, flip_equivariance=True), True, 2, 2),
+    "cut-minibatch-negatives-b2": (dict(nce_includes_all_negatives_from_minibatch=True), None, 2, 1),
 }
 
 
@@ -194,6 +198,7 @@ def test_cut_iterations_match_reference(case, monkeypatch):
         nce_idt=options.get("nce_idt", True),
         lambda_nce=options.get("lambda_nce", 1.0),
         flip=flip,
+        all_negatives=options.get("nce_includes_all_negatives_from_minibatch", False),
     )
     assert_same_weights(net_g.state_dict(), module.gen, "gen")
     assert_same_weights(net_d.state_dict(), module.disc, "disc")
