@@ -339,7 +339,7 @@ def import_reference(
             continues; default: the number in the file names (``200_net_G_A.pth`` -> 200),
             else 0 (``latest_`` files and published models carry no epoch). Lightning refuses to
             resume when ``trainer.max_epochs`` is below it: use 0 to fine-tune on a fresh schedule.
-        hparams: further CycleGAN / Pix2Pix arguments stored in the checkpoint, e.g.
+        hparams: further CycleGAN / Pix2Pix / CUT arguments stored in the checkpoint, e.g.
             ``{"lambda_identity": 0, "lr": 1e-4, "eval_mode": true}``; the named options above
             take precedence.
 
