@@ -17,10 +17,13 @@ import resource
 import time
 from typing import Dict, List, Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
-Method = Literal["cyclegan", "pix2pix"]
+Method = Literal["cyclegan", "pix2pix", "cut", "fastcut"]
+#: FastCUT is CUT with these options (docs/method.md#cut-and-fastcut).
+FASTCUT = dict(nce_idt=False, lambda_nce=10.0, flip_equivariance=True)
 Loop = Literal["plain", "lightning", "lightning+batched"]
 
 
@@ -31,10 +34,12 @@ def _batch(method: str, size: int, batch_size: int) -> Dict:
 
 
 def _module(method: str, size: int, ngf: int, batched: bool):
-    from cyclegan_pl import CycleGAN, Pix2Pix
+    from cyclegan_pl import CUT, CycleGAN, Pix2Pix
 
     if method == "cyclegan":
         return CycleGAN(ngf=ngf, ndf=ngf, batched_calls=batched)
+    if method in ("cut", "fastcut"):
+        return CUT(ngf=ngf, ndf=ngf, batched_calls=batched, **(FASTCUT if method == "fastcut" else {}))
     return Pix2Pix(generator=f"unet_{size}", ngf=ngf, ndf=ngf, batched_calls=batched)
 
 
@@ -55,7 +60,7 @@ def _plain_iterations(method: str, size: int, ngf: int, device: str, precision: 
 
     def gan(pred, real):
         target = torch.full_like(pred, 1.0 if real else 0.0)
-        if method == "cyclegan":
+        if method != "pix2pix":
             return F.mse_loss(pred.float(), target.float())
         return F.binary_cross_entropy_with_logits(pred.float(), target.float())
 
@@ -95,6 +100,8 @@ def _plain_iterations(method: str, size: int, ngf: int, device: str, precision: 
             scaler.step(opt_d)
             scaler.update()
             yield
+    elif method in ("cut", "fastcut"):
+        yield from _plain_cut_iterations(module, real_a, real_b, gan, set_grad, scaler, device, precision, steps)
     else:
         net_g, net_d = module.gen.to(device), module.disc.to(device)
         opt_g = torch.optim.Adam(net_g.parameters(), lr=2e-4, betas=(0.5, 0.999))
@@ -118,6 +125,78 @@ def _plain_iterations(method: str, size: int, ngf: int, device: str, precision: 
             scaler.step(opt_g)
             scaler.update()
             yield
+
+
+def _plain_cut_iterations(module, real_a, real_b, gan, set_grad, scaler, device, precision, steps):
+    """The published CUT iteration: keys encoded with gradients and NumPy-drawn positions, as there."""
+    hp = module.hparams
+    layers = list(hp.nce_layers)
+    net_g, net_d, net_f = (m.to(device) for m in (module.gen, module.disc, module.projection))
+    opt_g, opt_d, opt_f = (torch.optim.Adam(n.parameters(), lr=2e-4, betas=(0.5, 0.999)) for n in (net_g, net_d, net_f))
+    n = real_a.shape[0]
+
+    def encode(x):
+        feats = []
+        for index, layer in enumerate(net_g.model[: layers[-1] + 1]):
+            x = layer(x)
+            if index in layers:
+                feats.append(x)
+        return feats
+
+    def project(feats, ids=None):
+        out, chosen = [], []
+        for k, feat in enumerate(feats):
+            flat = feat.permute(0, 2, 3, 1).flatten(1, 2)
+            pick = (
+                ids[k] if ids is not None else torch.as_tensor(np.random.permutation(flat.shape[1])[: hp.num_patches])
+            )
+            rows = net_f.head(k)(flat[:, pick.to(feat.device), :].flatten(0, 1))
+            out.append(rows / (rows.pow(2).sum(1, keepdim=True).pow(0.5) + 1e-7))
+            chosen.append(pick)
+        return out, chosen
+
+    def nce(src, tgt, flipped):
+        feat_q = encode(tgt)
+        if flipped:
+            feat_q = [f.flip(3) for f in feat_q]
+        keys, ids = project(encode(src))
+        queries, _ = project(feat_q, ids)
+        total = 0.0
+        for q, k in zip(queries, keys, strict=True):
+            k = k.detach()
+            rows, dim = q.shape
+            positive = (q * k).sum(1, keepdim=True)
+            negatives = torch.bmm(q.view(n, -1, dim), k.view(n, -1, dim).transpose(2, 1))
+            eye = torch.eye(negatives.shape[1], device=q.device, dtype=torch.bool)[None]
+            logits = torch.cat([positive, negatives.masked_fill(eye, -10.0).flatten(0, 1)], 1) / hp.nce_temperature
+            target = torch.zeros(rows, dtype=torch.long, device=q.device)
+            total = total + (F.cross_entropy(logits.float(), target, reduction="none") * hp.lambda_nce).mean()
+        return total / len(layers)
+
+    for _ in range(steps):
+        flipped = bool(hp.flip_equivariance and np.random.random() < 0.5)
+        with _autocast(device, precision):
+            real = torch.cat([real_a, real_b]) if hp.nce_idt else real_a
+            fake = net_g(real.flip(3) if flipped else real)
+            fake_b = fake[:n]
+            set_grad([net_d], True)
+            opt_d.zero_grad()
+            loss_d = 0.5 * (gan(net_d(fake_b.detach()), False) + gan(net_d(real_b), True))
+        scaler.scale(loss_d).backward()
+        scaler.step(opt_d)
+        set_grad([net_d], False)
+        opt_g.zero_grad()
+        opt_f.zero_grad()
+        with _autocast(device, precision):
+            loss_nce = nce(real_a, fake_b, flipped)
+            if hp.nce_idt:
+                loss_nce = 0.5 * (loss_nce + nce(real_b, fake[n:], flipped))
+            loss_g = gan(net_d(fake_b), True) + loss_nce
+        scaler.scale(loss_g).backward()
+        scaler.step(opt_g)
+        scaler.step(opt_f)
+        scaler.update()
+        yield
 
 
 def _sync(device: str) -> None:
@@ -215,7 +294,8 @@ def main(
     """Measure iterations/s and peak memory of each loop; print a markdown table.
 
     Args:
-        methods: which models to measure.
+        methods: which models to measure; ``cut`` and ``fastcut`` are CUT with its published
+            and its FastCUT options.
         sizes: image sides in pixels (pix2pix uses unet_<size>).
         ngf: generator and discriminator width (64 is the published one).
         device: cpu or cuda.

@@ -1,7 +1,7 @@
-"""cyclegan_pl: CycleGAN and pix2pix as PyTorch Lightning modules.
+"""cyclegan_pl: CycleGAN, pix2pix and CUT as PyTorch Lightning modules.
 
 The names a config or notebook needs are importable from here: the modules (``CycleGAN``,
-``Pix2Pix``), the datamodules (``UnpairedDataModule``, ``PairedDataModule``), the callbacks
+``Pix2Pix``, ``CUT``), the datamodules (``UnpairedDataModule``, ``PairedDataModule``), the callbacks
 (``ImagePoolCallback``, ``LinearDecay``, ``SampleGrid``, ``FID``, ``ImageWriter``), and the base
 class of the errors a user must fix (``UserError``).
 """
@@ -9,11 +9,12 @@ class of the errors a user must fix (``UserError``).
 from cyclegan_pl.callbacks import FID, ImagePoolCallback, ImageWriter, LinearDecay, SampleGrid
 from cyclegan_pl.data import PairedDataModule, UnpairedDataModule
 from cyclegan_pl.errors import UserError
-from cyclegan_pl.models import CycleGAN, Pix2Pix, load_checkpoint
+from cyclegan_pl.models import CUT, CycleGAN, Pix2Pix, load_checkpoint
 
 __version__ = "0.2.0"
 
 __all__ = [
+    "CUT",
     "FID",
     "CycleGAN",
     "ImagePoolCallback",

@@ -129,12 +129,12 @@ def export(
     with instance norm and no dropout (CycleGAN's defaults) both give the same images.
 
     Args:
-        ckpt_path: a checkpoint written by ``fit`` or ``import-reference`` (CycleGAN or Pix2Pix).
+        ckpt_path: a checkpoint written by ``fit`` or ``import-reference`` (CycleGAN, Pix2Pix or CUT).
         output: the file to write (e.g. ``horse2zebra.pt`` or ``horse2zebra.onnx``); its folder is
             created. Written atomically: an interrupted export leaves no partial file.
         format: ``torchscript`` (load with ``torch.jit.load``) or ``onnx``.
-        direction: which generator to export: ``AtoB`` or ``BtoA`` (CycleGAN only; Pix2Pix has
-            one generator, ``AtoB``).
+        direction: which generator to export: ``AtoB`` or ``BtoA`` (CycleGAN only; Pix2Pix and CUT
+            have one generator, ``AtoB``).
         height: height of the example input used while exporting; the exported program accepts
             any size.
         width: width of the example input used while exporting.
@@ -148,7 +148,7 @@ def export(
 
     Raises:
         CheckpointError: ``ckpt_path`` is missing, unreadable or unsafe.
-        OptionError: an option does not fit the checkpoint (e.g. ``BtoA`` for Pix2Pix).
+        OptionError: an option does not fit the checkpoint (e.g. ``BtoA`` for Pix2Pix or CUT).
     """
     from cyclegan_pl.models import load_checkpoint
 

@@ -1,4 +1,4 @@
-"""Adversarial losses.
+"""Adversarial losses, and CUT's contrastive PatchNCE loss.
 
 Every mode is a :class:`GANLoss` subclass registered in :data:`GAN_LOSSES` under its config name.
 A loss is called on the discriminator's raw output (no sigmoid) with ``target_is_real``; the
@@ -7,6 +7,8 @@ maps of any size and under autocast.
 
 ``wgangp`` is a real WGAN-GP: the models add :func:`gradient_penalty` to the discriminator loss
 (the reference code defines the penalty but never calls it).
+
+:func:`patch_nce_loss` is CUT's loss on projected feature patches (docs/method.md#cut-and-fastcut).
 """
 
 from __future__ import annotations
@@ -117,3 +119,52 @@ def gradient_penalty(
     )
     gradients = gradients.flatten(1)
     return ((gradients.norm(2, dim=1) - constant) ** 2).mean()
+
+
+def patch_nce_loss(
+    query: Tensor,
+    key: Tensor,
+    temperature: float = 0.07,
+    negatives_from_minibatch: bool = False,
+) -> Tensor:
+    """CUT's PatchNCE loss of one feature layer, one value per query row (docs/method.md#cut-and-fastcut).
+
+    Each query row must pick its own key (the positive, same image and position) out of the keys
+    of the other positions (the negatives): a cross-entropy over ``[positive, negatives] / tau``
+    with the positive as the target. The key at the query's own position is among the negatives
+    too, its logit replaced by -10 (it stays in the softmax, as in the published code).
+
+    Rows are grouped per image by the tensors' own first dimension, so a short last batch or a
+    per-device batch groups correctly.
+
+    Args:
+        query: (N, P, D) projected patches of the output images (L2-normalised rows).
+        key: (N, P, D) projected patches of the source images at the same positions; detached
+            here (keys get no gradient).
+        temperature: tau (0.07).
+        negatives_from_minibatch: take the negatives from all ``N * P`` keys of the batch instead
+            of the ``P`` keys of the query's own image (for single-image training).
+
+    Returns:
+        (N, P) cross-entropy of each row; the caller weights and averages it.
+    """
+    if query.dim() != 3 or query.shape != key.shape:
+        raise ValueError(
+            f"patch_nce_loss needs query and key of the same (N, P, D) shape, got {tuple(query.shape)} "
+            f"and {tuple(key.shape)}."
+        )
+    batch, patches, dim = query.shape
+    key = key.detach()
+    rows_q = query.reshape(batch * patches, 1, dim)
+    rows_k = key.reshape(batch * patches, dim, 1)
+    positive = torch.bmm(rows_q, rows_k).view(batch * patches, 1)
+    groups = 1 if negatives_from_minibatch else batch
+    grouped_q = query.reshape(groups, -1, dim)
+    grouped_k = key.reshape(groups, -1, dim)
+    per_group = grouped_q.shape[1]
+    negatives = torch.bmm(grouped_q, grouped_k.transpose(2, 1))
+    same_position = torch.eye(per_group, device=query.device, dtype=torch.bool)[None]
+    negatives = negatives.masked_fill(same_position, -10.0).view(-1, per_group)
+    logits = torch.cat([positive, negatives], dim=1) / temperature
+    targets = torch.zeros(logits.shape[0], dtype=torch.long, device=query.device)
+    return F.cross_entropy(logits, targets, reduction="none").view(batch, patches)

@@ -1,12 +1,13 @@
-"""Turn weights saved by the reference CycleGAN/pix2pix code into a Lightning checkpoint.
+"""Turn weights saved by the reference CycleGAN/pix2pix and CUT code into a Lightning checkpoint.
 
 The reference code saves one ``state_dict`` per network in its run folder
 (``<epoch>_net_G_A.pth``, ``<epoch>_net_G_B.pth``, ``<epoch>_net_D_A.pth``, ``<epoch>_net_D_B.pth``
-for CycleGAN; ``<epoch>_net_G.pth``, ``<epoch>_net_D.pth`` for pix2pix) and publishes single
-generators such as ``horse2zebra.pth``. :func:`import_reference` infers the architecture from
-those tensors, loads them strictly into a :class:`~cyclegan_pl.CycleGAN` or
-:class:`~cyclegan_pl.Pix2Pix` and writes a ``.ckpt`` that ``load_checkpoint``, ``translate``,
-``test``/``predict`` and ``fit --ckpt_path`` accept.
+for CycleGAN; ``<epoch>_net_G.pth``, ``<epoch>_net_D.pth`` for pix2pix; those and
+``<epoch>_net_F.pth`` for CUT) and publishes single generators such as ``horse2zebra.pth``.
+:func:`import_reference` infers the architecture from those tensors, loads them strictly into a
+:class:`~cyclegan_pl.CycleGAN`, :class:`~cyclegan_pl.Pix2Pix` or :class:`~cyclegan_pl.CUT` and writes
+a ``.ckpt`` that ``load_checkpoint``, ``translate``, ``test``/``predict`` and ``fit --ckpt_path``
+accept.
 """
 
 from __future__ import annotations
@@ -21,23 +22,25 @@ import lightning.pytorch as pl
 
 from cyclegan_pl.errors import CheckpointError, CheckpointMismatchError, OptionError
 from cyclegan_pl.files import atomic_torch_save
-from cyclegan_pl.models import CycleGAN, ImageTranslationModule, Pix2Pix
+from cyclegan_pl.models import CUT, CycleGAN, ImageTranslationModule, Pix2Pix
 from cyclegan_pl.networks import describe_state_dict, format_fixes, load_reference_state_dict, read_state_dict
 
-__all__ = ["CYCLEGAN_NETWORKS", "PIX2PIX_NETWORKS", "import_reference"]
+__all__ = ["CUT_NETWORKS", "CYCLEGAN_NETWORKS", "PIX2PIX_NETWORKS", "import_reference"]
 
-Method = Literal["cyclegan", "pix2pix"]
+Method = Literal["cyclegan", "pix2pix", "cut"]
 
 # Reference network name -> module attribute. The reference's D_A judges domain B images (it
 # is trained against G_A's fakes), so it is our disc_b; D_B is disc_a.
 CYCLEGAN_NETWORKS: Dict[str, str] = {"G_A": "gen_ab", "G_B": "gen_ba", "D_A": "disc_b", "D_B": "disc_a"}
 PIX2PIX_NETWORKS: Dict[str, str] = {"G": "gen", "D": "disc"}
+CUT_NETWORKS: Dict[str, str] = {"G": "gen", "D": "disc", "F": "projection"}
+_NETWORKS = {"cyclegan": CYCLEGAN_NETWORKS, "pix2pix": PIX2PIX_NETWORKS, "cut": CUT_NETWORKS}
 
-_MODULES: Dict[str, Type[ImageTranslationModule]] = {"cyclegan": CycleGAN, "pix2pix": Pix2Pix}
-_REFERENCE_FILE = re.compile(r"(?P<epoch>.+)_net_(?P<net>G_A|G_B|D_A|D_B|G|D)\.pth")
+_MODULES: Dict[str, Type[ImageTranslationModule]] = {"cyclegan": CycleGAN, "pix2pix": Pix2Pix, "cut": CUT}
+_REFERENCE_FILE = re.compile(r"(?P<epoch>.+)_net_(?P<net>G_A|G_B|D_A|D_B|G|D|F)\.pth")
 _EXPECTED_NAMES = (
-    "<epoch>_net_G_A.pth, <epoch>_net_G_B.pth, <epoch>_net_D_A.pth, <epoch>_net_D_B.pth (CycleGAN) "
-    "or <epoch>_net_G.pth, <epoch>_net_D.pth (pix2pix), e.g. latest_net_G_A.pth"
+    "<epoch>_net_G_A.pth, <epoch>_net_G_B.pth, <epoch>_net_D_A.pth, <epoch>_net_D_B.pth (CycleGAN), "
+    "<epoch>_net_G.pth, <epoch>_net_D.pth (pix2pix) or those and <epoch>_net_F.pth (CUT), e.g. latest_net_G_A.pth"
 )
 _LATEST = "latest"
 # The network builders' argument names that import-reference calls differently.
@@ -91,16 +94,25 @@ def _single_generator_plan(path: Path, model: str, direction: str, label: Option
             f"{path} holds a discriminator ({info['name']}); import a generator file, or the run "
             "folder to import generators and discriminators together."
         )
-    method = model if model != "auto" else ("pix2pix" if info["kind"] == "unet" else "cyclegan")
-    if method == "pix2pix":
+    method = model if model != "auto" else _method_of_generator(info)
+    if method in ("pix2pix", "cut"):
         if direction != "AtoB":
+            name = _MODULES[method].__name__
             raise OptionError(
-                f"--direction {direction}: a Pix2Pix model has one generator (input -> output), "
+                f"--direction {direction}: a {name} model has one generator (A -> B), "
                 f"so {path} can only fill it with --direction AtoB."
             )
-        return _ImportPlan("pix2pix", {"gen": path}, {"gen": "G"}, label)
+        return _ImportPlan(method, {"gen": path}, {"gen": "G"}, label)
     attribute = "gen_ab" if direction == "AtoB" else "gen_ba"
     return _ImportPlan("cyclegan", {attribute: path}, {attribute: path.stem}, label)
+
+
+def _method_of_generator(info: Mapping[str, Any]) -> Method:
+    """The method a lone generator belongs to, by the published architectures: U-Net -> pix2pix,
+    anti-aliased ResNet -> CUT, other ResNet -> CycleGAN."""
+    if info["kind"] == "unet":
+        return "pix2pix"
+    return "cut" if info["antialias"] else "cyclegan"
 
 
 def _plan(source: Path, model: str, epoch: Optional[str], direction: str) -> _ImportPlan:
@@ -123,7 +135,7 @@ def _plan(source: Path, model: str, epoch: Optional[str], direction: str) -> _Im
     nets = runs[label]
     cyclegan = {name: path for name, path in nets.items() if name in CYCLEGAN_NETWORKS}
     pix2pix = {name: path for name, path in nets.items() if name in PIX2PIX_NETWORKS}
-    if cyclegan and model != "pix2pix":
+    if cyclegan and model not in ("pix2pix", "cut"):
         if not {"G_A", "G_B"} & cyclegan.keys():
             raise CheckpointError(
                 f"{source} has no generator for epoch {label} ({label}_net_G_A.pth / {label}_net_G_B.pth)."
@@ -138,6 +150,14 @@ def _plan(source: Path, model: str, epoch: Optional[str], direction: str) -> _Im
         wanted = f"{label}_net_G.pth" if model == "pix2pix" else f"{label}_net_G_A.pth or {label}_net_G.pth"
         raise CheckpointError(
             f"{source} has no generator file {wanted} for --model {model}; expected {_EXPECTED_NAMES}."
+        )
+    if "G" in pix2pix and (model == "cut" or (model == "auto" and _is_cut_run(nets))):
+        cut = {name: path for name, path in nets.items() if name in CUT_NETWORKS}
+        return _ImportPlan(
+            "cut",
+            {CUT_NETWORKS[name]: path for name, path in cut.items()},
+            {CUT_NETWORKS[name]: name for name in cut},
+            label,
         )
     if "D" not in pix2pix:
         # A lone G is how the reference's test-only folders hold CycleGAN and pix2pix generators.
@@ -154,6 +174,11 @@ def _plan(source: Path, model: str, epoch: Optional[str], direction: str) -> _Im
     )
 
 
+def _is_cut_run(nets: Mapping[str, Path]) -> bool:
+    """A G/D run folder is CUT's when it holds F or its G is anti-aliased (pix2pix's never is)."""
+    return "F" in nets or bool(describe_state_dict(read_state_dict(nets["G"]))["antialias"])
+
+
 def _inferred_options(plan: _ImportPlan) -> Dict[str, Any]:
     """Module arguments that rebuild the architecture the files were saved from."""
     options: Dict[str, Any] = {}
@@ -168,6 +193,8 @@ def _inferred_options(plan: _ImportPlan) -> Dict[str, Any]:
         options.update(input_nc=a_channels, output_nc=b_channels)
         if gen["dropout"] is not None:
             options["dropout"] = gen["dropout"]
+        if plan.method == "cut":
+            options["antialias"] = gen["antialias"]
     disc_attribute = next((a for a in ("disc_b", "disc_a", "disc") if a in plan.files), None)
     if disc_attribute is not None:
         disc = describe_state_dict(read_state_dict(plan.files[disc_attribute]))
@@ -251,7 +278,7 @@ def _lightning_checkpoint(
 def import_reference(
     source: Path,
     output: Path,
-    model: Literal["cyclegan", "pix2pix", "auto"] = "auto",
+    model: Literal["cyclegan", "pix2pix", "cut", "auto"] = "auto",
     epoch: Optional[str] = None,
     direction: Literal["AtoB", "BtoA"] = "AtoB",
     generator: Optional[str] = None,
@@ -264,15 +291,16 @@ def import_reference(
     start_epoch: Optional[int] = None,
     hparams: Optional[Dict[str, Any]] = None,
 ) -> Path:
-    """Convert weights saved by the reference CycleGAN/pix2pix code into a Lightning checkpoint.
+    """Convert weights saved by the reference CycleGAN/pix2pix or CUT code into a Lightning checkpoint.
 
-    Reads a reference run folder or one generator file, builds a CycleGAN or Pix2Pix with the
+    Reads a reference run folder or one generator file, builds a CycleGAN, Pix2Pix or CUT with the
     architecture the tensors were saved from (inferred from their names and shapes unless given),
     loads every file strictly and writes a ``.ckpt`` that ``translate``, ``test``, ``predict``,
     ``export`` and ``fit --ckpt_path`` accept. Reference names map to ours as G_A -> gen_ab,
     G_B -> gen_ba, D_A -> disc_b (D_A judges domain B), D_B -> disc_a; pix2pix G -> gen,
-    D -> disc. Old files with InstanceNorm running statistics, without BatchNorm
-    ``num_batches_tracked`` or saved through DataParallel load as the reference loader does.
+    D -> disc; CUT G -> gen, D -> disc, F -> projection. Old files with InstanceNorm running
+    statistics, without BatchNorm ``num_batches_tracked`` or saved through DataParallel load as
+    the reference loader does.
 
     The reference saves no optimizer state: ``fit --ckpt_path`` on the result starts both Adam
     optimizers fresh (lr from the module, 2e-4 unless ``hparams`` says otherwise) and the image
@@ -282,18 +310,20 @@ def import_reference(
     Args:
         source: a reference run folder (``checkpoints/NAME``) holding ``<epoch>_net_G_A.pth``,
             ``<epoch>_net_G_B.pth``, ``<epoch>_net_D_A.pth``, ``<epoch>_net_D_B.pth`` (CycleGAN) or
-            ``<epoch>_net_G.pth``, ``<epoch>_net_D.pth`` (pix2pix), or one generator file such as
-            a published ``horse2zebra.pth``. A folder with only ``<epoch>_net_G.pth`` is imported
+            ``<epoch>_net_G.pth``, ``<epoch>_net_D.pth`` (pix2pix), those and
+            ``<epoch>_net_F.pth`` (CUT), or one generator file such as a published
+            ``horse2zebra.pth``. A folder with only ``<epoch>_net_G.pth`` is imported
             like a single generator file.
         output: the ``.ckpt`` file to write; its folder is created. Written atomically.
-        model: ``cyclegan``, ``pix2pix`` or ``auto``: from the file names for a run folder; for a
-            single generator a U-Net makes a Pix2Pix and anything else a CycleGAN (the published
-            models' architectures).
+        model: ``cyclegan``, ``pix2pix``, ``cut`` or ``auto``: from the file names for a run
+            folder (an F file, or an anti-aliased G, makes a CUT); for a single generator a U-Net
+            makes a Pix2Pix, an anti-aliased ResNet a CUT and any other ResNet a CycleGAN (the
+            published models' architectures).
         epoch: which files of a run folder to import, e.g. ``latest``, ``200`` or ``iter_5000``;
             default ``latest`` when present, else the highest epoch number.
         direction: for a single generator file, the CycleGAN generator it fills: ``AtoB``
             (``gen_ab``, the reference's G_A) or ``BtoA`` (``gen_ba``). The other networks keep
-            their random initialization (a note is printed). Pix2Pix allows only ``AtoB``.
+            their random initialization (a note is printed). Pix2Pix and CUT allow only ``AtoB``.
         generator: generator architecture (``resnet_9blocks``, ``unet_256``, ...); inferred.
         discriminator: discriminator architecture (``basic``, ``n_layers``, ``pixel``); inferred
             from the discriminator files, else the model's default.
@@ -309,7 +339,7 @@ def import_reference(
             continues; default: the number in the file names (``200_net_G_A.pth`` -> 200),
             else 0 (``latest_`` files and published models carry no epoch). Lightning refuses to
             resume when ``trainer.max_epochs`` is below it: use 0 to fine-tune on a fresh schedule.
-        hparams: further CycleGAN / Pix2Pix arguments stored in the checkpoint, e.g.
+        hparams: further CycleGAN / Pix2Pix / CUT arguments stored in the checkpoint, e.g.
             ``{"lambda_identity": 0, "lr": 1e-4, "eval_mode": true}``; the named options above
             take precedence.
 
@@ -352,6 +382,8 @@ def import_reference(
     ):
         # The reference allows the identity loss only between domains with equal channels.
         options["lambda_identity"] = 0.0
+    if plan.method == "cut" and "nce_idt" not in options and options.get("input_nc", 3) != options.get("output_nc", 3):
+        options["nce_idt"] = False
     module = _build_module(plan.method, options)
 
     for attribute, path in plan.files.items():
@@ -365,7 +397,7 @@ def import_reference(
                 f"{advice} Left out, these options are inferred from the files.)",
                 err.fixes,
             ) from None
-    networks = CYCLEGAN_NETWORKS if plan.method == "cyclegan" else PIX2PIX_NETWORKS
+    networks = _NETWORKS[plan.method]
     untouched = [attribute for attribute in networks.values() if attribute not in plan.files]
     if untouched:
         print(f"note: {', '.join(sorted(untouched))} not found in {source}: left at their random initialization.")

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from cyclegan_pl.losses import GAN_LOSSES, build_gan_loss, gradient_penalty
+from cyclegan_pl.losses import GAN_LOSSES, build_gan_loss, gradient_penalty, patch_nce_loss
 
 PRED = torch.tensor([[[[0.5, -1.0], [2.0, 0.0]]]])
 
@@ -71,3 +71,51 @@ def test_gradient_penalty_value_and_gradient():
     penalty2.backward()
     expected = 2 * (3.0 - 1.0) * critic2.weight.detach() / 3.0
     torch.testing.assert_close(critic2.weight.grad, expected)
+
+
+# --- PatchNCE ----------------------------------------------------------------------------
+def _cross_entropy(logits, tau=0.07):
+    """-log softmax(logits / tau)[0], by hand."""
+    scaled = [value / tau for value in logits]
+    return math.log(sum(math.exp(v) for v in scaled)) - scaled[0]
+
+
+NCE_QUERY = torch.tensor([[[1.0, 0.0], [0.0, 1.0]]])
+NCE_KEY = torch.tensor([[[0.6, 0.8], [1.0, 0.0]]])
+
+
+def test_patch_nce_known_values_one_image():
+    # Row 0: positive q0.k0 = 0.6; negatives q0.k0 (own position -> -10), q0.k1 = 1.
+    # Row 1: positive q1.k1 = 0;   negatives q1.k0 = 0.8, q1.k1 (own position -> -10).
+    loss = patch_nce_loss(NCE_QUERY, NCE_KEY)
+    assert loss.shape == (1, 2)
+    expected = [_cross_entropy([0.6, -10.0, 1.0]), _cross_entropy([0.0, 0.8, -10.0])]
+    assert loss.flatten().tolist() == pytest.approx(expected, rel=1e-5, abs=1e-6)
+
+
+def test_patch_nce_groups_rows_by_the_tensors_batch_size():
+    # The same two rows as two images of one patch each: per image, the only negative is the
+    # masked own position; from the whole minibatch, the rows see each other as above.
+    query, key = NCE_QUERY.view(2, 1, 2), NCE_KEY.view(2, 1, 2)
+    per_image = patch_nce_loss(query, key)
+    assert per_image.shape == (2, 1)
+    assert per_image.flatten().tolist() == pytest.approx(
+        [_cross_entropy([0.6, -10.0]), _cross_entropy([0.0, -10.0])], rel=1e-5, abs=1e-6
+    )
+    whole_batch = patch_nce_loss(query, key, negatives_from_minibatch=True)
+    assert whole_batch.flatten().tolist() == pytest.approx(
+        [_cross_entropy([0.6, -10.0, 1.0]), _cross_entropy([0.0, 0.8, -10.0])], rel=1e-5, abs=1e-6
+    )
+    assert patch_nce_loss(query, key, temperature=1.0).flatten().tolist() == pytest.approx(
+        [_cross_entropy([0.6, -10.0], tau=1.0), _cross_entropy([0.0, -10.0], tau=1.0)], rel=1e-5, abs=1e-6
+    )
+
+
+def test_patch_nce_keys_get_no_gradient():
+    query = NCE_QUERY.clone().requires_grad_(True)
+    key = NCE_KEY.clone().requires_grad_(True)
+    patch_nce_loss(query, key).mean().backward()
+    assert key.grad is None
+    assert query.grad is not None and query.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match=r"same \(N, P, D\) shape"):
+        patch_nce_loss(query, key[:, :1])

@@ -33,6 +33,8 @@ TINY_FIT = [
     "--trainer.check_val_every_n_epoch=1",
 ]
 TINY_GENERATOR = {"h2z": "resnet_2blocks", "yosemite": "resnet_2blocks", "facades": "unet_32", "demo": "resnet_2blocks"}
+# CUT's nce_layers 0,4,8,12,16 reach the fifth residual block: its configs keep resnet_9blocks (at ngf 8).
+TINY_GENERATOR.update({"h2z_cut": "resnet_9blocks", "h2z_fastcut": "resnet_9blocks"})
 TINY_BENCHMARK = {
     "train_throughput.py": [
         "--methods=[cyclegan]",

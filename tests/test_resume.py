@@ -9,7 +9,7 @@ import pytest
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from cyclegan_pl import CycleGAN, ImagePoolCallback, LinearDecay, PairedDataModule, Pix2Pix, UnpairedDataModule
+from cyclegan_pl import CUT, CycleGAN, ImagePoolCallback, LinearDecay, PairedDataModule, Pix2Pix, UnpairedDataModule
 from cyclegan_pl.checkpoints import SafeCheckpointIO
 from cyclegan_pl.data.synthetic import make_demo_dataset, make_demo_paired_dataset
 
@@ -20,6 +20,18 @@ def make_parts(kind: str, data: Path, seed: int):
         module = CycleGAN(generator="resnet_2blocks", ngf=8, ndf=8)
         datamodule = UnpairedDataModule(str(data), load_size=36, crop_size=32, num_workers=0, seed=7)
         callbacks = [ImagePoolCallback(pool_size=3), LinearDecay(n_epochs=1, n_epochs_decay=1)]
+    elif kind == "cut":
+        # Identity NCE and the flip: the patch positions and the coin must be drawn again alike.
+        module = CUT(
+            generator="resnet_2blocks",
+            nce_layers=(0, 4, 8, 12, 13),
+            ngf=8,
+            ndf=8,
+            flip_equivariance=True,
+            num_patches=32,
+        )
+        datamodule = UnpairedDataModule(str(data), load_size=36, crop_size=32, num_workers=0, seed=7)
+        callbacks = [LinearDecay(n_epochs=1, n_epochs_decay=1)]
     else:
         # unet_64 has a block with dropout, so the random stream of the step matters.
         module = Pix2Pix(generator="unet_64", ngf=8, ndf=8)
@@ -43,10 +55,10 @@ def trainer(root: Path, max_epochs: int, callbacks: list) -> pl.Trainer:
     )
 
 
-@pytest.mark.parametrize("kind", ["cyclegan", "pix2pix"])
+@pytest.mark.parametrize("kind", ["cyclegan", "pix2pix", "cut"])
 def test_resume_equals_uninterrupted_run(kind, tmp_path):
     data = tmp_path / "data"
-    if kind == "cyclegan":
+    if kind in ("cyclegan", "cut"):
         make_demo_dataset(data, n_train=5, n_test=2, size=40)
     else:
         make_demo_paired_dataset(data, n_train=4, n_test=2, size=64)

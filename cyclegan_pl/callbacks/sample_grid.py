@@ -27,7 +27,8 @@ class SampleGrid(pl.Callback):
     The first ``num_images`` items of the datamodule's ``split`` dataset are fetched once and
     kept on CPU, so every grid shows the same inputs. Each row is one image, each column one of
     the module's ``visuals(batch)`` in order (CycleGAN: real_A, fake_B, rec_A, real_B, fake_A,
-    rec_B; Pix2Pix: input, output, target). Images are translated one at a time, as the
+    rec_B; Pix2Pix: input, output, target; CUT: real_A, fake_B, real_B and, with identity NCE,
+    idt_B). Images are translated one at a time, as the
     reference test script does, so batch statistics never mix images. The grid is written as
     ``<log_dir>/<dirname>/epoch_XXXX.png`` (XXXX = number of completed epochs) after every
     ``every_n_epochs``-th epoch and at the end of fit, and sent to a WandbLogger or

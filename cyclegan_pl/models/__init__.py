@@ -8,6 +8,7 @@ from typing import Any, Dict, Type, Union
 from cyclegan_pl.checkpoints import load_lightning_checkpoint
 from cyclegan_pl.errors import CheckpointError
 from cyclegan_pl.models.base import CHECKPOINT_KEY, ImageTranslationModule, Translation
+from cyclegan_pl.models.cut import CUT
 from cyclegan_pl.models.cyclegan import CycleGAN
 from cyclegan_pl.models.pix2pix import Pix2Pix
 from cyclegan_pl.registry import Registry
@@ -16,10 +17,11 @@ from cyclegan_pl.registry import Registry
 METHODS: Registry[Type[ImageTranslationModule]] = Registry("method")
 METHODS.add("CycleGAN", CycleGAN)
 METHODS.add("Pix2Pix", Pix2Pix)
+METHODS.add("CUT", CUT)
 
 # Checkpoints without a class path (written by Trainer.save_checkpoint in Python) are told apart
-# by their generators' keys.
-_METHOD_BY_KEY_PREFIX = {"gen_ab.": "CycleGAN", "gen.": "Pix2Pix"}
+# by their networks' keys (CUT's projection first: CUT and Pix2Pix both name their generator `gen`).
+_METHOD_BY_KEY_PREFIX = {"gen_ab.": "CycleGAN", "projection.": "CUT", "gen.": "Pix2Pix"}
 
 
 def checkpoint_method(
@@ -61,6 +63,7 @@ def load_checkpoint(path: Union[str, Path], map_location: str = "cpu") -> ImageT
 
 __all__ = [
     "CHECKPOINT_KEY",
+    "CUT",
     "METHODS",
     "CycleGAN",
     "ImageTranslationModule",

@@ -9,6 +9,7 @@ from __future__ import annotations
 from torch import nn
 
 from ..errors import CheckpointMismatchError
+from .antialias import Downsample, Upsample
 from .discriminators import DISCRIMINATORS, NLayerDiscriminator, PixelDiscriminator
 from .generators import (
     GENERATORS,
@@ -19,6 +20,7 @@ from .generators import (
 )
 from .init import INITS, init_weights
 from .norms import NORMS, get_norm_layer, norm_uses_bias
+from .projection import PatchProjection, draw_patch_ids, sample_patches
 from .reference_weights import (
     convert_reference_state_dict,
     describe_network,
@@ -32,6 +34,7 @@ __all__ = [
     "CheckpointMismatchError",
     "DISCRIMINATORS",
     "DiscriminatorName",
+    "Downsample",
     "GENERATORS",
     "GeneratorName",
     "INITS",
@@ -39,22 +42,26 @@ __all__ = [
     "NLayerDiscriminator",
     "NORMS",
     "NormName",
+    "PatchProjection",
     "PixelDiscriminator",
     "ResnetBlock",
     "ResnetGenerator",
     "UnetGenerator",
     "UnetSkipConnectionBlock",
+    "Upsample",
     "convert_reference_state_dict",
     "define_discriminator",
     "define_generator",
     "describe_network",
     "describe_state_dict",
+    "draw_patch_ids",
     "format_fixes",
     "get_norm_layer",
     "init_weights",
     "load_reference_state_dict",
     "norm_uses_bias",
     "read_state_dict",
+    "sample_patches",
 ]
 
 
@@ -67,6 +74,7 @@ def define_generator(
     dropout: bool = False,
     init_type: str = "normal",
     init_gain: float = 0.02,
+    antialias: bool = False,
 ) -> nn.Module:
     """Build and initialize a generator.
 
@@ -81,6 +89,8 @@ def define_generator(
         dropout: Dropout(0.5) in the ResNet blocks / the U-Net's middle blocks.
         init_type: ``normal``, ``xavier``, ``kaiming`` or ``orthogonal``.
         init_gain: standard deviation / gain of the initialization.
+        antialias: CUT's anti-aliased ResNet (blur Down / Up layers, docs/method.md#cut-and-fastcut);
+            ResNet generators only.
 
     Returns:
         The network (on the CPU), with attribute ``size_multiple``.
@@ -89,7 +99,7 @@ def define_generator(
         OptionError: for an unknown name, norm or init type (listing the valid ones).
     """
     builder = GENERATORS.get(name)
-    net = builder(input_nc=input_nc, output_nc=output_nc, ngf=ngf, norm=norm, dropout=dropout)
+    net = builder(input_nc=input_nc, output_nc=output_nc, ngf=ngf, norm=norm, dropout=dropout, antialias=antialias)
     return init_weights(net, init_type, init_gain)
 
 
@@ -101,6 +111,7 @@ def define_discriminator(
     norm: str = "instance",
     init_type: str = "normal",
     init_gain: float = 0.02,
+    antialias: bool = False,
 ) -> nn.Module:
     """Build and initialize a discriminator.
 
@@ -113,6 +124,7 @@ def define_discriminator(
         norm: ``instance``, ``batch`` or ``none``.
         init_type: ``normal``, ``xavier``, ``kaiming`` or ``orthogonal``.
         init_gain: standard deviation / gain of the initialization.
+        antialias: CUT's anti-aliased PatchGAN (blur Down layers); ``basic`` and ``n_layers`` only.
 
     Returns:
         The network (on the CPU); its output is raw scores, no sigmoid.
@@ -121,7 +133,7 @@ def define_discriminator(
         OptionError: for an unknown name, norm or init type (listing the valid ones).
     """
     builder = DISCRIMINATORS.get(name)
-    net = builder(input_nc=input_nc, ndf=ndf, n_layers=n_layers, norm=norm)
+    net = builder(input_nc=input_nc, ndf=ndf, n_layers=n_layers, norm=norm, antialias=antialias)
     return init_weights(net, init_type, init_gain)
 
 

@@ -15,6 +15,7 @@ from torch import nn
 
 from ..errors import OptionError
 from ..registry import Registry
+from .antialias import Downsample
 from .norms import NORMS
 
 __all__ = [
@@ -28,7 +29,9 @@ __all__ = [
 
 
 class DiscriminatorBuilder(Protocol):
-    def __call__(self, *, input_nc: int = 3, ndf: int = 64, n_layers: int = 3, norm: str = "instance") -> nn.Module: ...
+    def __call__(
+        self, *, input_nc: int = 3, ndf: int = 64, n_layers: int = 3, norm: str = "instance", antialias: bool = False
+    ) -> nn.Module: ...
 
 
 DISCRIMINATORS: Registry[DiscriminatorBuilder] = Registry("discriminator")
@@ -44,28 +47,40 @@ class NLayerDiscriminator(nn.Module):
         ndf: channels of the first convolution; deeper layers use ndf*min(2**n, 8).
         n_layers: number of stride-2 convolutions (>= 1).
         norm: normalization name (``instance``, ``batch``, ``none``); the first layer has none.
+        antialias: CUT's anti-aliased layout (docs/method.md#cut-and-fastcut): every stride-2
+            convolution becomes a stride-1 one whose activation is followed by a blur
+            :class:`~cyclegan_pl.networks.antialias.Downsample`. Same parameters and output size
+            (30x30 for 256x256 with 3 layers). False (the default) is CycleGAN's network.
     """
 
-    def __init__(self, input_nc: int = 3, ndf: int = 64, n_layers: int = 3, norm: str = "instance") -> None:
+    def __init__(
+        self, input_nc: int = 3, ndf: int = 64, n_layers: int = 3, norm: str = "instance", antialias: bool = False
+    ) -> None:
         super().__init__()
         if n_layers < 1:
             raise OptionError(f"NLayerDiscriminator needs n_layers >= 1, got {n_layers}.")
         norm_layer = NORMS.get(norm)
         bias = norm_layer.conv_bias
+        first_stride = 1 if antialias else 2
         layers: List[nn.Module] = [
-            nn.Conv2d(input_nc, ndf, kernel_size=4, stride=2, padding=1),
+            nn.Conv2d(input_nc, ndf, kernel_size=4, stride=first_stride, padding=1),
             nn.LeakyReLU(0.2, True),
         ]
+        if antialias:
+            layers.append(Downsample(ndf))
         channels = ndf
         for n in range(1, n_layers + 1):
             out_channels = ndf * min(2**n, 8)
             # The last of these keeps the resolution: it widens the receptive field only.
-            stride = 2 if n < n_layers else 1
+            downsamples = n < n_layers
+            stride = 2 if downsamples and not antialias else 1
             layers += [
                 nn.Conv2d(channels, out_channels, kernel_size=4, stride=stride, padding=1, bias=bias),
                 norm_layer(out_channels),
                 nn.LeakyReLU(0.2, True),
             ]
+            if downsamples and antialias:
+                layers.append(Downsample(out_channels))
             channels = out_channels
         layers.append(nn.Conv2d(channels, 1, kernel_size=4, stride=1, padding=1))
         self.model = nn.Sequential(*layers)
@@ -81,10 +96,16 @@ class PixelDiscriminator(nn.Module):
         input_nc: input channels.
         ndf: channels of the first 1x1 convolution (the second has 2*ndf).
         norm: normalization name (``instance``, ``batch``, ``none``).
+        antialias: accepted so every discriminator takes the same options; the PixelGAN never
+            downsamples, so True raises ``OptionError``.
     """
 
-    def __init__(self, input_nc: int = 3, ndf: int = 64, norm: str = "instance") -> None:
+    def __init__(self, input_nc: int = 3, ndf: int = 64, norm: str = "instance", antialias: bool = False) -> None:
         super().__init__()
+        if antialias:
+            raise OptionError(
+                "antialias=True needs a PatchGAN discriminator (basic, n_layers); 'pixel' never downsamples."
+            )
         norm_layer = NORMS.get(norm)
         bias = norm_layer.conv_bias
         self.net = nn.Sequential(
@@ -101,7 +122,9 @@ class PixelDiscriminator(nn.Module):
 
 
 @DISCRIMINATORS.register("basic")
-def patchgan_basic(input_nc: int = 3, ndf: int = 64, n_layers: int = 3, norm: str = "instance") -> NLayerDiscriminator:
+def patchgan_basic(
+    input_nc: int = 3, ndf: int = 64, n_layers: int = 3, norm: str = "instance", antialias: bool = False
+) -> NLayerDiscriminator:
     """The 70x70 PatchGAN (3 layers).
 
     Args:
@@ -109,13 +132,14 @@ def patchgan_basic(input_nc: int = 3, ndf: int = 64, n_layers: int = 3, norm: st
         ndf: channels of the first convolution.
         n_layers: ignored (always 3).
         norm: normalization name.
+        antialias: CUT's anti-aliased layout (blur Down layers).
     """
-    return NLayerDiscriminator(input_nc, ndf, n_layers=3, norm=norm)
+    return NLayerDiscriminator(input_nc, ndf, n_layers=3, norm=norm, antialias=antialias)
 
 
 @DISCRIMINATORS.register("n_layers")
 def patchgan_n_layers(
-    input_nc: int = 3, ndf: int = 64, n_layers: int = 3, norm: str = "instance"
+    input_nc: int = 3, ndf: int = 64, n_layers: int = 3, norm: str = "instance", antialias: bool = False
 ) -> NLayerDiscriminator:
     """PatchGAN with ``n_layers`` stride-2 convolutions.
 
@@ -124,12 +148,15 @@ def patchgan_n_layers(
         ndf: channels of the first convolution.
         n_layers: number of stride-2 convolutions.
         norm: normalization name.
+        antialias: CUT's anti-aliased layout (blur Down layers).
     """
-    return NLayerDiscriminator(input_nc, ndf, n_layers=n_layers, norm=norm)
+    return NLayerDiscriminator(input_nc, ndf, n_layers=n_layers, norm=norm, antialias=antialias)
 
 
 @DISCRIMINATORS.register("pixel")
-def pixelgan(input_nc: int = 3, ndf: int = 64, n_layers: int = 3, norm: str = "instance") -> PixelDiscriminator:
+def pixelgan(
+    input_nc: int = 3, ndf: int = 64, n_layers: int = 3, norm: str = "instance", antialias: bool = False
+) -> PixelDiscriminator:
     """The 1x1 PixelGAN.
 
     Args:
@@ -137,5 +164,6 @@ def pixelgan(input_nc: int = 3, ndf: int = 64, n_layers: int = 3, norm: str = "i
         ndf: channels of the first convolution.
         n_layers: ignored.
         norm: normalization name.
+        antialias: not available (True raises ``OptionError``).
     """
-    return PixelDiscriminator(input_nc, ndf, norm=norm)
+    return PixelDiscriminator(input_nc, ndf, norm=norm, antialias=antialias)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import functools
 import math
 import re
-from typing import Callable, List, Optional, Protocol
+from typing import Callable, List, Optional, Protocol, Sequence
 
 import torch
 from torch import nn
@@ -26,6 +26,7 @@ from torch.utils.checkpoint import checkpoint
 
 from ..errors import OptionError
 from ..registry import PatternRegistry, Registry
+from .antialias import Downsample, Upsample
 from .norms import NORMS
 
 __all__ = [
@@ -51,6 +52,7 @@ class GeneratorBuilder(Protocol):
         ngf: int = 64,
         norm: str = "instance",
         dropout: bool = False,
+        antialias: bool = False,
     ) -> nn.Module: ...
 
 
@@ -132,6 +134,11 @@ class ResnetGenerator(nn.Module):
         n_blocks: number of residual blocks.
         padding: padding of the residual blocks' convolutions: ``reflect``, ``replicate``,
             ``zero``.
+        antialias: CUT's anti-aliased layout (docs/method.md#cut-and-fastcut): each stride-2
+            convolution becomes a stride-1 one followed by a blur :class:`Downsample`, each
+            transposed convolution a blur :class:`Upsample` followed by a stride-1 convolution.
+            Same parameters, three more ``model`` entries per resolution step. False (the
+            default) is CycleGAN's network.
     """
 
     n_downsampling = 2
@@ -145,6 +152,7 @@ class ResnetGenerator(nn.Module):
         dropout: bool = False,
         n_blocks: int = 9,
         padding: str = "reflect",
+        antialias: bool = False,
     ) -> None:
         super().__init__()
         if n_blocks < 0:
@@ -159,14 +167,31 @@ class ResnetGenerator(nn.Module):
         ]
         channels = ngf
         for _ in range(self.n_downsampling):
-            layers += [
-                nn.Conv2d(channels, channels * 2, kernel_size=3, stride=2, padding=1, bias=bias),
-                norm_layer(channels * 2),
-                nn.ReLU(True),
-            ]
+            if antialias:
+                layers += [
+                    nn.Conv2d(channels, channels * 2, kernel_size=3, stride=1, padding=1, bias=bias),
+                    norm_layer(channels * 2),
+                    nn.ReLU(True),
+                    Downsample(channels * 2),
+                ]
+            else:
+                layers += [
+                    nn.Conv2d(channels, channels * 2, kernel_size=3, stride=2, padding=1, bias=bias),
+                    norm_layer(channels * 2),
+                    nn.ReLU(True),
+                ]
             channels *= 2
         layers += [ResnetBlock(channels, norm, dropout, padding) for _ in range(n_blocks)]
         for _ in range(self.n_downsampling):
+            if antialias:
+                layers += [
+                    Upsample(channels),
+                    nn.Conv2d(channels, channels // 2, kernel_size=3, stride=1, padding=1, bias=bias),
+                    norm_layer(channels // 2),
+                    nn.ReLU(True),
+                ]
+                channels //= 2
+                continue
             layers += [
                 nn.ConvTranspose2d(
                     channels,
@@ -187,19 +212,62 @@ class ResnetGenerator(nn.Module):
             nn.Tanh(),
         ]
         self.model = nn.Sequential(*layers)
+        self.input_nc = input_nc
+        self.antialias = antialias
         self.size_multiple: int = 2**self.n_downsampling
         self.gradient_checkpointing: bool = False
+
+    def _run(self, layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        if self.gradient_checkpointing and torch.is_grad_enabled() and isinstance(layer, ResnetBlock):
+            return checkpoint(layer, x, use_reentrant=False)
+        return layer(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input_size(x, self.size_multiple, type(self).__name__)
         if not (self.gradient_checkpointing and torch.is_grad_enabled()):
             return self.model(x)
         for layer in self.model:
-            if isinstance(layer, ResnetBlock):
-                x = checkpoint(layer, x, use_reentrant=False)
-            else:
-                x = layer(x)
+            x = self._run(layer, x)
         return x
+
+    def encode(self, x: torch.Tensor, layers: Sequence[int]) -> List[torch.Tensor]:
+        """The outputs of the ``model`` entries numbered ``layers``, in that order.
+
+        Only the entries up to the largest index run (CUT's feature extractor, whose
+        ``nce_layers`` 0, 4, 8, 12, 16 are, in the anti-aliased network, the padded input, the two
+        stride-1 convolutions before their norms, and residual blocks 1 and 5).
+
+        Args:
+            x: input batch (N, C, H, W), sides multiples of ``size_multiple``.
+            layers: indices into ``model``.
+        """
+        check_input_size(x, self.size_multiple, type(self).__name__)
+        self._check_layers(layers)
+        wanted = set(layers)
+        found = {}
+        for index, layer in enumerate(self.model[: max(layers) + 1]):
+            x = self._run(layer, x)
+            if index in wanted:
+                found[index] = x
+        return [found[index] for index in layers]
+
+    def feature_channels(self, layers: Sequence[int]) -> List[int]:
+        """The channels of the outputs :meth:`encode` returns for ``layers``."""
+        self._check_layers(layers)
+        channels, per_layer = self.input_nc, []
+        for layer in self.model:
+            if isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d)):
+                channels = layer.out_channels
+            per_layer.append(channels)
+        return [per_layer[index] for index in layers]
+
+    def _check_layers(self, layers: Sequence[int]) -> None:
+        bad = [index for index in layers if not 0 <= index < len(self.model)]
+        if not layers or bad:
+            raise OptionError(
+                f"Feature layers {list(layers)}: each must index the generator's {len(self.model)} `model` "
+                f"entries (0 to {len(self.model) - 1}), and at least one is needed."
+            )
 
 
 class UnetSkipConnectionBlock(nn.Module):
@@ -285,6 +353,8 @@ class UnetGenerator(nn.Module):
         ngf: channels of the outermost convolution.
         norm: normalization name (``instance``, ``batch``, ``none``).
         dropout: Dropout(0.5) in the num_downs-5 middle 8*ngf blocks.
+        antialias: accepted so every generator takes the same options; the U-Net has no
+            anti-aliased variant, so True raises ``OptionError``.
     """
 
     def __init__(
@@ -295,8 +365,14 @@ class UnetGenerator(nn.Module):
         ngf: int = 64,
         norm: str = "instance",
         dropout: bool = False,
+        antialias: bool = False,
     ) -> None:
         super().__init__()
+        if antialias:
+            raise OptionError(
+                "antialias=True needs a ResNet generator (resnet_9blocks, resnet_<N>blocks); the U-Net has no "
+                "anti-aliased variant."
+            )
         if num_downs < 5:
             raise ValueError(f"UnetGenerator needs num_downs >= 5, got {num_downs}.")
         block = UnetSkipConnectionBlock(ngf * 8, ngf * 8, innermost=True, norm=norm)
@@ -322,6 +398,7 @@ def resnet_9blocks(
     ngf: int = 64,
     norm: str = "instance",
     dropout: bool = False,
+    antialias: bool = False,
 ) -> ResnetGenerator:
     """CycleGAN's ResNet generator with 9 residual blocks (for 256x256 training).
 
@@ -331,8 +408,9 @@ def resnet_9blocks(
         ngf: channels of the first convolution.
         norm: normalization name.
         dropout: Dropout(0.5) inside the residual blocks.
+        antialias: CUT's anti-aliased layout (blur Down / Up layers).
     """
-    return ResnetGenerator(input_nc, output_nc, ngf, norm, dropout, n_blocks=9)
+    return ResnetGenerator(input_nc, output_nc, ngf, norm, dropout, n_blocks=9, antialias=antialias)
 
 
 @GENERATORS.register("resnet_6blocks")
@@ -342,6 +420,7 @@ def resnet_6blocks(
     ngf: int = 64,
     norm: str = "instance",
     dropout: bool = False,
+    antialias: bool = False,
 ) -> ResnetGenerator:
     """CycleGAN's ResNet generator with 6 residual blocks (for 128x128 training).
 
@@ -351,8 +430,9 @@ def resnet_6blocks(
         ngf: channels of the first convolution.
         norm: normalization name.
         dropout: Dropout(0.5) inside the residual blocks.
+        antialias: CUT's anti-aliased layout (blur Down / Up layers).
     """
-    return ResnetGenerator(input_nc, output_nc, ngf, norm, dropout, n_blocks=6)
+    return ResnetGenerator(input_nc, output_nc, ngf, norm, dropout, n_blocks=6, antialias=antialias)
 
 
 @GENERATORS.register("unet_256")
@@ -362,6 +442,7 @@ def unet_256(
     ngf: int = 64,
     norm: str = "instance",
     dropout: bool = False,
+    antialias: bool = False,
 ) -> UnetGenerator:
     """pix2pix's U-Net with 8 downsamplings (256x256 reaches 1x1 at the bottleneck).
 
@@ -371,8 +452,9 @@ def unet_256(
         ngf: channels of the outermost convolution.
         norm: normalization name.
         dropout: Dropout(0.5) in the middle blocks.
+        antialias: not available for the U-Net (True raises ``OptionError``).
     """
-    return UnetGenerator(input_nc, output_nc, num_downs=8, ngf=ngf, norm=norm, dropout=dropout)
+    return UnetGenerator(input_nc, output_nc, num_downs=8, ngf=ngf, norm=norm, dropout=dropout, antialias=antialias)
 
 
 @GENERATORS.register("unet_128")
@@ -382,6 +464,7 @@ def unet_128(
     ngf: int = 64,
     norm: str = "instance",
     dropout: bool = False,
+    antialias: bool = False,
 ) -> UnetGenerator:
     """U-Net with 7 downsamplings (128x128 reaches 1x1 at the bottleneck).
 
@@ -391,8 +474,9 @@ def unet_128(
         ngf: channels of the outermost convolution.
         norm: normalization name.
         dropout: Dropout(0.5) in the middle blocks.
+        antialias: not available for the U-Net (True raises ``OptionError``).
     """
-    return UnetGenerator(input_nc, output_nc, num_downs=7, ngf=ngf, norm=norm, dropout=dropout)
+    return UnetGenerator(input_nc, output_nc, num_downs=7, ngf=ngf, norm=norm, dropout=dropout, antialias=antialias)
 
 
 def _resnet_from_name(match: re.Match[str]) -> GeneratorBuilder:

@@ -104,7 +104,8 @@ def describe_state_dict(state_dict: StateDict) -> Dict[str, Any]:
         ``input_nc``, ``output_nc``, ``ngf``, ``ndf``, ``norm`` (``batch`` when the norm layers
         have weights, else ``instance``: keys cannot tell ``instance`` from ``none``),
         ``n_blocks``, ``num_downs``, ``n_layers``, ``dropout`` (known for ResNet only, where it
-        shifts layer indices) and ``num_tensors``. Entries that do not apply are None.
+        shifts layer indices), ``antialias`` (the blur layers' ``filt`` buffers are present: CUT's
+        networks) and ``num_tensors``. Entries that do not apply are None.
     """
     sd = {k: v for k, v in _strip_data_parallel_prefix(state_dict).items() if isinstance(v, torch.Tensor)}
     fields = ["role", "name", "input_nc", "output_nc", "ngf", "ndf", "n_blocks", "num_downs", "n_layers", "dropout"]
@@ -113,6 +114,7 @@ def describe_state_dict(state_dict: StateDict) -> Dict[str, Any]:
     info["num_tensors"] = len(sd)
     # The only 1-D weights in these networks belong to BatchNorm layers.
     info["norm"] = "batch" if any(k.endswith(".weight") and v.dim() == 1 for k, v in sd.items()) else "instance"
+    info["antialias"] = any(k.endswith(".filt") for k in sd)
 
     with contextlib.suppress(ValueError, IndexError, KeyError):  # a damaged layout stays "unknown"
         info.update(_infer_architecture(sd))
@@ -140,7 +142,8 @@ def _infer_architecture(sd: StateDict) -> Dict[str, Any]:
             output_nc=unet_head.shape[1] if unet_head is not None else None,
         )
     if patch_stem is not None:
-        convs = [k for k in sd if k.startswith("model.") and _conv_weight(sd, k) is not None]
+        # (the anti-aliased network's 4-D blur buffers `filt` are no convolutions)
+        convs = [k for k in sd if k.startswith("model.") and k.endswith(".weight") and _conv_weight(sd, k) is not None]
         # Besides the n_layers strided convs: the stride-1 conv and the 1-channel output conv.
         n_layers = len(convs) - 2
         return dict(
@@ -156,7 +159,10 @@ def _infer_architecture(sd: StateDict) -> Dict[str, Any]:
         convs = sorted(
             _layer_index(k)
             for k in sd
-            if k.startswith("model.") and ".conv_block." not in k and _conv_weight(sd, k) is not None
+            if k.startswith("model.")
+            and k.endswith(".weight")
+            and ".conv_block." not in k
+            and _conv_weight(sd, k) is not None
         )
         head = sd[f"model.{convs[-1]}.weight"]
         return dict(

@@ -1,0 +1,288 @@
+"""CUT and FastCUT (Park et al., ECCV 2020): one-sided translation with a patch-wise contrastive loss."""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import torch
+from torch import Tensor, nn
+
+from cyclegan_pl.errors import OptionError
+from cyclegan_pl.losses import GANMode, build_gan_loss, gradient_penalty, patch_nce_loss
+from cyclegan_pl.models.base import ImageTranslationModule, Translation, frozen
+from cyclegan_pl.networks import (
+    DiscriminatorName,
+    GeneratorName,
+    InitType,
+    NormName,
+    PatchProjection,
+    ResnetGenerator,
+    define_discriminator,
+    define_generator,
+    draw_patch_ids,
+    init_weights,
+)
+from cyclegan_pl.seeding import hash_seed
+
+#: Added to the step's seed parts for the patch-sampling stream, so it differs from the global one.
+PATCH_STREAM = 1
+
+
+def patch_stream_seed(stream_seed: int, epoch: int, batch_idx: int, rank: int) -> int:
+    """The seed of the generator that draws a training step's flip and patch positions."""
+    return hash_seed(stream_seed, epoch, batch_idx, rank, PATCH_STREAM)
+
+
+class CUT(ImageTranslationModule):
+    """Contrastive Unpaired Translation: CUT and, with other options, FastCUT.
+
+    Networks: ``gen`` (A -> B, an anti-aliased ResNet by default), ``disc`` (a PatchGAN judging
+    domain B) and ``projection`` (F, the per-layer MLP heads of the PatchNCE loss). There is no
+    second generator, no cycle and no image pool. Each iteration runs the published order
+    (docs/method.md#cut-and-fastcut): translate; one discriminator step; then, with D frozen,
+    one step on G and one on F for ``lambda_gan * GAN(D(G(A)), real) + NCE``. F is built in
+    ``__init__`` from the generator's channel counts, so it has its optimizer from the first
+    step (the published code creates it, and its Adam, after the first forward).
+
+    The flip of FastCUT and the patch positions are drawn from the module's own generator on the
+    training device, seeded before every step from (seed, epoch, batch index, rank): a resumed
+    run draws the same positions as an uninterrupted one. Per step, the flip is drawn first (when
+    ``flip_equivariance``), then the positions of each NCE layer for ``NCE(A, G(A))``, then fresh
+    ones for ``NCE(B, G(B))``.
+
+    The published defaults are CUT's; FastCUT is ``nce_idt=False, lambda_nce=10,
+    flip_equivariance=True`` (configs/h2z_fastcut.yaml). The options shared with the other
+    methods are those of :class:`ImageTranslationModule`.
+
+    Args:
+        generator: generator architecture; a ResNet (``resnet_9blocks``, ``resnet_<N>blocks``),
+            whose ``model`` entries the ``nce_layers`` index.
+        discriminator: discriminator architecture (``basic``, ``n_layers``).
+        norm: normalisation layer (``instance``, ``batch``, ``none``).
+        dropout: Dropout(0.5) in the generator's residual blocks.
+        init_type: weight initialisation of G, D and F (``xavier`` as published).
+        gan_mode: adversarial loss (``lsgan``, ``vanilla``, ``wgangp``, ``hinge``).
+        antialias: blur-pooled G and D (the published networks); False uses CycleGAN's strided
+            layers (then ``nce_layers`` index that network's entries).
+        lambda_gan: weight of the generator's adversarial loss.
+        lambda_nce: weight of the PatchNCE loss (1 for CUT, 10 for FastCUT); 0 turns it off.
+        nce_idt: also apply PatchNCE to G(B) against B (identity NCE; CUT on, FastCUT off); the
+            NCE term is then the mean of both. G translates A and B in one batch.
+        nce_layers: indices of the generator's ``model`` entries whose outputs are compared.
+        num_patches: positions sampled per layer and image batch (all positions when fewer).
+        nce_temperature: temperature tau of the PatchNCE logits.
+        flip_equivariance: with probability 0.5 per iteration flip the whole input batch
+            left-right before G (D sees the flipped output); the output's features are flipped
+            back before sampling (FastCUT).
+        nce_includes_all_negatives_from_minibatch: take each patch's negatives from all images of
+            the batch instead of its own image only (for single-image translation).
+        projection_units: width of F's MLP layers.
+    """
+
+    translations = (Translation("AtoB", source="real_A", output="fake_B", target="real_B"),)
+    optimizer_names = ("g", "d", "f")
+    progress_bar_losses = ("g", "d", "nce")
+
+    def __init__(
+        self,
+        generator: GeneratorName = "resnet_9blocks",  # type: ignore[valid-type]
+        discriminator: DiscriminatorName = "basic",  # type: ignore[valid-type]
+        norm: NormName = "instance",  # type: ignore[valid-type]
+        dropout: bool = False,
+        init_type: InitType = "xavier",  # type: ignore[valid-type]
+        gan_mode: GANMode = "lsgan",  # type: ignore[valid-type]
+        antialias: bool = True,
+        lambda_gan: float = 1.0,
+        lambda_nce: float = 1.0,
+        nce_idt: bool = True,
+        nce_layers: Tuple[int, ...] = (0, 4, 8, 12, 16),
+        num_patches: int = 256,
+        nce_temperature: float = 0.07,
+        flip_equivariance: bool = False,
+        nce_includes_all_negatives_from_minibatch: bool = False,
+        projection_units: int = 256,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        hp = self.hparams
+        if nce_idt and lambda_nce > 0 and hp.input_nc != hp.output_nc:
+            raise OptionError(
+                f"model.nce_idt=true runs the generator on domain B images, which needs input_nc == output_nc "
+                f"(got {hp.input_nc} and {hp.output_nc}); set model.nce_idt=false."
+            )
+        if lambda_gan <= 0 and lambda_nce <= 0:
+            raise OptionError("model.lambda_gan and model.lambda_nce are both 0: the generator would not train.")
+        if num_patches < 1:
+            raise OptionError(f"model.num_patches must be at least 1, got {num_patches}.")
+        self.gen = define_generator(
+            generator,
+            hp.input_nc,
+            hp.output_nc,
+            ngf=hp.ngf,
+            norm=norm,
+            dropout=dropout,
+            init_type=init_type,
+            init_gain=hp.init_gain,
+            antialias=antialias,
+        )
+        if not isinstance(self.gen, ResnetGenerator):
+            raise OptionError(
+                f"model.generator={generator}: CUT compares features of the generator's `model` entries, which "
+                "needs a ResNet generator (resnet_9blocks, resnet_<N>blocks)."
+            )
+        self.disc = define_discriminator(
+            discriminator,
+            hp.output_nc,
+            ndf=hp.ndf,
+            n_layers=hp.n_layers_d,
+            norm=norm,
+            init_type=init_type,
+            init_gain=hp.init_gain,
+            antialias=antialias,
+        )
+        channels = self.gen.feature_channels(list(nce_layers))
+        self.projection = init_weights(PatchProjection(channels, projection_units), init_type, hp.init_gain)
+        self.gan_loss = build_gan_loss(gan_mode)
+        self._patch_rng: Optional[torch.Generator] = None
+        self._apply_network_options()
+
+    def generator_for(self, direction: str) -> nn.Module:
+        self.translation(direction)
+        return self.gen
+
+    def generators(self) -> List[nn.Module]:
+        return [self.gen]
+
+    def discriminators(self) -> List[nn.Module]:
+        return [self.disc]
+
+    def optimizer_groups(self) -> List[List[nn.Parameter]]:
+        """G, D and F, each with its own Adam (all under the same schedule)."""
+        return [list(self.gen.parameters()), list(self.disc.parameters()), list(self.projection.parameters())]
+
+    @property
+    def uses_nce(self) -> bool:
+        return self.hparams.lambda_nce > 0
+
+    @property
+    def uses_identity(self) -> bool:
+        return bool(self.hparams.nce_idt) and self.uses_nce
+
+    # --- random draws -----------------------------------------------------------------------
+    def on_train_batch_start(self, batch: Dict[str, Any], batch_idx: int) -> None:
+        super().on_train_batch_start(batch, batch_idx)
+        if self._patch_rng is None or self._patch_rng.device != self.device:
+            self._patch_rng = torch.Generator(device=self.device)
+        self._patch_rng.manual_seed(
+            patch_stream_seed(self._stream_seed, self.current_epoch, batch_idx, self.global_rank)
+        )
+
+    def draw_flip(self) -> Tensor:
+        """FastCUT's coin: a boolean scalar on the device, True with probability 0.5.
+
+        It stays on the device (no synchronisation): the flips are applied with ``torch.where``.
+        """
+        return torch.rand((), generator=self._patch_rng, device=self.device) < 0.5
+
+    # --- the algorithm (docs/method.md#cut-and-fastcut) --------------------------------------
+    def training_step(self, batch: Dict[str, Any], batch_idx: int) -> None:
+        real_a, real_b = self._prepare_input(batch["A"]), self._prepare_input(batch["B"])
+        opt_g, opt_d, opt_f = self.optimizers()
+        images = self.generate(real_a, real_b)
+        d_losses = self.discriminator_step(opt_d, images)
+        g_losses = self.generator_step([opt_g, opt_f], images)
+        self._log_training({**d_losses, **g_losses})
+
+    def generate(self, real_a: Tensor, real_b: Tensor) -> Dict[str, Any]:
+        """Step 1: fake_B = G(A) and, with identity NCE, idt_B = G(B), in one batch, maybe flipped."""
+        n = real_a.shape[0]
+        inputs = torch.cat([real_a, real_b]) if self.uses_identity else real_a
+        flipped = self.draw_flip() if self.hparams.flip_equivariance else None
+        if flipped is not None:
+            inputs = torch.where(flipped, inputs.flip(3), inputs)
+        outputs = self.gen(inputs)
+        images: Dict[str, Any] = {"real_a": real_a, "real_b": real_b, "fake_b": outputs[:n], "flipped": flipped}
+        if self.uses_identity:
+            images["idt_b"] = outputs[n:]
+        return images
+
+    def discriminator_loss(self, real: Tensor, fake: Tensor) -> Tensor:
+        """0.5 * (GAN(D(fake), fake) + GAN(D(real), real)) (+ gradient penalty for wgangp)."""
+        if self.hparams.batched_calls:
+            pred_fake, pred_real = self.disc(torch.cat([fake, real])).chunk(2)
+        else:
+            pred_fake, pred_real = self.disc(fake), self.disc(real)
+        loss = 0.5 * (
+            self.gan_loss(pred_fake, False, for_discriminator=True)
+            + self.gan_loss(pred_real, True, for_discriminator=True)
+        )
+        if self.gan_loss.uses_gradient_penalty:
+            loss = loss + self.hparams.gp_weight * gradient_penalty(self.disc, real, fake)
+        return loss
+
+    def discriminator_step(self, opt_d, images: Dict[str, Any]) -> Dict[str, Tensor]:
+        """Step 2: one Adam step on D, on the detached fakes and real B images."""
+        losses = {"d": self.discriminator_loss(images["real_b"], images["fake_b"].detach())}
+        self.optimizer_step_with([opt_d], losses["d"], losses)
+        return losses
+
+    def nce_loss(self, source: Tensor, output: Tensor, flipped: Optional[Tensor]) -> Tensor:
+        """PatchNCE between ``source`` and its translation ``output``, averaged over the layers.
+
+        Queries are G's features of the output (flipped back when the input was flipped), keys
+        G's features of the source at the same freshly drawn positions; keys get no gradient, so
+        they are computed without one.
+        """
+        hp = self.hparams
+        layers = list(hp.nce_layers)
+        queries = self.gen.encode(output, layers)
+        if flipped is not None:
+            queries = [torch.where(flipped, feature.flip(3), feature) for feature in queries]
+        with torch.no_grad():
+            keys = self.gen.encode(source, layers)
+            patch_ids = draw_patch_ids(keys, hp.num_patches, self._patch_rng)
+            projected_keys = self.projection(keys, patch_ids)
+        projected_queries = self.projection(queries, patch_ids)
+        total = 0.0
+        for query, key in zip(projected_queries, projected_keys, strict=True):
+            rows = patch_nce_loss(
+                query,
+                key,
+                temperature=hp.nce_temperature,
+                negatives_from_minibatch=hp.nce_includes_all_negatives_from_minibatch,
+            )
+            total = total + (rows * hp.lambda_nce).mean()
+        return total / len(layers)
+
+    def generator_losses(self, images: Dict[str, Any]) -> Dict[str, Tensor]:
+        hp = self.hparams
+        losses: Dict[str, Tensor] = {}
+        generator_total: Any = 0.0  # at least one term follows (checked in __init__)
+        if hp.lambda_gan > 0:
+            losses["g_gan"] = self.gan_loss(self.disc(images["fake_b"]), True) * hp.lambda_gan
+            generator_total = losses["g_gan"]
+        if self.uses_nce:
+            losses["nce"] = self.nce_loss(images["real_a"], images["fake_b"], images["flipped"])
+            nce_total = losses["nce"]
+            if self.uses_identity:
+                losses["nce_idt"] = self.nce_loss(images["real_b"], images["idt_b"], images["flipped"])
+                nce_total = (losses["nce"] + losses["nce_idt"]) * 0.5
+            generator_total = generator_total + nce_total
+        losses["g"] = generator_total
+        return losses
+
+    def generator_step(self, optimizers: Sequence[Any], images: Dict[str, Any]) -> Dict[str, Tensor]:
+        """Step 3: with D frozen, one Adam step on G and one on F."""
+        with frozen(self.disc):
+            losses = self.generator_losses(images)
+            self.optimizer_step_with(optimizers, losses["g"], losses)
+        return losses
+
+    # --- evaluation -------------------------------------------------------------------------
+    def visuals(self, batch: Dict[str, Any]) -> Dict[str, Tensor]:
+        """real_A, fake_B, real_B, and idt_B = G(B) with identity NCE."""
+        real_a, real_b = batch["A"], batch["B"]
+        visuals = {"real_A": real_a, "fake_B": self.translate(real_a, "AtoB"), "real_B": real_b}
+        if self.uses_identity:
+            visuals["idt_B"] = self.translate(real_b, "AtoB")
+        return visuals
