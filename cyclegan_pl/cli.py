@@ -39,6 +39,7 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException, SI
 
 from cyclegan_pl.errors import CheckpointError, UserError
 from cyclegan_pl.export import export
+from cyclegan_pl.published_models import download_model
 from cyclegan_pl.reference_import import import_reference
 from cyclegan_pl.translate import translate
 
@@ -248,7 +249,8 @@ def _last_checkpoint(config: Namespace) -> Optional[str]:
 
 
 _OTHER_COMMANDS_HELP = (
-    "Other commands: download (fetch a dataset), translate (a checkpoint on a folder of images), "
+    "Other commands: download (fetch a dataset), download-model (fetch a published model), "
+    "translate (a checkpoint on a folder of images), "
     "export (a generator as TorchScript or ONNX), import-reference (reference-code .pth files to a "
     "Lightning checkpoint). "
     "Run `python -m cyclegan_pl COMMAND --help` for their options."
@@ -273,13 +275,14 @@ def download(name: str, root: Path = Path("data"), url: Optional[str] = None, ov
 
 TOOL_COMMANDS: Dict[str, Callable[..., Any]] = {
     "download": download,
+    "download-model": download_model,
     "translate": translate,
     "export": export,
     "import-reference": import_reference,
 }
 # Commands whose required arguments are positional (`download horse2zebra`); the others take
 # every argument as an option (`translate --ckpt_path ... --input ... --output ...`).
-_POSITIONAL_COMMANDS = {"download"}
+_POSITIONAL_COMMANDS = {"download", "download-model"}
 
 
 def main(args: Optional[Sequence[str]] = None) -> None:
