@@ -37,6 +37,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.plugins.io import CheckpointIO
 from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 
+from cyclegan_pl.app import app
 from cyclegan_pl.errors import CheckpointError, UserError
 from cyclegan_pl.export import export
 from cyclegan_pl.published_models import download_model
@@ -252,7 +253,7 @@ _OTHER_COMMANDS_HELP = (
     "Other commands: download (fetch a dataset), download-model (fetch a published model), "
     "translate (a checkpoint on a folder of images), "
     "export (a generator as TorchScript or ONNX), import-reference (reference-code .pth files to a "
-    "Lightning checkpoint). "
+    "Lightning checkpoint), app (a web page to try a model). "
     "Run `python -m cyclegan_pl COMMAND --help` for their options."
 )
 
@@ -279,6 +280,7 @@ TOOL_COMMANDS: Dict[str, Callable[..., Any]] = {
     "translate": translate,
     "export": export,
     "import-reference": import_reference,
+    "app": app,
 }
 # Commands whose required arguments are positional (`download horse2zebra`); the others take
 # every argument as an option (`translate --ckpt_path ... --input ... --output ...`).
