@@ -37,8 +37,10 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.plugins.io import CheckpointIO
 from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 
+from cyclegan_pl.app import app
 from cyclegan_pl.errors import CheckpointError, UserError
 from cyclegan_pl.export import export
+from cyclegan_pl.published_models import download_model
 from cyclegan_pl.reference_import import import_reference
 from cyclegan_pl.translate import translate
 
@@ -248,9 +250,10 @@ def _last_checkpoint(config: Namespace) -> Optional[str]:
 
 
 _OTHER_COMMANDS_HELP = (
-    "Other commands: download (fetch a dataset), translate (a checkpoint on a folder of images), "
+    "Other commands: download (fetch a dataset), download-model (fetch a published model), "
+    "translate (a checkpoint on a folder of images), "
     "export (a generator as TorchScript or ONNX), import-reference (reference-code .pth files to a "
-    "Lightning checkpoint). "
+    "Lightning checkpoint), app (a web page to try a model). "
     "Run `python -m cyclegan_pl COMMAND --help` for their options."
 )
 
@@ -273,13 +276,15 @@ def download(name: str, root: Path = Path("data"), url: Optional[str] = None, ov
 
 TOOL_COMMANDS: Dict[str, Callable[..., Any]] = {
     "download": download,
+    "download-model": download_model,
     "translate": translate,
     "export": export,
     "import-reference": import_reference,
+    "app": app,
 }
 # Commands whose required arguments are positional (`download horse2zebra`); the others take
 # every argument as an option (`translate --ckpt_path ... --input ... --output ...`).
-_POSITIONAL_COMMANDS = {"download"}
+_POSITIONAL_COMMANDS = {"download", "download-model"}
 
 
 def main(args: Optional[Sequence[str]] = None) -> None:

@@ -129,7 +129,8 @@ def export(
     with instance norm and no dropout (CycleGAN's defaults) both give the same images.
 
     Args:
-        ckpt_path: a checkpoint written by ``fit`` or ``import-reference`` (CycleGAN, Pix2Pix or CUT).
+        ckpt_path: a checkpoint written by ``fit``, ``import-reference`` or ``download-model``
+            (CycleGAN, Pix2Pix or CUT), a ``save_pretrained`` folder or ``hf://owner/name``.
         output: the file to write (e.g. ``horse2zebra.pt`` or ``horse2zebra.onnx``); its folder is
             created. Written atomically: an interrupted export leaves no partial file.
         format: ``torchscript`` (load with ``torch.jit.load``) or ``onnx``.

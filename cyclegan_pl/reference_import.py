@@ -16,7 +16,7 @@ import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Literal, Mapping, Optional, Type
+from typing import Any, Dict, Literal, Mapping, Optional, Tuple, Type
 
 import lightning.pytorch as pl
 
@@ -354,12 +354,6 @@ def import_reference(
             message names the file's architecture and the options that build it.
     """
     source, output = Path(source), Path(output)
-    if start_epoch is not None and start_epoch < 0:
-        raise OptionError(f"--start_epoch must be >= 0, got {start_epoch}.")
-    plan = _plan(source, model, epoch, direction)
-
-    options = _inferred_options(plan)
-    options.update(hparams or {})
     named = dict(
         generator=generator,
         discriminator=discriminator,
@@ -369,7 +363,35 @@ def import_reference(
         norm=norm,
         dropout=dropout,
     )
-    options.update({name: value for name, value in named.items() if value is not None})
+    module, start_epoch, provenance = imported_module(source, model, epoch, direction, named, start_epoch, hparams)
+    save_imported_checkpoint(module, start_epoch, provenance, output)
+    loaded = ", ".join(f"{provenance['reference_names'][a]} -> {a}" for a in provenance["files"])
+    print(f"imported {loaded} into a {type(module).__name__} checkpoint at {output} (epoch {start_epoch})")
+    return output
+
+
+def imported_module(
+    source: Path,
+    model: Literal["cyclegan", "pix2pix", "auto"] = "auto",
+    epoch: Optional[str] = None,
+    direction: Literal["AtoB", "BtoA"] = "AtoB",
+    named: Optional[Dict[str, Any]] = None,
+    start_epoch: Optional[int] = None,
+    hparams: Optional[Dict[str, Any]] = None,
+) -> Tuple[ImageTranslationModule, int, Dict[str, Any]]:
+    """The module :func:`import_reference` writes, its start epoch and where its weights came from.
+
+    ``named`` holds the architecture options of :func:`import_reference` (``generator``,
+    ``ngf``, ``norm``...; None entries are inferred); every file is loaded strictly.
+    """
+    source = Path(source)
+    if start_epoch is not None and start_epoch < 0:
+        raise OptionError(f"--start_epoch must be >= 0, got {start_epoch}.")
+    plan = _plan(source, model, epoch, direction)
+
+    options = _inferred_options(plan)
+    options.update(hparams or {})
+    options.update({name: value for name, value in (named or {}).items() if value is not None})
     if "generator" not in options:
         raise CheckpointError(
             f"{plan.files[next(iter(plan.files))]} does not look like a ResNet or U-Net generator; "
@@ -411,7 +433,12 @@ def import_reference(
         "reference_names": plan.reference_names,
         "epoch": plan.epoch_label,
     }
+    return module, start_epoch, provenance
+
+
+def save_imported_checkpoint(
+    module: ImageTranslationModule, start_epoch: int, provenance: Dict[str, Any], output: Path
+) -> Path:
+    """Write ``module`` as the Lightning checkpoint of an untrained run at ``start_epoch`` (atomically)."""
     atomic_torch_save(_lightning_checkpoint(module, start_epoch, provenance), output)
-    loaded = ", ".join(f"{plan.reference_names[a]} -> {a}" for a in plan.files)
-    print(f"imported {loaded} into a {type(module).__name__} checkpoint at {output} (epoch {start_epoch})")
-    return output
+    return Path(output)

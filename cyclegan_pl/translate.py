@@ -27,7 +27,8 @@ def translate(
     the input folder is left out of the inputs.
 
     Args:
-        ckpt_path: a checkpoint written by ``fit``, ``import-reference`` or ``download-model``.
+        ckpt_path: a checkpoint written by ``fit``, ``import-reference`` or ``download-model``,
+            a ``save_pretrained`` folder or ``hf://owner/name``.
         input: an image file or a folder of images.
         output: folder that receives the translated images.
         direction: ``AtoB`` or ``BtoA`` (only for models that translate both ways and whose

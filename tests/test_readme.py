@@ -3,18 +3,28 @@
 Each command runs as written, with options appended that shrink it (later options win): tiny
 networks and images, 1-2 epochs, CPU. The shared real images are reached through symlinks
 `data/<dataset>` -> $CYCLEGAN_PL_DATA/<dataset>, so the README's `data/...` paths and the
-configs' `download: true` work without a network.
+configs' `download: true` work without a network. `download-model` downloads from a server the
+test starts on 127.0.0.1 ($CYCLEGAN_PL_MODEL_URL, a mirror of the authors' paths) serving a
+full-size ResNet-9 generator in the reference format, built here: the real file's architecture,
+not its weights. `app` is started, asked for its page over HTTP, then stopped.
 """
 
 from __future__ import annotations
 
+import contextlib
+import http.server
+import io
 import os
 import re
 import shlex
+import socket
 import subprocess
 import sys
+import threading
+import time
+import urllib.request
 from pathlib import Path
-from typing import List
+from typing import Dict, Iterator, List
 
 import torch
 
@@ -79,7 +89,7 @@ def tiny(argv: List[str]) -> List[str]:
             if command == "predict":
                 extra = [e for e in extra if "max_epochs" not in e and "check_val" not in e]
             return argv + extra
-        if command == "translate":
+        if command in ("translate", "app"):
             return argv + ["--device=cpu"]
         return argv
     if argv[0] == "python" and argv[1].startswith("benchmarks/"):
@@ -96,6 +106,69 @@ def write_reference_run(folder: Path) -> None:
         torch.save(define_generator("resnet_2blocks", ngf=8).state_dict(), folder / f"latest_net_{name}.pth")
     for name in ["D_A", "D_B"]:
         torch.save(define_discriminator("basic", ndf=8).state_dict(), folder / f"latest_net_{name}.pth")
+
+
+@contextlib.contextmanager
+def published_model_server() -> Iterator[str]:
+    """A local server holding `cyclegan/pretrained_models/horse2zebra.pth` (a random full-size
+    ResNet-9 in the reference format); yields its address."""
+    from cyclegan_pl.networks import define_generator
+
+    buffer = io.BytesIO()
+    torch.save(define_generator("resnet_9blocks").state_dict(), buffer)
+    files: Dict[str, bytes] = {"/cyclegan/pretrained_models/horse2zebra.pth": buffer.getvalue()}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's naming
+            if self.path not in files:
+                self.send_error(404)
+                return
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(files[self.path])))
+            self.end_headers()
+            self.wfile.write(files[self.path])
+
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def serve_and_stop(argv: List[str], cwd: Path, env: Dict[str, str]) -> None:
+    """Run a command that serves a page (`app`) on a free port, fetch the page, stop it."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = subprocess.Popen(
+        [sys.executable, *argv[1:], f"--port={port}"],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 180
+        output = []
+        while time.monotonic() < deadline:
+            line = process.stdout.readline()
+            if not line and process.poll() is not None:
+                break
+            output.append(line)
+            if line.startswith("serving "):
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=30) as page:
+                    assert page.status == 200 and b"gradio" in page.read().lower()
+                return
+        raise AssertionError(f"README command did not serve its page: {' '.join(argv)}\n{''.join(output)[-4000:]}")
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
 
 
 def test_readme_lists_the_two_setup_commands():
@@ -115,20 +188,30 @@ def test_every_readme_command_runs(data_root, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO), "WANDB_MODE": "offline", "CYCLEGAN_PL_OFFLINE": "1"}
 
     ran = []
-    for line in readme_commands():
-        if line == "make test":
-            continue  # this suite is that command
-        argv = makefile_recipe("demo") if line == "make demo" else shlex.split(line)
-        argv = tiny(argv)
-        result = subprocess.run([sys.executable, *argv[1:]], cwd=tmp_path, env=env, capture_output=True, text=True)
-        assert result.returncode == 0, f"README command failed: {line}\n{result.stderr[-4000:]}"
-        ran.append(line)
+    with published_model_server() as mirror:
+        env["CYCLEGAN_PL_MODEL_URL"] = mirror
+        for line in readme_commands():
+            if line == "make test":
+                continue  # this suite is that command
+            argv = makefile_recipe("demo") if line == "make demo" else shlex.split(line)
+            argv = tiny(argv)
+            if argv[3:4] == ["app"]:
+                serve_and_stop(argv, tmp_path, env)
+                ran.append(line)
+                continue
+            result = subprocess.run([sys.executable, *argv[1:]], cwd=tmp_path, env=env, capture_output=True, text=True)
+            assert result.returncode == 0, f"README command failed: {line}\n{result.stderr[-4000:]}"
+            ran.append(line)
 
     assert len(ran) >= 15
     assert (tmp_path / "runs" / "demo" / "checkpoints" / "last.ckpt").is_file()
     assert len(list((tmp_path / "out" / "zebras").glob("*.png"))) == 120
     assert (tmp_path / "h2z.pt").is_file() and (tmp_path / "z2h.onnx").is_file()
     assert len(list((tmp_path / "out" / "reference").glob("*.png"))) == 120
+    from PIL import Image
+
+    published = Image.open(tmp_path / "out" / "published" / "n02381460_1000.png")
+    assert published.size == Image.open(data_root / "horse2zebra" / "testA" / "n02381460_1000.jpg").size
 
 
 def test_readme_python_example_builds_what_it_names(tmp_path, monkeypatch):

@@ -7,7 +7,7 @@ from typing import Any, Dict, Type, Union
 
 from cyclegan_pl.checkpoints import load_lightning_checkpoint
 from cyclegan_pl.errors import CheckpointError
-from cyclegan_pl.models.base import CHECKPOINT_KEY, ImageTranslationModule, Translation
+from cyclegan_pl.models.base import CHECKPOINT_KEY, ImageTranslationModule, Translation, is_pretrained_source
 from cyclegan_pl.models.cut import CUT
 from cyclegan_pl.models.cyclegan import CycleGAN
 from cyclegan_pl.models.pix2pix import Pix2Pix
@@ -44,13 +44,20 @@ def checkpoint_method(
 
 
 def load_checkpoint(path: Union[str, Path], map_location: str = "cpu") -> ImageTranslationModule:
-    """Load a Lightning checkpoint written by ``fit`` (or ``import-reference``) into the right module.
+    """Load a model into the right module, from any of the forms the package writes.
 
-    Nothing in the file is executed (see :func:`cyclegan_pl.files.load_torch_file`).
+    ``path`` is a Lightning checkpoint written by ``fit``, ``import-reference`` or
+    ``download-model``, a folder written by
+    :meth:`~cyclegan_pl.models.base.ImageTranslationModule.save_pretrained`, or a Hugging Face
+    Hub repo holding one, as ``hf://owner/name`` (needs ``cyclegan_pl[hub]``). Nothing in the
+    files is executed (see :func:`cyclegan_pl.files.load_torch_file`; the folder's weights are
+    safetensors).
 
     Raises:
         CheckpointError: the file is missing, unreadable, unsafe, or holds no known method.
     """
+    if is_pretrained_source(path):
+        return ImageTranslationModule.from_pretrained(path, map_location=map_location)
     checkpoint = load_lightning_checkpoint(path)
     module_class = checkpoint_method(checkpoint, path)
     # LightningCLI adds bookkeeping entries such as `_class_path`; they are no arguments.

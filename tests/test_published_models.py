@@ -1,0 +1,202 @@
+"""download-model against a local HTTP server (127.0.0.1 only, never the network)."""
+
+from __future__ import annotations
+
+import http.server
+import io
+import socket
+import threading
+
+import pytest
+import torch
+from torch import nn
+
+from cyclegan_pl import CycleGAN, Pix2Pix, load_checkpoint
+from cyclegan_pl.cli import main
+from cyclegan_pl.errors import DownloadError, OptionError
+from cyclegan_pl.networks import define_generator
+from cyclegan_pl.published_models import PUBLISHED_MODELS, download_model
+
+
+def reference_bytes(net: nn.Module) -> bytes:
+    """The net's state_dict as the reference code of PyTorch < 0.4 saved it: InstanceNorm layers
+    with running statistics (the published CycleGAN files hold them)."""
+    state = {key: value.clone() for key, value in net.state_dict().items()}
+    for name, module in net.named_modules():
+        if isinstance(module, nn.InstanceNorm2d):
+            state[f"{name}.running_mean"] = torch.zeros(module.num_features)
+            state[f"{name}.running_var"] = torch.ones(module.num_features)
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def published():
+    """A full-size ResNet-9 generator (the architecture `horse2zebra` implies) and its file."""
+    torch.manual_seed(0)
+    net = define_generator("resnet_9blocks", ngf=64, norm="instance")
+    return net, reference_bytes(net)
+
+
+class _Files:
+    def __init__(self) -> None:
+        self.routes = {}
+        self.requests = []
+
+
+def _handler(files: _Files):
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's naming
+            files.requests.append(self.path)
+            if self.path not in files.routes:
+                self.send_error(404)
+                return
+            body, how = files.routes[self.path]
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if how == "dropped":  # half the promised bytes, then the connection closes
+                self.wfile.write(body[: len(body) // 2])
+                self.wfile.flush()
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
+                return
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    return Handler
+
+
+@pytest.fixture
+def server(monkeypatch):
+    files = _Files()
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _handler(files))
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    files.base = f"http://127.0.0.1:{httpd.server_address[1]}"
+    monkeypatch.setenv("CYCLEGAN_PL_MODEL_URL", files.base)  # a mirror with the server's paths
+    yield files
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_registry_has_the_published_names_and_urls():
+    cyclegan = [name for name in PUBLISHED_MODELS.names() if PUBLISHED_MODELS.get(name).method == "cyclegan"]
+    assert len(cyclegan) == 18
+    assert PUBLISHED_MODELS.get("horse2zebra").url() == (
+        "http://efrosgans.eecs.berkeley.edu/cyclegan/pretrained_models/horse2zebra.pth"
+    )
+    # Names both families publish: the plain name is CycleGAN's, pix2pix's carries a prefix.
+    assert PUBLISHED_MODELS.get("sat2map").method == "cyclegan"
+    pix2pix = PUBLISHED_MODELS.get("pix2pix_sat2map")
+    assert (pix2pix.method, pix2pix.generator, pix2pix.norm) == ("pix2pix", "unet_256", "batch")
+    assert pix2pix.url() == "http://efrosgans.eecs.berkeley.edu/pix2pix/models-pytorch/sat2map.pth"
+    for name in ["edges2shoes", "map2sat", "facades_label2photo", "day2night"]:
+        assert PUBLISHED_MODELS.get("pix2pix_" + name).url().endswith(f"/pix2pix/models-pytorch/{name}.pth")
+    with pytest.raises(OptionError, match="pix2pix_edges2shoes"):
+        PUBLISHED_MODELS.get("edges2shoes")
+
+
+def test_download_gives_a_checkpoint_that_translates_as_the_published_network(tmp_path, server, published, capsys):
+    net, body = published
+    server.routes["/cyclegan/pretrained_models/horse2zebra.pth"] = (body, "ok")
+    ckpt = download_model("horse2zebra", tmp_path / "models", progress=False)
+    assert ckpt == tmp_path / "models" / "horse2zebra.ckpt"
+    assert sorted(p.name for p in ckpt.parent.iterdir()) == ["horse2zebra.ckpt", "horse2zebra.pth"]
+    out = capsys.readouterr().out
+    assert f"translate --ckpt_path {ckpt} --input data/horse2zebra/testA" in out
+
+    module = load_checkpoint(ckpt)
+    assert isinstance(module, CycleGAN) and module.trained_directions == ("AtoB",)
+    x = torch.rand(1, 3, 36, 44, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    with torch.no_grad():
+        torch.testing.assert_close(module.translate(x, "AtoB"), net(x)[..., :36, :44], rtol=0, atol=0)
+    with pytest.raises(OptionError, match="BtoA generator was never trained"):
+        module.translate(x, "BtoA")
+    assert module.card_info["dataset"] == "horse2zebra" and "configs/h2z.yaml" in module.card_info["command"]
+
+    # A second call keeps the files; nothing is downloaded again.
+    requests = len(server.requests)
+    assert download_model("horse2zebra", tmp_path / "models", progress=False) == ckpt
+    assert len(server.requests) == requests
+
+
+def test_translate_command_on_a_real_test_image(tmp_path, server, published, data_root):
+    from PIL import Image
+
+    from cyclegan_pl.translate import translate
+
+    server.routes["/cyclegan/pretrained_models/zebra2horse.pth"] = (published[1], "ok")
+    main(["download-model", "zebra2horse", "--root", str(tmp_path / "models")])
+    image = sorted((data_root / "horse2zebra" / "testB").iterdir())[0]
+    translate(tmp_path / "models" / "zebra2horse.ckpt", image, tmp_path / "out", device="cpu")
+    assert Image.open(tmp_path / "out" / f"{image.stem}.png").size == Image.open(image).size
+
+
+@pytest.mark.parametrize("how", ["dropped", "truncated"])
+def test_a_broken_download_leaves_nothing_and_says_what_to_do(tmp_path, server, published, capsys, how):
+    body = published[1]
+    if how == "truncated":  # a short file with a matching Content-Length: only loading it can tell
+        body = body[: len(body) * 2 // 3]
+    server.routes["/cyclegan/pretrained_models/horse2zebra.pth"] = (body, how)
+    root = tmp_path / "models"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["download-model", "horse2zebra", "--root", str(root)])
+    assert exit_info.value.code == 1
+    message = capsys.readouterr().err
+    assert [line for line in message.splitlines() if line.strip()][0].startswith("error: ")  # after the progress bar
+    assert f"{server.base}/cyclegan/pretrained_models/horse2zebra.pth" in message
+    assert f"save it as {root / 'horse2zebra.pth'}" in message and "import-reference" in message
+    assert not root.exists() or list(root.iterdir()) == []
+
+
+def test_a_file_of_another_architecture_is_refused(tmp_path, server):
+    torch.manual_seed(0)
+    server.routes["/cyclegan/pretrained_models/style_monet.pth"] = (
+        reference_bytes(define_generator("resnet_6blocks", ngf=64)),
+        "ok",
+    )
+    server.routes["/pix2pix/models-pytorch/facades_label2photo.pth"] = (
+        reference_bytes(define_generator("unet_32", ngf=8, norm="batch")),
+        "ok",
+    )
+    with pytest.raises(DownloadError, match=r"not the resnet_9blocks generator(.|\n)*resnet_6blocks"):
+        download_model("style_monet", tmp_path, progress=False)
+    with pytest.raises(DownloadError, match=r"not the unet_256 generator \(batch norm\)(.|\n)*unet_32"):
+        download_model("pix2pix_facades_label2photo", tmp_path, progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_file_put_in_place_by_hand_is_converted_offline(tmp_path, published):
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{probe.getsockname()[1]}/horse2zebra.pth"
+    with pytest.raises(DownloadError) as error:
+        download_model("horse2zebra", tmp_path, url=closed, progress=False, timeout=5)
+    assert closed in str(error.value) and list(tmp_path.iterdir()) == []
+
+    (tmp_path / "horse2zebra.pth").write_bytes(published[1])
+    module = load_checkpoint(download_model("horse2zebra", tmp_path, url=closed, progress=False))
+    assert module.gen_ab.state_dict()["model.1.weight"].equal(published[0].state_dict()["model.1.weight"])
+
+
+def test_pix2pix_models_make_pix2pix_checkpoints(tmp_path, server, monkeypatch):
+    # A full unet_256 is 200 MB: the architecture is shrunk here; the check it must pass is the same.
+    from cyclegan_pl import published_models
+
+    small = published_models.PublishedModel(
+        "pix2pix_edges2shoes", "pix2pix", "pix2pix/models-pytorch/edges2shoes.pth", "unet_32", "batch", "edges -> shoe"
+    )
+    monkeypatch.setattr(published_models.PUBLISHED_MODELS, "get", lambda name: small)
+    torch.manual_seed(0)
+    net = define_generator("unet_32", ngf=64, norm="batch", dropout=True)
+    server.routes["/pix2pix/models-pytorch/edges2shoes.pth"] = (reference_bytes(net), "ok")
+    module = load_checkpoint(download_model("pix2pix_edges2shoes", tmp_path, progress=False))
+    assert isinstance(module, Pix2Pix) and module.hparams.dropout is True
+    module.eval_mode = True
+    x = torch.rand(1, 3, 32, 32) * 2 - 1
+    with torch.no_grad():
+        torch.testing.assert_close(module.translate(x), net.eval()(x), rtol=0, atol=0)
