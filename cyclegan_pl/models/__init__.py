@@ -7,10 +7,11 @@ from typing import Any, Dict, Type, Union
 
 from cyclegan_pl.checkpoints import load_lightning_checkpoint
 from cyclegan_pl.errors import CheckpointError
-from cyclegan_pl.models.base import CHECKPOINT_KEY, ImageTranslationModule, Translation, is_pretrained_source
+from cyclegan_pl.models.base import CHECKPOINT_KEY, ImageTranslationModule, Translation
 from cyclegan_pl.models.cut import CUT
 from cyclegan_pl.models.cyclegan import CycleGAN
 from cyclegan_pl.models.pix2pix import Pix2Pix
+from cyclegan_pl.models.pretrained import is_pretrained_source
 from cyclegan_pl.registry import Registry
 
 #: The methods by the name of their class (what a checkpoint's ``_class_path`` ends with).

@@ -1,0 +1,361 @@
+"""Models as folders, the way the field shares them: safetensors weights, ``config.json``, a model card.
+
+:class:`PretrainedMixin` gives every method ``save_pretrained`` / ``from_pretrained`` /
+``push_to_hub``. A folder holds no pickle: the weights are a safetensors file and the
+configuration is JSON, so loading one never runs code from it. ``huggingface_hub`` is needed only
+for Hub repos (``pip install 'cyclegan_pl[hub]'``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Dict, Optional, Sequence, Type, Union
+
+from torch import Tensor, nn
+
+from cyclegan_pl.errors import CheckpointError, DownloadError, OptionError, UserError
+from cyclegan_pl.files import atomic_file
+
+if TYPE_CHECKING:
+    from cyclegan_pl.models.base import ImageTranslationModule
+
+#: The files of a :meth:`ImageTranslationModule.save_pretrained` folder.
+PRETRAINED_WEIGHTS = "model.safetensors"
+PRETRAINED_CONFIG = "config.json"
+PRETRAINED_CARD = "README.md"
+#: Bumped when the folder's layout changes in a way older readers would misread.
+PRETRAINED_FORMAT = 1
+#: How a Hugging Face Hub repo is named where a local path is also accepted (``hf://owner/name``;
+#: pathlib turns ``//`` into ``/``, so one slash is accepted too).
+HUB_PREFIX = re.compile(r"^hf:/+")
+_REPO_ID = re.compile(r"[\w.-]+/[\w.-]+")
+#: What ``card_info`` may hold: shown in the model card, kept in checkpoints and folders.
+CARD_FIELDS = ("name", "description", "dataset", "epochs", "command", "metrics", "source")
+
+
+class PretrainedMixin:
+    """``save_pretrained`` / ``from_pretrained`` / ``push_to_hub`` for :class:`ImageTranslationModule`.
+
+    The module provides ``hparams``, ``state_dict``, ``directions``, ``trained_directions`` and
+    ``card_info`` (what the model card says; kept in checkpoints too).
+    """
+
+    def current_card_info(self) -> Dict[str, Any]:
+        """:attr:`card_info` completed from the run that trains or tests the model, if any.
+
+        The epochs trained, the dataset's name and the FID / test numbers last logged (``fid/*``,
+        ``test/*``) are taken from the attached Trainer; what ``card_info`` already says is kept
+        where the Trainer knows nothing.
+        """
+        card = {key: value for key, value in self.card_info.items() if value is not None}
+        trainer = self._trainer
+        if trainer is None:
+            return card
+        if trainer.state.fn == "fit" or "epochs" not in card:
+            card["epochs"] = int(trainer.current_epoch)
+        dataset = getattr(getattr(trainer, "datamodule", None), "dataset_name", None)
+        if dataset:
+            card["dataset"] = str(dataset)
+        metrics = {
+            name: float(value)
+            for name, value in trainer.callback_metrics.items()
+            if name.startswith(("fid/", "test/")) and getattr(value, "numel", lambda: 1)() == 1
+        }
+        if metrics:
+            card["metrics"] = {**card.get("metrics", {}), **metrics}
+        return card
+
+    def save_pretrained(self, directory: Union[str, Path], **card: Any) -> Path:
+        """Write the model as a folder: ``model.safetensors``, ``config.json`` and ``README.md``.
+
+        The weights are a safetensors file (tensors only: nothing runs when it is read), the
+        configuration holds the class and its hyperparameters and the directions it translates,
+        and the model card says what the model is: method, dataset when known, epochs, the
+        command that reproduces it and evaluation numbers when known. The folder loads with
+        :meth:`from_pretrained`, ``load_checkpoint`` and ``--ckpt_path`` (``translate``,
+        ``export``, ``app``). Each file is written atomically; other files in the folder are left.
+
+        Args:
+            directory: the folder to write (created when missing).
+            **card: model card entries overriding what the model knows (:data:`CARD_FIELDS`),
+                e.g. ``dataset="horse2zebra"``, ``metrics={"fid/a2b": 61.2}``.
+
+        Returns:
+            The folder.
+        """
+        unknown = sorted(set(card) - set(CARD_FIELDS))
+        if unknown:
+            raise OptionError(f"save_pretrained: unknown model card entries {unknown}; use {', '.join(CARD_FIELDS)}.")
+        from safetensors.torch import save_file
+
+        folder = Path(directory)
+        info = {**self.current_card_info(), **{k: v for k, v in card.items() if v is not None}}
+        info.setdefault("name", folder.resolve().name)
+        config = {
+            "library": "cyclegan_pl",
+            "format": PRETRAINED_FORMAT,
+            "class_path": f"cyclegan_pl.{type(self).__name__}",
+            "hparams": dict(self.hparams),
+            "trained_directions": list(self.trained_directions),
+            "card": info,
+        }
+        try:
+            config_text = json.dumps(config, indent=2, sort_keys=False, allow_nan=False) + "\n"
+        except (TypeError, ValueError) as error:
+            raise OptionError(f"save_pretrained: the hparams or card entries are not JSON ({error}).") from None
+        tensors = {name: tensor.detach().cpu().contiguous() for name, tensor in self.state_dict().items()}
+        with atomic_file(folder / PRETRAINED_WEIGHTS) as tmp:
+            save_file(tensors, str(tmp), metadata={"format": "pt", "class_path": config["class_path"]})
+        with atomic_file(folder / PRETRAINED_CONFIG) as tmp:
+            tmp.write_text(config_text)
+        with atomic_file(folder / PRETRAINED_CARD) as tmp:
+            tmp.write_text(_model_card(type(self).__name__, self.directions, config, info, folder))
+        return folder
+
+    @classmethod
+    def from_pretrained(
+        cls, source: Union[str, Path], revision: Optional[str] = None, map_location: str = "cpu"
+    ) -> ImageTranslationModule:
+        """Load a folder written by :meth:`save_pretrained`, or a Hugging Face Hub repo holding one.
+
+        Called on the base class it builds whichever method the folder holds; called on a method
+        (``CycleGAN.from_pretrained``) it refuses a folder of another method.
+
+        Args:
+            source: the folder, or a Hub repo id (``owner/name`` when no such local folder
+                exists, or explicitly ``hf://owner/name``), downloaded with ``huggingface_hub``
+                (``pip install 'cyclegan_pl[hub]'``).
+            revision: the Hub revision (branch, tag or commit); ignored for folders.
+            map_location: the device the module is moved to.
+
+        Raises:
+            CheckpointError: the folder lacks a file, holds another method, or its weights do
+                not fit its configuration.
+            DownloadError: the Hub repo could not be downloaded.
+        """
+        folder = _pretrained_folder(source, revision)
+        config = _read_pretrained_config(folder)
+        module_class = _pretrained_class(config, folder)
+        if not issubclass(module_class, cls):
+            raise CheckpointError(
+                f"{folder} holds a {module_class.__name__}, not a {cls.__name__}: load it with "
+                f"{module_class.__name__}.from_pretrained or cyclegan_pl.load_checkpoint."
+            )
+        try:
+            module = module_class(**config["hparams"])
+        except (TypeError, UserError) as error:
+            raise CheckpointError(
+                f"{folder / PRETRAINED_CONFIG}: its hparams do not build a {module_class.__name__} ({error})."
+            ) from None
+        module.load_state_dict(_read_pretrained_weights(folder, module))
+        trained = tuple(config.get("trained_directions") or module.directions)
+        if not set(trained) <= set(module.directions):
+            raise CheckpointError(
+                f"{folder / PRETRAINED_CONFIG}: trained_directions {list(trained)} are not directions a "
+                f"{module_class.__name__} translates ({', '.join(module.directions)})."
+            )
+        module.trained_directions = trained
+        module.card_info = dict(config.get("card") or {})
+        return module.to(map_location)
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        private: Optional[bool] = None,
+        commit_message: str = "Upload cyclegan_pl model",
+        token: Optional[str] = None,
+        **card: Any,
+    ) -> str:
+        """Upload the :meth:`save_pretrained` folder to a Hugging Face Hub model repo (created if new).
+
+        Needs ``huggingface_hub`` (``pip install 'cyclegan_pl[hub]'``) and a Hub token (``hf auth
+        login`` or ``token``). Returns the URL of the commit.
+        """
+        hub = _import_hub(f"push_to_hub('{repo_id}')")
+        api = hub.HfApi(token=token)
+        staging = Path(tempfile.mkdtemp(prefix="cyclegan_pl_push_"))
+        try:
+            self.save_pretrained(staging, **{"name": repo_id.rsplit("/", 1)[-1], **card})
+            api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+            commit = api.upload_folder(
+                repo_id=repo_id, folder_path=str(staging), commit_message=commit_message, repo_type="model"
+            )
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return str(getattr(commit, "commit_url", commit))
+
+
+def is_pretrained_source(source: Union[str, Path]) -> bool:
+    """Whether ``source`` names a :meth:`~ImageTranslationModule.save_pretrained` folder or Hub repo
+    (a folder, or ``hf://owner/name``) rather than a checkpoint file."""
+    return bool(HUB_PREFIX.match(str(source))) or Path(source).is_dir()
+
+
+def _import_hub(what: str) -> Any:
+    try:
+        import huggingface_hub
+    except ImportError:
+        raise UserError(
+            f"{what} needs the huggingface_hub package: pip install 'cyclegan_pl[hub]' "
+            "(or download the repo's files by hand and pass their folder)."
+        ) from None
+    return huggingface_hub
+
+
+def _pretrained_folder(source: Union[str, Path], revision: Optional[str]) -> Path:
+    """The local folder of ``source``: itself, or the Hub repo's files downloaded."""
+    text = str(source)
+    explicit_hub = HUB_PREFIX.match(text)
+    if not explicit_hub:
+        path = Path(text)
+        if path.is_dir():
+            return path
+        if path.exists():
+            raise CheckpointError(
+                f"{path} is a file; from_pretrained takes a folder written by save_pretrained (or a Hub repo "
+                "id). Load a .ckpt file with cyclegan_pl.load_checkpoint."
+            )
+    repo_id = HUB_PREFIX.sub("", text)
+    if not _REPO_ID.fullmatch(repo_id):
+        raise CheckpointError(
+            f"{source} is neither a folder written by save_pretrained nor a Hugging Face Hub repo id (owner/name)."
+        )
+    hub = _import_hub(f"Loading '{repo_id}' from the Hugging Face Hub")
+    offline = bool(os.environ.get("CYCLEGAN_PL_OFFLINE"))
+    local = "" if explicit_hub else f" (there is no local folder {source} either)"
+    try:
+        folder = hub.snapshot_download(
+            repo_id,
+            revision=revision,
+            allow_patterns=[PRETRAINED_CONFIG, PRETRAINED_WEIGHTS, PRETRAINED_CARD],
+            local_files_only=offline,
+        )
+    except Exception as error:  # noqa: BLE001 - the hub's errors are many; each is one line here
+        first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        cache = " from the local cache (CYCLEGAN_PL_OFFLINE is set)" if offline else ""
+        raise DownloadError(
+            f"Could not get the Hub repo {repo_id}{cache}{local}: {type(error).__name__}: {first_line}. "
+            "Check the name and the network, or download its config.json and model.safetensors by hand "
+            "into a folder and pass that folder."
+        ) from None
+    return Path(folder)
+
+
+def _read_pretrained_config(folder: Path) -> Dict[str, Any]:
+    path = folder / PRETRAINED_CONFIG
+    if not path.is_file():
+        raise CheckpointError(
+            f"{folder} holds no {PRETRAINED_CONFIG}: pass a folder written by save_pretrained, or a "
+            ".ckpt checkpoint file."
+        )
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise CheckpointError(f"{path} cannot be read as JSON ({error}).") from None
+    if not isinstance(config, dict) or not isinstance(config.get("hparams"), dict):
+        raise CheckpointError(f"{path} is not a cyclegan_pl config (no 'hparams' mapping).")
+    if int(config.get("format", PRETRAINED_FORMAT)) > PRETRAINED_FORMAT:
+        raise CheckpointError(
+            f"{path} was written by a newer cyclegan_pl (format {config['format']}); upgrade cyclegan_pl to load it."
+        )
+    return config
+
+
+def _pretrained_class(config: Dict[str, Any], folder: Path) -> Type[ImageTranslationModule]:
+    from cyclegan_pl.models import METHODS
+
+    name = str(config.get("class_path", "")).rsplit(".", 1)[-1]
+    if name not in METHODS:
+        raise CheckpointError(
+            f"{folder / PRETRAINED_CONFIG} names the class {config.get('class_path')!r}, none of the methods "
+            f"{', '.join(METHODS.names())}."
+        )
+    return METHODS.get(name)
+
+
+def _read_pretrained_weights(folder: Path, module: nn.Module) -> Dict[str, Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = folder / PRETRAINED_WEIGHTS
+    if not path.is_file():
+        raise CheckpointError(f"{folder} holds no {PRETRAINED_WEIGHTS}: copy it there from where the folder came from.")
+    try:
+        state = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as error:
+        raise CheckpointError(f"{path} is truncated or not a safetensors file ({error}); copy it again.") from None
+    expected = module.state_dict()
+    missing = [key for key in expected if key not in state]
+    unexpected = [key for key in state if key not in expected]
+    reshaped = [key for key in expected if key in state and state[key].shape != expected[key].shape]
+    if missing or unexpected or reshaped:
+        examples = ", ".join((missing + unexpected + reshaped)[:3])
+        raise CheckpointError(
+            f"{path} does not fit the {type(module).__name__} its {PRETRAINED_CONFIG} describes: {len(missing)} "
+            f"missing, {len(unexpected)} unexpected, {len(reshaped)} reshaped tensors (e.g. {examples})."
+        )
+    return state
+
+
+def _model_card(
+    method: str, all_directions: Sequence[str], config: Dict[str, Any], card: Dict[str, Any], folder: Path
+) -> str:
+    """The README.md of a save_pretrained folder: front matter for the Hub, then the facts."""
+    hp = config["hparams"]
+    directions = config["trained_directions"]
+    dataset = card.get("dataset")
+    kind = "unpaired image-to-image translation" if method == "CycleGAN" else "paired image-to-image translation"
+    lines = ["---", "library_name: cyclegan_pl", "pipeline_tag: image-to-image", "tags:"]
+    lines += [f"- {tag}" for tag in ("image-to-image", method.lower(), "pytorch-lightning")]
+    if dataset:
+        lines += ["datasets:", f"- {dataset}"]
+    lines += ["---", "", f"# {card.get('name', folder.name)} ({method})", ""]
+    if card.get("description"):
+        lines += [str(card["description"]), ""]
+    only = " only" if len(directions) < len(all_directions) else ""
+    rows = [
+        ("method", f"{method} ({kind})"),
+        ("translates", " and ".join(directions) + only),
+        ("dataset", dataset or "not recorded"),
+        ("epochs", card.get("epochs", "not recorded")),
+        (
+            "generator",
+            f"{hp.get('generator')}, ngf {hp.get('ngf')}, {hp.get('norm')} norm, dropout {hp.get('dropout')}",
+        ),
+        ("channels", f"{hp.get('input_nc')} -> {hp.get('output_nc')}"),
+    ]
+    if card.get("source"):
+        rows.append(("source", card["source"]))
+    lines += ["| | |", "|---|---|"] + [f"| {key} | {value} |" for key, value in rows] + [""]
+    lines += ["## Reproduce", ""]
+    if card.get("command"):
+        lines += ["```bash", str(card["command"]), "```", ""]
+    else:
+        lines += ["The command that trained it was not recorded.", ""]
+    lines += ["## Evaluation", ""]
+    metrics = card.get("metrics") or {}
+    if metrics:
+        lines += ["| metric | value |", "|---|---|"] + [f"| {k} | {v:.4g} |" for k, v in sorted(metrics.items())]
+    else:
+        lines += ["No evaluation numbers were recorded."]
+    lines += [
+        "",
+        "## Use",
+        "",
+        "```bash",
+        f"python -m cyclegan_pl translate --ckpt_path {folder} --input IMAGES --output OUT --direction {directions[0]}",
+        "```",
+        "",
+        "```python",
+        "from cyclegan_pl import load_checkpoint",
+        f'model = load_checkpoint("{folder}")  # or {method}.from_pretrained(...)',
+        f'images_out = model.translate(images_in, "{directions[0]}")  # N, C, H, W in [-1, 1]',
+        "```",
+        "",
+    ]
+    return "\n".join(lines)
