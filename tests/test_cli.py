@@ -308,10 +308,12 @@ def test_sigterm_leaves_a_resumable_checkpoint_and_exits_143(tmp_path):
     assert process.returncode == 143, stderr.decode()[-3000:]
     assert "resume with --ckpt_path last" in stderr.decode()
     last = root / "checkpoints" / "last.ckpt"
-    stopped_at = torch.load(last, weights_only=True)["global_step"]
-    assert stopped_at > 0
-    resumed = run_cli(
-        *args, "--trainer.max_epochs=1000", f"--trainer.max_steps={stopped_at + 2}", "--ckpt_path=last", cwd=tmp_path
-    )
+    stopped = torch.load(last, weights_only=True)
+    assert stopped["global_step"] > 0
+    # Resume past at least one whole epoch, to an epoch whose end writes last.ckpt (the demo
+    # config checkpoints every 3 epochs).
+    epochs = (stopped["epoch"] // 3 + 2) * 3
+    resumed = run_cli(*args, f"--trainer.max_epochs={epochs}", "--ckpt_path=last", cwd=tmp_path)
     assert f"resuming from {last}" in resumed.stdout
-    assert torch.load(last, weights_only=True)["global_step"] > stopped_at
+    finished = torch.load(last, weights_only=True)
+    assert finished["global_step"] > stopped["global_step"]
