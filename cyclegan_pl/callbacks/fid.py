@@ -5,30 +5,25 @@ from __future__ import annotations
 import copy
 import math
 import os
-from pathlib import Path
 from typing import Any, Dict, List, Literal, Optional
 
 import lightning.pytorch as pl
-import torch
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 
 from cyclegan_pl.data.image import to_unit_range
 from cyclegan_pl.directions import domains, short_name
 from cyclegan_pl.errors import OptionError, WeightsUnavailableError
-
-INCEPTION_WEIGHTS_FILE = "weights-inception-2015-12-05-6726825d.pth"
-INCEPTION_WEIGHTS_URL = "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/" + INCEPTION_WEIGHTS_FILE
+from cyclegan_pl.metrics import (
+    INCEPTION_WEIGHTS_ENV,
+    INCEPTION_WEIGHTS_FILE,
+    INCEPTION_WEIGHTS_URL,
+    OFFLINE_ENV,
+    hub_checkpoint_dir,
+    inception_weights,
+)
 
 InceptionFeature = Literal[64, 192, 768, 2048]
-
-
-#: When set (to anything), nothing is downloaded: FID needs its weights already on disk.
-OFFLINE_ENV = "CYCLEGAN_PL_OFFLINE"
-
-
-def _hub_checkpoint_dir() -> str:
-    return os.path.join(torch.hub.get_dir(), "checkpoints")
 
 
 def build_fid_metric(
@@ -41,8 +36,8 @@ def build_fid_metric(
 
     Args:
         feature: Inception feature layer (64, 192, 768 or 2048) when no ``feature_extractor``.
-        weights_path: local copy of the FID Inception weights; None lets torch-fidelity use (or
-            download into) the torch hub cache.
+        weights_path: local copy of the FID Inception weights; None uses
+            ``$CYCLEGAN_PL_INCEPTION_WEIGHTS``, else the torch hub cache (downloaded when online).
         feature_extractor: a module mapping float images in [0, 1] (N, C, H, W) to (N, d)
             features, used instead of Inception.
         antialias: resize to 299 px with antialiasing (torchmetrics' default) instead of the
@@ -57,18 +52,7 @@ def build_fid_metric(
     if feature_extractor is not None:
         feature_extractor.eval().requires_grad_(False)
         return FrechetInceptionDistance(feature=feature_extractor, normalize=True, reset_real_features=True)
-    if weights_path is not None and not os.path.isfile(weights_path):
-        raise WeightsUnavailableError(
-            f"FID weights_path {weights_path} does not exist; pass a copy of {INCEPTION_WEIGHTS_FILE} "
-            f"(from {INCEPTION_WEIGHTS_URL})."
-        )
-    cached = Path(_hub_checkpoint_dir()) / INCEPTION_WEIGHTS_FILE
-    if weights_path is None and os.environ.get(OFFLINE_ENV) and not cached.is_file():
-        raise WeightsUnavailableError(
-            f"{OFFLINE_ENV} is set and the FID Inception weights are not in the torch hub cache "
-            f"({cached}); pass a copy of {INCEPTION_WEIGHTS_FILE} ({INCEPTION_WEIGHTS_URL}) as the "
-            "FID callback's weights_path, or unset the variable to download them."
-        )
+    weights_path = inception_weights(weights_path)
     try:
         return FrechetInceptionDistance(
             feature=feature,
@@ -83,7 +67,8 @@ def build_fid_metric(
             f"the FID Inception network could not be built ({type(err).__name__}: {err}). It needs the "
             "torch-fidelity package (`pip install torch-fidelity`) and the weights file "
             f"{INCEPTION_WEIGHTS_FILE} ({INCEPTION_WEIGHTS_URL}): pass its path as the FID callback's "
-            f"weights_path, or put it in the torch hub cache {_hub_checkpoint_dir()} (set TORCH_HOME to move it)."
+            f"weights_path, set {INCEPTION_WEIGHTS_ENV} to it, or put it in the torch hub cache {hub_checkpoint_dir()} "
+            "(set TORCH_HOME to move it)."
         ) from err
 
 
@@ -273,3 +258,14 @@ class FID(pl.Callback):
             metric.reset()
             # Every process holds the same (already synced) value; sync_dist only averages equals.
             pl_module.log(f"fid/{name}", value.float(), on_step=False, on_epoch=True, sync_dist=True)
+
+
+# The weights constants live in cyclegan_pl.metrics; re-exported here where they were first defined.
+__all__ = [
+    "FID",
+    "INCEPTION_WEIGHTS_FILE",
+    "INCEPTION_WEIGHTS_URL",
+    "OFFLINE_ENV",
+    "InceptionFeature",
+    "build_fid_metric",
+]
