@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import math
 import os
-from typing import Any, Dict, List, Literal, Optional
+from typing import Any, Dict, List, Literal, Optional, Tuple
 
 import lightning.pytorch as pl
 from lightning.pytorch.utilities import rank_zero_warn
@@ -21,9 +21,51 @@ from cyclegan_pl.metrics import (
     OFFLINE_ENV,
     hub_checkpoint_dir,
     inception_weights,
+    kid_from_features,
 )
 
 InceptionFeature = Literal[64, 192, 768, 2048]
+
+
+def _fid_with_kid_class() -> type:
+    from torchmetrics.image.fid import FrechetInceptionDistance
+    from torchmetrics.utilities import dim_zero_cat
+
+    class FIDWithKID(FrechetInceptionDistance):
+        """torchmetrics' FID that also keeps every feature row, so KID comes from the same forwards.
+
+        ``compute`` returns the FID and sets ``kid`` to (mean, std) (:func:`kid_from_features`,
+        None with fewer than 2 images per set); the rows are gathered from all processes, as
+        the FID sums are.
+        """
+
+        def __init__(self, *args: Any, kid_subset_size: int = 1000, kid_subsets: int = 100, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.add_state("real_feature_rows", [], dist_reduce_fx="cat")
+            self.add_state("fake_feature_rows", [], dist_reduce_fx="cat")
+            self.kid_subset_size = kid_subset_size
+            self.kid_subsets = kid_subsets
+            self.kid: Optional[Tuple[float, float]] = None
+
+        def update(self, imgs: Tensor, real: bool) -> None:
+            captured: List[Tensor] = []
+            handle = self.inception.register_forward_hook(lambda module, args, output: captured.append(output))
+            try:
+                super().update(imgs, real)
+            finally:
+                handle.remove()
+            rows = captured[-1].detach().reshape(imgs.shape[0], -1).float()
+            (self.real_feature_rows if real else self.fake_feature_rows).append(rows)
+
+        def compute(self) -> Tensor:
+            fid = super().compute()
+            real, fake = dim_zero_cat(self.real_feature_rows), dim_zero_cat(self.fake_feature_rows)
+            self.kid = None
+            if min(real.shape[0], fake.shape[0]) >= 2:
+                self.kid = kid_from_features(real, fake, self.kid_subset_size, self.kid_subsets)
+            return fid
+
+    return FIDWithKID
 
 
 def build_fid_metric(
@@ -31,6 +73,7 @@ def build_fid_metric(
     weights_path: Optional[str] = None,
     feature_extractor: Optional[nn.Module] = None,
     antialias: bool = False,
+    with_kid: bool = False,
 ):
     """A torchmetrics ``FrechetInceptionDistance`` taking float images in [0, 1].
 
@@ -42,6 +85,8 @@ def build_fid_metric(
             features, used instead of Inception.
         antialias: resize to 299 px with antialiasing (torchmetrics' default) instead of the
             TensorFlow-compatible bilinear resize of the standard FID implementations.
+        with_kid: keep the features too, so that ``compute`` also sets ``kid`` (KID's mean and
+            std from the same features).
 
     Raises:
         WeightsUnavailableError: the Inception extractor cannot be built; the message says why and
@@ -49,12 +94,13 @@ def build_fid_metric(
     """
     from torchmetrics.image.fid import FrechetInceptionDistance
 
+    metric_class = _fid_with_kid_class() if with_kid else FrechetInceptionDistance
     if feature_extractor is not None:
         feature_extractor.eval().requires_grad_(False)
-        return FrechetInceptionDistance(feature=feature_extractor, normalize=True, reset_real_features=True)
+        return metric_class(feature=feature_extractor, normalize=True, reset_real_features=True)
     weights_path = inception_weights(weights_path)
     try:
-        return FrechetInceptionDistance(
+        return metric_class(
             feature=feature,
             normalize=True,
             feature_extractor_weights_path=None if weights_path is None else str(weights_path),
@@ -81,6 +127,8 @@ class FID(pl.Callback):
     translated A images with the real B images (Pix2Pix: output vs target) and, for CycleGAN,
     ``fid/b2a`` the translated B images with the real A images. The
     statistics are summed over all processes by torchmetrics before the distance is computed.
+    The same features give the Kernel Inception Distance, logged as ``kid/a2b`` (the mean over
+    subsets, see :func:`cyclegan_pl.metrics.kid_from_features`) and ``kid_std/a2b``.
     Note that FID from a few hundred images is biased upwards; compare values computed on the
     same number of images.
 
@@ -142,7 +190,9 @@ class FID(pl.Callback):
             return
         problem: Optional[WeightsUnavailableError] = None
         try:
-            metric = build_fid_metric(self.feature, self.weights_path, self.feature_extractor, self.antialias)
+            metric = build_fid_metric(
+                self.feature, self.weights_path, self.feature_extractor, self.antialias, with_kid=True
+            )
         except WeightsUnavailableError as err:
             problem = err
         # Computing FID is a collective: every process computes it or none does.
@@ -258,6 +308,10 @@ class FID(pl.Callback):
             metric.reset()
             # Every process holds the same (already synced) value; sync_dist only averages equals.
             pl_module.log(f"fid/{name}", value.float(), on_step=False, on_epoch=True, sync_dist=True)
+            if getattr(metric, "kid", None) is not None:
+                kid_mean, kid_std = metric.kid
+                for key, number in ((f"kid/{name}", kid_mean), (f"kid_std/{name}", kid_std)):
+                    pl_module.log(key, float(number), on_step=False, on_epoch=True, sync_dist=True)
 
 
 # The weights constants live in cyclegan_pl.metrics; re-exported here where they were first defined.
