@@ -56,6 +56,13 @@ _UNUSED_PARAMETER_STRATEGIES = {
     "ddp_notebook": "ddp_notebook_find_unused_parameters_true",
 }
 _MODEL_CHECKPOINT = "lightning.pytorch.callbacks.ModelCheckpoint"
+# ModelCheckpoint and the package's subclass: their dirpath follows default_root_dir.
+_MODEL_CHECKPOINTS = (
+    _MODEL_CHECKPOINT,
+    "lightning.pytorch.callbacks.model_checkpoint.ModelCheckpoint",
+    "cyclegan_pl.callbacks.BestCheckpoint",
+    "cyclegan_pl.callbacks.best_checkpoint.BestCheckpoint",
+)
 
 
 def _fail(message: str, status: int = 1) -> NoReturn:
@@ -218,7 +225,7 @@ def _logger_configs(trainer: Namespace) -> List[Namespace]:
 
 
 def _is_model_checkpoint(callback: Any) -> bool:
-    return isinstance(callback, Namespace) and callback.get("class_path") == _MODEL_CHECKPOINT
+    return isinstance(callback, Namespace) and callback.get("class_path") in _MODEL_CHECKPOINTS
 
 
 def _derive_run_folders(config: Namespace) -> None:
