@@ -246,11 +246,15 @@ def kid_subsets(
 ) -> List[Tuple[Tensor, Tensor]]:
     """The (real, fake) row indices of each KID subset: ``min(subset_size, n_real, n_fake)`` rows
     of each set without replacement, drawn by ``torch.randperm`` from one generator seeded with
-    ``seed`` (real first, then fake, subset after subset)."""
+    ``seed`` (real first, then fake, subset after subset), sorted (so that subsets holding the
+    same rows give bit-identical values)."""
     size = min(subset_size, n_real, n_fake)
     generator = torch.Generator().manual_seed(seed)
     return [
-        (torch.randperm(n_real, generator=generator)[:size], torch.randperm(n_fake, generator=generator)[:size])
+        (
+            torch.randperm(n_real, generator=generator)[:size].sort().values,
+            torch.randperm(n_fake, generator=generator)[:size].sort().values,
+        )
         for _ in range(subsets)
     ]
 
@@ -274,6 +278,8 @@ def kid_from_features(
         ],
         dtype=torch.float64,
     )
+    if bool((values == values[0]).all()):  # every subset is the whole data: no rounding noise
+        return float(values[0]), 0.0
     return float(values.mean()), float(values.std(unbiased=False))
 
 
