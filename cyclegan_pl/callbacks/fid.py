@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 import math
 import os
 from typing import Any, Dict, List, Literal, Optional, Tuple
 
 import lightning.pytorch as pl
+import torch
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 
@@ -19,6 +21,7 @@ from cyclegan_pl.metrics import (
     INCEPTION_WEIGHTS_FILE,
     INCEPTION_WEIGHTS_URL,
     OFFLINE_ENV,
+    fid_from_features,
     hub_checkpoint_dir,
     inception_weights,
     kid_from_features,
@@ -41,13 +44,18 @@ def _fid_with_kid_class() -> type:
 
         def __init__(self, *args: Any, kid_subset_size: int = 1000, kid_subsets: int = 100, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
-            self.add_state("real_feature_rows", [], dist_reduce_fx="cat")
-            self.add_state("fake_feature_rows", [], dist_reduce_fx="cat")
+            for kind in ("real", "fake"):
+                self.add_state(f"{kind}_feature_rows", [], dist_reduce_fx="cat")
+                self.add_state(f"{kind}_row_keys", [], dist_reduce_fx="cat")
             self.kid_subset_size = kid_subset_size
             self.kid_subsets = kid_subsets
             self.kid: Optional[Tuple[float, float]] = None
+            self._unnamed = 0
 
-        def update(self, imgs: Tensor, real: bool) -> None:
+        def update(self, imgs: Tensor, real: bool, keys: Optional[Tensor] = None) -> None:
+            """Add images; ``keys`` (int64, one per image, e.g. :func:`path_key`) name their files:
+            a file seen on several processes (a distributed sampler repeats items to even out
+            the shards) then counts once. Images without keys count each time."""
             captured: List[Tensor] = []
             handle = self.inception.register_forward_hook(lambda module, args, output: captured.append(output))
             try:
@@ -55,17 +63,38 @@ def _fid_with_kid_class() -> type:
             finally:
                 handle.remove()
             rows = captured[-1].detach().reshape(imgs.shape[0], -1).float()
-            (self.real_feature_rows if real else self.fake_feature_rows).append(rows)
+            if keys is None:  # unique negative keys: never equal to another image's
+                rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
+                first = self._unnamed + 1
+                self._unnamed += imgs.shape[0]
+                keys = -(torch.arange(first, first + imgs.shape[0]) + (rank << 40))
+            kind = "real" if real else "fake"
+            getattr(self, f"{kind}_feature_rows").append(rows)
+            getattr(self, f"{kind}_row_keys").append(torch.as_tensor(keys, dtype=torch.int64, device=rows.device))
 
         def compute(self) -> Tensor:
-            fid = super().compute()
-            real, fake = dim_zero_cat(self.real_feature_rows), dim_zero_cat(self.fake_feature_rows)
-            self.kid = None
-            if min(real.shape[0], fake.shape[0]) >= 2:
-                self.kid = kid_from_features(real, fake, self.kid_subset_size, self.kid_subsets)
-            return fid
+            # From the rows of all processes, each file once: the FID torchmetrics sums would
+            # count a file that two processes saw twice.
+            real = _first_of_each_key(dim_zero_cat(self.real_feature_rows), dim_zero_cat(self.real_row_keys))
+            fake = _first_of_each_key(dim_zero_cat(self.fake_feature_rows), dim_zero_cat(self.fake_row_keys))
+            if min(real.shape[0], fake.shape[0]) < 2:
+                raise RuntimeError("FID needs at least two real and two fake images")
+            self.kid = kid_from_features(real, fake, self.kid_subset_size, self.kid_subsets)
+            return torch.tensor(fid_from_features(real, fake), dtype=torch.float64, device=real.device)
 
     return FIDWithKID
+
+
+def path_key(path: str) -> int:
+    """A file's key for :class:`FIDWithKID`: the same on every process (unlike ``hash``)."""
+    return int.from_bytes(hashlib.blake2b(str(path).encode(), digest_size=7).digest(), "big")
+
+
+def _first_of_each_key(rows: Tensor, keys: Tensor) -> Tensor:
+    order = {}
+    for index, key in enumerate(keys.tolist()):
+        order.setdefault(key, index)
+    return rows[sorted(order.values())]
 
 
 def build_fid_metric(
@@ -125,10 +154,11 @@ class FID(pl.Callback):
     that ``validation_step`` returns are fed to torchmetrics' ``FrechetInceptionDistance``, one
     metric per direction the module translates (its ``translations``): ``fid/a2b`` compares the
     translated A images with the real B images (Pix2Pix: output vs target) and, for CycleGAN,
-    ``fid/b2a`` the translated B images with the real A images. The
-    statistics are summed over all processes by torchmetrics before the distance is computed.
-    The same features give the Kernel Inception Distance, logged as ``kid/a2b`` (the mean over
-    subsets, see :func:`cyclegan_pl.metrics.kid_from_features`) and ``kid_std/a2b``.
+    ``fid/b2a`` the translated B images with the real A images. The feature rows of all
+    processes are gathered and each file (by path) counts once, also when a distributed
+    sampler repeats items to even out the shards, so the values do not depend on the number
+    of processes. The same features give the Kernel Inception Distance, logged as ``kid/a2b``
+    (the mean over subsets, see :func:`cyclegan_pl.metrics.kid_from_features`) and ``kid_std/a2b``.
     Note that FID from a few hundred images is biased upwards; compare values computed on the
     same number of images.
 
@@ -250,20 +280,25 @@ class FID(pl.Callback):
         for name, metric in self.metrics.items():
             translation = self._translations[name]
             source_domain, target_domain = domains(translation.direction)
-            fake = self._new_images(f"{name}/fake", outputs[translation.output], batch.get(f"{source_domain}_paths"))
-            real = self._new_images(f"{name}/real", outputs[translation.target], batch.get(f"{target_domain}_paths"))
-            if fake is not None:
-                metric.update(self._prepare(fake), real=False)
-            if real is not None:
-                metric.update(self._prepare(real), real=True)
+            for kind, visual, domain in (
+                ("fake", translation.output, source_domain),
+                ("real", translation.target, target_domain),
+            ):
+                kept = self._new_images(f"{name}/{kind}", outputs[visual], batch.get(f"{domain}_paths"))
+                if kept is not None:
+                    images, paths = kept
+                    keys = None if paths is None else torch.tensor([path_key(p) for p in paths], dtype=torch.int64)
+                    metric.update(self._prepare(images), real=kind == "real", keys=keys)
 
     @property
     def _seen(self) -> Dict[str, int]:
         """Translated images fed to each metric so far this epoch (on this process)."""
         return {name: self._counts.get(f"{name}/fake", 0) for name in self.metrics}
 
-    def _new_images(self, tag: str, images: Tensor, paths: Optional[List[str]]) -> Optional[Tensor]:
-        """The images whose files were not counted yet in this set, within ``max_images``.
+    def _new_images(
+        self, tag: str, images: Tensor, paths: Optional[List[str]]
+    ) -> Optional[Tuple[Tensor, Optional[List[str]]]]:
+        """The images whose files were not counted yet in this set, within ``max_images``, and their paths.
 
         An unpaired validation epoch has max(|A|, |B|) items, so the smaller domain's files come
         round again; each file (by path) enters a set once, as in a one-pass FID.
@@ -284,7 +319,8 @@ class FID(pl.Callback):
         if paths is not None:
             seen.update(paths[i] for i in keep)
         self._counts[tag] = self._counts.get(tag, 0) + len(keep)
-        return images[keep] if len(keep) < images.shape[0] else images
+        kept_paths = None if paths is None else [paths[i] for i in keep]
+        return (images[keep] if len(keep) < images.shape[0] else images), kept_paths
 
     def _prepare(self, images: Tensor) -> Tensor:
         images = to_unit_range(images)

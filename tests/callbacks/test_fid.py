@@ -165,7 +165,7 @@ def test_weights_path_builds_inception_without_network(tmp_path, monkeypatch, of
 def test_files_that_come_round_again_enter_each_set_once():
     # An unpaired validation epoch repeats the smaller domain's files (A[i mod |A|]).
     fid = FID(feature_extractor=SmallFeatures())
-    fid.metrics = {"a2b": build_fid_metric(feature_extractor=SmallFeatures())}
+    fid.metrics = {"a2b": build_fid_metric(feature_extractor=SmallFeatures(), with_kid=True)}
     # What on_validation_epoch_start sets up for an FID epoch, without a trainer.
     fid._active = True
     fid._seen_paths, fid._counts = {}, {}
