@@ -175,3 +175,35 @@ def test_paired_metrics_match_numpy(tmp_path):
     assert 0 < result["ssim"] < 1
     same = paired_metrics(tmp_path / "output", tmp_path / "output")
     assert same["ssim"] == pytest.approx(1.0) and same["l1"] == 0 and same["psnr"] == math.inf
+
+
+def test_default_extractor_is_the_fid_inception_from_the_weights_file(folders, tmp_path, monkeypatch):
+    """Inception with weights from $CYCLEGAN_PL_INCEPTION_WEIGHTS, no network: 2048-d features of
+    uint8 images of any size (a stand-in weights file with the right keys, written here)."""
+    import torch_fidelity.feature_extractor_inceptionv3 as inception
+
+    monkeypatch.setattr(
+        inception.FeatureExtractorInceptionV3, "load_state_dict", lambda self, state_dict, *args, **kwargs: None
+    )
+    monkeypatch.setattr(inception, "load_state_dict_from_url", lambda url, *args, **kwargs: {})
+    template = inception.FeatureExtractorInceptionV3("inception-v3-compat", ["2048"])
+    weights = tmp_path / "weights-inception-2015-12-05-6726825d.pth"
+    torch.save(template.state_dict(), weights)
+    monkeypatch.undo()
+
+    def no_network(url, *args, **kwargs):
+        raise AssertionError("the weights file must be used, nothing downloaded")
+
+    monkeypatch.setattr(inception, "load_state_dict_from_url", no_network)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+    monkeypatch.setenv("CYCLEGAN_PL_OFFLINE", "1")
+    monkeypatch.setenv(INCEPTION_WEIGHTS_ENV, str(weights))
+    from cyclegan_pl.metrics import build_inception, features_of, image_files
+
+    network = build_inception()
+    assert all(torch.equal(network.state_dict()[k], v) for k, v in template.state_dict().items())
+    real_dir, fake_dir = folders
+    features = features_of(image_files(real_dir)[:3], network, device="cpu")
+    assert features.shape == (3, 2048) and torch.isfinite(features).all()
+    result = folder_metrics(real_dir, fake_dir, device="cpu", max_images=3)
+    assert result["real_count"] == 3 and math.isfinite(result["fid"])
