@@ -2,11 +2,11 @@
 
 The names a config or notebook needs are importable from here: the modules (``CycleGAN``,
 ``Pix2Pix``, ``CUT``), the datamodules (``UnpairedDataModule``, ``PairedDataModule``), the callbacks
-(``ImagePoolCallback``, ``LinearDecay``, ``SampleGrid``, ``FID``, ``ImageWriter``), and the base
+(``ImagePoolCallback``, ``LinearDecay``, ``SampleGrid``, ``FID``, ``ImageWriter``, ``ResultsPage``), and the base
 class of the errors a user must fix (``UserError``).
 """
 
-from cyclegan_pl.callbacks import FID, ImagePoolCallback, ImageWriter, LinearDecay, SampleGrid
+from cyclegan_pl.callbacks import FID, ImagePoolCallback, ImageWriter, LinearDecay, ResultsPage, SampleGrid
 from cyclegan_pl.data import PairedDataModule, UnpairedDataModule
 from cyclegan_pl.errors import UserError
 from cyclegan_pl.models import CUT, CycleGAN, Pix2Pix, load_checkpoint
@@ -22,6 +22,7 @@ __all__ = [
     "LinearDecay",
     "PairedDataModule",
     "Pix2Pix",
+    "ResultsPage",
     "SampleGrid",
     "UnpairedDataModule",
     "UserError",

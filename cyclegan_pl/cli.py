@@ -24,6 +24,7 @@ What this adds to LightningCLI:
 
 from __future__ import annotations
 
+import inspect
 import os
 import re
 import signal
@@ -39,6 +40,7 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException, SI
 
 from cyclegan_pl.app import app
 from cyclegan_pl.errors import CheckpointError, UserError
+from cyclegan_pl.evaluate import evaluate
 from cyclegan_pl.export import export
 from cyclegan_pl.published_models import download_model
 from cyclegan_pl.reference_import import import_reference
@@ -56,6 +58,13 @@ _UNUSED_PARAMETER_STRATEGIES = {
     "ddp_notebook": "ddp_notebook_find_unused_parameters_true",
 }
 _MODEL_CHECKPOINT = "lightning.pytorch.callbacks.ModelCheckpoint"
+# ModelCheckpoint and the package's subclass: their dirpath follows default_root_dir.
+_MODEL_CHECKPOINTS = (
+    _MODEL_CHECKPOINT,
+    "lightning.pytorch.callbacks.model_checkpoint.ModelCheckpoint",
+    "cyclegan_pl.callbacks.BestCheckpoint",
+    "cyclegan_pl.callbacks.best_checkpoint.BestCheckpoint",
+)
 
 
 def _fail(message: str, status: int = 1) -> NoReturn:
@@ -218,7 +227,7 @@ def _logger_configs(trainer: Namespace) -> List[Namespace]:
 
 
 def _is_model_checkpoint(callback: Any) -> bool:
-    return isinstance(callback, Namespace) and callback.get("class_path") == _MODEL_CHECKPOINT
+    return isinstance(callback, Namespace) and callback.get("class_path") in _MODEL_CHECKPOINTS
 
 
 def _derive_run_folders(config: Namespace) -> None:
@@ -252,6 +261,7 @@ def _last_checkpoint(config: Namespace) -> Optional[str]:
 _OTHER_COMMANDS_HELP = (
     "Other commands: download (fetch a dataset), download-model (fetch a published model), "
     "translate (a checkpoint on a folder of images), "
+    "evaluate (FID and KID of two folders, or of a checkpoint on its test split), "
     "export (a generator as TorchScript or ONNX), import-reference (reference-code .pth files to a "
     "Lightning checkpoint), app (a web page to try a model). "
     "Run `python -m cyclegan_pl COMMAND --help` for their options."
@@ -281,23 +291,40 @@ TOOL_COMMANDS: Dict[str, Callable[..., Any]] = {
     "export": export,
     "import-reference": import_reference,
     "app": app,
+    "evaluate": evaluate,
 }
 # Commands whose required arguments are positional (`download horse2zebra`); the others take
 # every argument as an option (`translate --ckpt_path ... --input ... --output ...`).
 _POSITIONAL_COMMANDS = {"download", "download-model"}
 
 
+def _run_tool(name: str, function: Callable[..., Any], argv: Sequence[str]) -> Any:
+    """Parse ``argv`` into ``function``'s typed arguments (help from its docstring) and call it.
+
+    jsonargparse's ``auto_cli`` reserves ``--config`` for a file of the command's own options
+    (and drops a parameter of that name), so a command with a ``config`` parameter
+    (``evaluate --config CONFIG``) is parsed here instead.
+    """
+    if "config" not in inspect.signature(function).parameters:
+        return auto_cli(
+            {name: function},
+            args=[name, *argv],
+            parser_class=CyclePLToolParser,
+            prog=PROG,
+            as_positional=name in _POSITIONAL_COMMANDS,
+        )
+    doc = inspect.getdoc(function) or ""
+    parser = CyclePLToolParser(prog=f"{PROG} {name}", description=doc.split("\n\n")[0])
+    parser.add_function_arguments(function, as_positional=False)
+    parsed = parser.parse_args(list(argv))
+    return function(**{key: parsed[key] for key in inspect.signature(function).parameters})
+
+
 def main(args: Optional[Sequence[str]] = None) -> None:
     argv: List[str] = list(sys.argv[1:] if args is None else args)
     try:
         if argv and argv[0] in TOOL_COMMANDS:
-            auto_cli(
-                {argv[0]: TOOL_COMMANDS[argv[0]]},
-                args=argv,
-                parser_class=CyclePLToolParser,
-                prog=PROG,
-                as_positional=argv[0] in _POSITIONAL_COMMANDS,
-            )
+            _run_tool(argv[0], TOOL_COMMANDS[argv[0]], argv[1:])
         else:
             if args is None:
                 # LightningCLI reads sys.argv itself and names the program after it.

@@ -79,3 +79,22 @@ def test_every_rank_runs_the_same_collectives(kind, tmp_path):
     assert rank0 == rank1
     assert rank0["fit"] > 0 and rank0["validate"] > 0
     assert len(list(tmp_path.rglob("epoch_0002.png"))) == 1  # rendered on every rank, written by rank 0
+
+
+def test_results_page_and_kid_gather_every_process(tmp_path):
+    """Two processes: rank 0 writes every test item once and FID/KID equal one process's."""
+    for devices in (1, 2):
+        run(
+            [sys.executable, str(REPO / "tests" / "scripts" / "ddp_evaluation.py"), str(devices), str(tmp_path)],
+            tmp_path,
+        )
+    one, two = (json.loads((tmp_path / f"values_{n}.json").read_text()) for n in (1, 2))
+    for key, value in one.items():
+        assert two[key] == pytest.approx(value, rel=1e-5, abs=1e-9), key
+    pages = {n: (tmp_path / f"results_{n}" / "index.html").read_text() for n in (1, 2)}
+    for name in sorted(p.name for p in (tmp_path / "data" / "testA").iterdir()):
+        assert pages[2].count(f"<td>{name}<br>") == 1 and pages[2].count(name) == pages[1].count(name)
+    assert "(5 items)" in pages[2] and pages[2].count("<tr><td>") == 5
+    for visual in ("fake_B", "fake_A", "side_by_side"):
+        assert len(list((tmp_path / "results_2" / visual).iterdir())) == 5
+    assert not list(tmp_path.glob(".results_2*"))

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import http.server
 import io
+import json
 import os
 import re
 import shlex
@@ -42,6 +43,7 @@ TINY_FIT = [
     "--trainer.max_epochs=2",
     "--trainer.check_val_every_n_epoch=1",
 ]
+TINY_EVALUATE = ["--feature_extractor=cyclegan_pl.metrics.StandInFeatures", "--limit=4", "--size=32", "--device=cpu"]
 TINY_GENERATOR = {"h2z": "resnet_2blocks", "yosemite": "resnet_2blocks", "facades": "unet_32", "demo": "resnet_2blocks"}
 # CUT's nce_layers 0,4,8,12,16 reach the fifth residual block: its configs keep resnet_9blocks (at ngf 8).
 TINY_GENERATOR.update({"h2z_cut": "resnet_9blocks", "h2z_fastcut": "resnet_9blocks"})
@@ -79,18 +81,21 @@ def tiny(argv: List[str]) -> List[str]:
     """The command with the options that make it small enough for a test appended."""
     if argv[:3] == ["python", "-m", "cyclegan_pl"]:
         command = argv[3]
-        if command in ("fit", "predict") and "--print_config" not in argv:
+        if command in ("fit", "predict", "test") and "--print_config" not in argv:
             config = Path(argv[argv.index("--config") + 1]).stem
             extra = [*TINY_FIT, f"--model.init_args.generator={TINY_GENERATOR[config]}"]
             if command == "fit" and "--ckpt_path" in argv:
                 extra.append("--trainer.max_epochs=3")  # one epoch past the checkpoint's
             if "--trainer.devices" in argv:
                 extra.append("--trainer.accelerator=cpu")
-            if command == "predict":
+            if command in ("predict", "test"):
                 extra = [e for e in extra if "max_epochs" not in e and "check_val" not in e]
             return argv + extra
         if command in ("translate", "app"):
             return argv + ["--device=cpu"]
+        if command == "evaluate":
+            # No Inception weights here: a fixed stand-in network, few small images.
+            return argv + TINY_EVALUATE
         return argv
     if argv[0] == "python" and argv[1].startswith("benchmarks/"):
         return argv + TINY_BENCHMARK[Path(argv[1]).name]
@@ -212,6 +217,10 @@ def test_every_readme_command_runs(data_root, tmp_path):
 
     published = Image.open(tmp_path / "out" / "published" / "n02381460_1000.png")
     assert published.size == Image.open(data_root / "horse2zebra" / "testA" / "n02381460_1000.jpg").size
+    evaluation = json.loads((tmp_path / "runs" / "h2z" / "evaluation" / "last" / "metrics.json").read_text())
+    assert set(evaluation) == {"a2b", "b2a"} and evaluation["a2b"]["fake_count"] == 4
+    assert (tmp_path / "out" / "zebras.metrics.json").is_file()
+    assert "n02381460" in (tmp_path / "runs" / "h2z" / "results" / "last" / "index.html").read_text()
 
 
 def test_readme_python_example_builds_what_it_names(tmp_path, monkeypatch):

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 import math
 import os
-from pathlib import Path
-from typing import Any, Dict, List, Literal, Optional
+from typing import Any, Dict, List, Literal, Optional, Tuple
 
 import lightning.pytorch as pl
 import torch
@@ -16,19 +16,85 @@ from torch import Tensor, nn
 from cyclegan_pl.data.image import to_unit_range
 from cyclegan_pl.directions import domains, short_name
 from cyclegan_pl.errors import OptionError, WeightsUnavailableError
-
-INCEPTION_WEIGHTS_FILE = "weights-inception-2015-12-05-6726825d.pth"
-INCEPTION_WEIGHTS_URL = "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/" + INCEPTION_WEIGHTS_FILE
+from cyclegan_pl.metrics import (
+    INCEPTION_WEIGHTS_ENV,
+    INCEPTION_WEIGHTS_FILE,
+    INCEPTION_WEIGHTS_URL,
+    OFFLINE_ENV,
+    fid_from_features,
+    hub_checkpoint_dir,
+    inception_weights,
+    kid_from_features,
+)
 
 InceptionFeature = Literal[64, 192, 768, 2048]
 
 
-#: When set (to anything), nothing is downloaded: FID needs its weights already on disk.
-OFFLINE_ENV = "CYCLEGAN_PL_OFFLINE"
+def _fid_with_kid_class() -> type:
+    from torchmetrics.image.fid import FrechetInceptionDistance
+    from torchmetrics.utilities import dim_zero_cat
+
+    class FIDWithKID(FrechetInceptionDistance):
+        """torchmetrics' FID that also keeps every feature row, so KID comes from the same forwards.
+
+        ``compute`` returns the FID and sets ``kid`` to (mean, std) (:func:`kid_from_features`,
+        None with fewer than 2 images per set); the rows are gathered from all processes, as
+        the FID sums are.
+        """
+
+        def __init__(self, *args: Any, kid_subset_size: int = 1000, kid_subsets: int = 100, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            for kind in ("real", "fake"):
+                self.add_state(f"{kind}_feature_rows", [], dist_reduce_fx="cat")
+                self.add_state(f"{kind}_row_keys", [], dist_reduce_fx="cat")
+            self.kid_subset_size = kid_subset_size
+            self.kid_subsets = kid_subsets
+            self.kid: Optional[Tuple[float, float]] = None
+            self._unnamed = 0
+
+        def update(self, imgs: Tensor, real: bool, keys: Optional[Tensor] = None) -> None:
+            """Add images; ``keys`` (int64, one per image, e.g. :func:`path_key`) name their files:
+            a file seen on several processes (a distributed sampler repeats items to even out
+            the shards) then counts once. Images without keys count each time."""
+            captured: List[Tensor] = []
+            handle = self.inception.register_forward_hook(lambda module, args, output: captured.append(output))
+            try:
+                super().update(imgs, real)
+            finally:
+                handle.remove()
+            rows = captured[-1].detach().reshape(imgs.shape[0], -1).float()
+            if keys is None:  # unique negative keys: never equal to another image's
+                rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
+                first = self._unnamed + 1
+                self._unnamed += imgs.shape[0]
+                keys = -(torch.arange(first, first + imgs.shape[0]) + (rank << 40))
+            kind = "real" if real else "fake"
+            getattr(self, f"{kind}_feature_rows").append(rows)
+            getattr(self, f"{kind}_row_keys").append(torch.as_tensor(keys, dtype=torch.int64, device=rows.device))
+
+        def compute(self) -> Tensor:
+            # From the rows of all processes, each file once: the FID torchmetrics sums would
+            # count a file that two processes saw twice.
+            real = _first_of_each_key(dim_zero_cat(self.real_feature_rows), dim_zero_cat(self.real_row_keys))
+            fake = _first_of_each_key(dim_zero_cat(self.fake_feature_rows), dim_zero_cat(self.fake_row_keys))
+            if min(real.shape[0], fake.shape[0]) < 2:
+                raise RuntimeError("FID needs at least two real and two fake images")
+            self.kid = kid_from_features(real, fake, self.kid_subset_size, self.kid_subsets)
+            return torch.tensor(fid_from_features(real, fake), dtype=torch.float64, device=real.device)
+
+    return FIDWithKID
 
 
-def _hub_checkpoint_dir() -> str:
-    return os.path.join(torch.hub.get_dir(), "checkpoints")
+def path_key(path: str) -> int:
+    """A file's key for :class:`FIDWithKID`: the same on every process (unlike ``hash``)."""
+    return int.from_bytes(hashlib.blake2b(str(path).encode(), digest_size=7).digest(), "big")
+
+
+def _first_of_each_key(rows: Tensor, keys: Tensor) -> Tensor:
+    order = {}
+    for index, key in enumerate(keys.tolist()):
+        order.setdefault(key, index)
+    return rows[sorted(order.values())]
 
 
 def build_fid_metric(
@@ -36,17 +102,20 @@ def build_fid_metric(
     weights_path: Optional[str] = None,
     feature_extractor: Optional[nn.Module] = None,
     antialias: bool = False,
+    with_kid: bool = False,
 ):
     """A torchmetrics ``FrechetInceptionDistance`` taking float images in [0, 1].
 
     Args:
         feature: Inception feature layer (64, 192, 768 or 2048) when no ``feature_extractor``.
-        weights_path: local copy of the FID Inception weights; None lets torch-fidelity use (or
-            download into) the torch hub cache.
+        weights_path: local copy of the FID Inception weights; None uses
+            ``$CYCLEGAN_PL_INCEPTION_WEIGHTS``, else the torch hub cache (downloaded when online).
         feature_extractor: a module mapping float images in [0, 1] (N, C, H, W) to (N, d)
             features, used instead of Inception.
         antialias: resize to 299 px with antialiasing (torchmetrics' default) instead of the
             TensorFlow-compatible bilinear resize of the standard FID implementations.
+        with_kid: keep the features too, so that ``compute`` also sets ``kid`` (KID's mean and
+            std from the same features).
 
     Raises:
         WeightsUnavailableError: the Inception extractor cannot be built; the message says why and
@@ -54,23 +123,13 @@ def build_fid_metric(
     """
     from torchmetrics.image.fid import FrechetInceptionDistance
 
+    metric_class = _fid_with_kid_class() if with_kid else FrechetInceptionDistance
     if feature_extractor is not None:
         feature_extractor.eval().requires_grad_(False)
-        return FrechetInceptionDistance(feature=feature_extractor, normalize=True, reset_real_features=True)
-    if weights_path is not None and not os.path.isfile(weights_path):
-        raise WeightsUnavailableError(
-            f"FID weights_path {weights_path} does not exist; pass a copy of {INCEPTION_WEIGHTS_FILE} "
-            f"(from {INCEPTION_WEIGHTS_URL})."
-        )
-    cached = Path(_hub_checkpoint_dir()) / INCEPTION_WEIGHTS_FILE
-    if weights_path is None and os.environ.get(OFFLINE_ENV) and not cached.is_file():
-        raise WeightsUnavailableError(
-            f"{OFFLINE_ENV} is set and the FID Inception weights are not in the torch hub cache "
-            f"({cached}); pass a copy of {INCEPTION_WEIGHTS_FILE} ({INCEPTION_WEIGHTS_URL}) as the "
-            "FID callback's weights_path, or unset the variable to download them."
-        )
+        return metric_class(feature=feature_extractor, normalize=True, reset_real_features=True)
+    weights_path = inception_weights(weights_path)
     try:
-        return FrechetInceptionDistance(
+        return metric_class(
             feature=feature,
             normalize=True,
             feature_extractor_weights_path=None if weights_path is None else str(weights_path),
@@ -83,7 +142,8 @@ def build_fid_metric(
             f"the FID Inception network could not be built ({type(err).__name__}: {err}). It needs the "
             "torch-fidelity package (`pip install torch-fidelity`) and the weights file "
             f"{INCEPTION_WEIGHTS_FILE} ({INCEPTION_WEIGHTS_URL}): pass its path as the FID callback's "
-            f"weights_path, or put it in the torch hub cache {_hub_checkpoint_dir()} (set TORCH_HOME to move it)."
+            f"weights_path, set {INCEPTION_WEIGHTS_ENV} to it, or put it in the torch hub cache {hub_checkpoint_dir()} "
+            "(set TORCH_HOME to move it)."
         ) from err
 
 
@@ -94,8 +154,11 @@ class FID(pl.Callback):
     that ``validation_step`` returns are fed to torchmetrics' ``FrechetInceptionDistance``, one
     metric per direction the module translates (its ``translations``): ``fid/a2b`` compares the
     translated A images with the real B images (Pix2Pix: output vs target) and, for CycleGAN,
-    ``fid/b2a`` the translated B images with the real A images. The
-    statistics are summed over all processes by torchmetrics before the distance is computed.
+    ``fid/b2a`` the translated B images with the real A images. The feature rows of all
+    processes are gathered and each file (by path) counts once, also when a distributed
+    sampler repeats items to even out the shards, so the values do not depend on the number
+    of processes. The same features give the Kernel Inception Distance, logged as ``kid/a2b``
+    (the mean over subsets, see :func:`cyclegan_pl.metrics.kid_from_features`) and ``kid_std/a2b``.
     Note that FID from a few hundred images is biased upwards; compare values computed on the
     same number of images.
 
@@ -157,7 +220,9 @@ class FID(pl.Callback):
             return
         problem: Optional[WeightsUnavailableError] = None
         try:
-            metric = build_fid_metric(self.feature, self.weights_path, self.feature_extractor, self.antialias)
+            metric = build_fid_metric(
+                self.feature, self.weights_path, self.feature_extractor, self.antialias, with_kid=True
+            )
         except WeightsUnavailableError as err:
             problem = err
         # Computing FID is a collective: every process computes it or none does.
@@ -215,20 +280,25 @@ class FID(pl.Callback):
         for name, metric in self.metrics.items():
             translation = self._translations[name]
             source_domain, target_domain = domains(translation.direction)
-            fake = self._new_images(f"{name}/fake", outputs[translation.output], batch.get(f"{source_domain}_paths"))
-            real = self._new_images(f"{name}/real", outputs[translation.target], batch.get(f"{target_domain}_paths"))
-            if fake is not None:
-                metric.update(self._prepare(fake), real=False)
-            if real is not None:
-                metric.update(self._prepare(real), real=True)
+            for kind, visual, domain in (
+                ("fake", translation.output, source_domain),
+                ("real", translation.target, target_domain),
+            ):
+                kept = self._new_images(f"{name}/{kind}", outputs[visual], batch.get(f"{domain}_paths"))
+                if kept is not None:
+                    images, paths = kept
+                    keys = None if paths is None else torch.tensor([path_key(p) for p in paths], dtype=torch.int64)
+                    metric.update(self._prepare(images), real=kind == "real", keys=keys)
 
     @property
     def _seen(self) -> Dict[str, int]:
         """Translated images fed to each metric so far this epoch (on this process)."""
         return {name: self._counts.get(f"{name}/fake", 0) for name in self.metrics}
 
-    def _new_images(self, tag: str, images: Tensor, paths: Optional[List[str]]) -> Optional[Tensor]:
-        """The images whose files were not counted yet in this set, within ``max_images``.
+    def _new_images(
+        self, tag: str, images: Tensor, paths: Optional[List[str]]
+    ) -> Optional[Tuple[Tensor, Optional[List[str]]]]:
+        """The images whose files were not counted yet in this set, within ``max_images``, and their paths.
 
         An unpaired validation epoch has max(|A|, |B|) items, so the smaller domain's files come
         round again; each file (by path) enters a set once, as in a one-pass FID.
@@ -249,7 +319,8 @@ class FID(pl.Callback):
         if paths is not None:
             seen.update(paths[i] for i in keep)
         self._counts[tag] = self._counts.get(tag, 0) + len(keep)
-        return images[keep] if len(keep) < images.shape[0] else images
+        kept_paths = None if paths is None else [paths[i] for i in keep]
+        return (images[keep] if len(keep) < images.shape[0] else images), kept_paths
 
     def _prepare(self, images: Tensor) -> Tensor:
         images = to_unit_range(images)
@@ -273,3 +344,18 @@ class FID(pl.Callback):
             metric.reset()
             # Every process holds the same (already synced) value; sync_dist only averages equals.
             pl_module.log(f"fid/{name}", value.float(), on_step=False, on_epoch=True, sync_dist=True)
+            if getattr(metric, "kid", None) is not None:
+                kid_mean, kid_std = metric.kid
+                for key, number in ((f"kid/{name}", kid_mean), (f"kid_std/{name}", kid_std)):
+                    pl_module.log(key, float(number), on_step=False, on_epoch=True, sync_dist=True)
+
+
+# The weights constants live in cyclegan_pl.metrics; re-exported here where they were first defined.
+__all__ = [
+    "FID",
+    "INCEPTION_WEIGHTS_FILE",
+    "INCEPTION_WEIGHTS_URL",
+    "OFFLINE_ENV",
+    "InceptionFeature",
+    "build_fid_metric",
+]

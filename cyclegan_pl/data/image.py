@@ -357,13 +357,15 @@ def to_unit_range(images: torch.Tensor) -> torch.Tensor:
 
 
 def to_uint8(image: torch.Tensor) -> np.ndarray:
-    """One (C, H, W) image in [-1, 1] -> (H, W, C) or (H, W) uint8 array for PIL.
+    """One (C, H, W) image in [-1, 1] (or already uint8) -> (H, W, C) or (H, W) uint8 array for PIL.
 
     The scaling truncates like the reference code's ``tensor2im`` (``(x + 1) / 2 * 255`` cast
     to uint8), so equal network outputs give byte-identical files.
     """
     if image.dim() != 3:
         raise ValueError(f"expected one (C, H, W) image, got shape {tuple(image.shape)}")
+    if image.dtype == torch.uint8:  # already 8-bit (a data module's batch): written as it is
+        return image.detach().cpu().permute(1, 2, 0).squeeze(2).numpy()
     scaled = ((image.detach().float().cpu() + 1.0) / 2.0 * 255.0).clamp_(0.0, 255.0)
     array = scaled.to(torch.uint8).permute(1, 2, 0).numpy()
     if array.shape[2] == 1:

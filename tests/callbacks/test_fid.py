@@ -10,6 +10,7 @@ from torch import nn
 
 from cyclegan_pl.callbacks import FID, build_fid_metric
 from cyclegan_pl.errors import WeightsUnavailableError
+from cyclegan_pl.metrics import fid_from_features, kid_from_features
 from cyclegan_pl.models.base import Translation
 
 HAS_TORCH_FIDELITY = importlib.util.find_spec("torch_fidelity") is not None
@@ -58,13 +59,30 @@ def test_identical_sets_give_zero_and_shifted_sets_more():
     assert metric.compute().item() > 1e-2
 
 
+def test_kid_comes_from_the_same_features():
+    network = SmallFeatures()
+    metric = build_fid_metric(feature_extractor=network, with_kid=True)
+    metric.kid_subset_size, metric.kid_subsets = 8, 5
+    real, fake = images(12, 1), (images(10, 2) + 0.2).clamp(0, 1)
+    metric.update(real[:6], real=True)
+    metric.update(real[6:], real=True)
+    metric.update(fake, real=False)
+    fid = metric.compute().item()
+    with torch.no_grad():
+        real_features, fake_features = network(real), network(fake)
+    assert fid == pytest.approx(fid_from_features(real_features, fake_features), rel=1e-4)
+    mean, std = kid_from_features(real_features, fake_features, subset_size=8, subsets=5)
+    assert metric.kid == pytest.approx((mean, std), rel=1e-5) and mean > 0 and std > 0
+
+
 def test_fid_is_logged_for_both_directions(tmp_path, cyclegan, tiny_data, trainer_for):
     fid = FID(every_n_epochs=1, feature_extractor=SmallFeatures())
     trainer = trainer_for(tmp_path, [fid], max_epochs=1, limit_train_batches=1)
     trainer.fit(cyclegan(), datamodule=tiny_data(val_len=6, batch_size=3))
-    for name in ("fid/a2b", "fid/b2a"):
+    for name in ("fid/a2b", "fid/b2a", "kid/a2b", "kid/b2a", "kid_std/a2b"):
         value = trainer.callback_metrics[name]
-        assert torch.isfinite(value) and value >= -1e-4
+        assert torch.isfinite(value) and value >= -1e-4 or name.startswith("kid/")
+    assert trainer.callback_metrics["kid/a2b"] == pytest.approx(fid.metrics["a2b"].kid[0])
     assert fid.metrics["a2b"].fake_features_num_samples == 0  # reset after logging
 
 
@@ -147,7 +165,7 @@ def test_weights_path_builds_inception_without_network(tmp_path, monkeypatch, of
 def test_files_that_come_round_again_enter_each_set_once():
     # An unpaired validation epoch repeats the smaller domain's files (A[i mod |A|]).
     fid = FID(feature_extractor=SmallFeatures())
-    fid.metrics = {"a2b": build_fid_metric(feature_extractor=SmallFeatures())}
+    fid.metrics = {"a2b": build_fid_metric(feature_extractor=SmallFeatures(), with_kid=True)}
     # What on_validation_epoch_start sets up for an FID epoch, without a trainer.
     fid._active = True
     fid._seen_paths, fid._counts = {}, {}

@@ -1,0 +1,239 @@
+"""Results pages of ``test``: every test image's visuals, browsable offline (and in wandb)."""
+
+from __future__ import annotations
+
+import contextlib
+import html
+import os
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+from urllib.parse import quote
+
+import lightning.pytorch as pl
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.loggers import WandbLogger
+from torch import Tensor
+
+from cyclegan_pl.data.image import read_image_size, to_uint8, write_image
+from cyclegan_pl.errors import OptionError
+from cyclegan_pl.files import atomic_file, atomic_folder
+
+SIDE_BY_SIDE = "side_by_side"
+
+
+class ResultsPage(pl.Callback):
+    """Write the visuals of every ``test`` item as image files and an offline HTML page.
+
+    For each test item (CycleGAN: one A and one B image; Pix2Pix: one pair) it writes
+
+    * ``side_by_side/NNNNN_<name>.png``: the module's visuals side by side, at the test size
+      (CycleGAN: real_A, fake_B, rec_A, real_B, fake_A, rec_B; Pix2Pix: input, output, target);
+    * ``<output visual>/<source name>.png`` (``fake_B/``, ``fake_A/``; Pix2Pix ``output/``): each
+      translation as its own PNG, resized back to its source file's size (a file that comes
+      round again in an unpaired test set is written once);
+    * ``index.html`` (and ``page_NNNN.html`` after ``page_size`` rows): a table with the source
+      file names, the side-by-side image and links to the single images; images load lazily
+      (``loading="lazy"``), so pages stay light with thousands of test images. It needs no
+      network and no server: open it from the disk.
+
+    With a WandbLogger the same rows go to a wandb table (``test/results``). Everything is
+    written into a staging folder that replaces ``output_dir`` once the test has finished, so an
+    interrupted test leaves the previous pages. The visuals are those ``test_step`` returned (no
+    extra forward pass); under DDP they are gathered from every process and global rank 0 writes.
+
+    Args:
+        output_dir: the folder of the pages (default: ``<default_root_dir>/results/<checkpoint
+            name>``, or ``results/test`` without a checkpoint).
+        page_size: table rows per HTML page.
+        wandb_table: also log a wandb table when a WandbLogger is attached.
+    """
+
+    def __init__(self, output_dir: Optional[str] = None, page_size: int = 200, wandb_table: bool = True) -> None:
+        super().__init__()
+        if page_size < 1:
+            raise OptionError(f"ResultsPage page_size must be >= 1, got {page_size}.")
+        self.output_dir = None if output_dir is None else Path(output_dir)
+        self.page_size = page_size
+        self.wandb_table = wandb_table
+        self.rows: List[Dict[str, Any]] = []
+        self.written_dir: Optional[Path] = None
+        self._stack: Optional[contextlib.ExitStack] = None
+        self._staging: Optional[Path] = None
+        self._seen_items: set = set()
+        self._seen_outputs: set = set()
+        self._translations: tuple = ()
+
+    # --- where ------------------------------------------------------------------------------
+    def _target(self, trainer: pl.Trainer) -> Path:
+        if self.output_dir is not None:
+            return self.output_dir
+        ckpt = getattr(trainer, "ckpt_path", None)
+        name = Path(ckpt).stem if ckpt else "test"
+        return Path(trainer.default_root_dir) / "results" / name
+
+    def on_test_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.rows, self._seen_items, self._seen_outputs = [], set(), set()
+        self._translations = tuple(getattr(pl_module, "translations", ()))
+        self.written_dir = self._target(trainer)
+        if trainer.is_global_zero:
+            self._stack = contextlib.ExitStack()
+            self._staging = self._stack.enter_context(atomic_folder(self.written_dir, replace=True))
+
+    # --- each batch -------------------------------------------------------------------------
+    def on_test_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: Any,
+        batch: Dict[str, Any],
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        if not isinstance(outputs, dict):
+            raise TypeError(
+                f"ResultsPage needs {type(pl_module).__name__}.test_step to return its visuals (a dict of images)."
+            )
+        items = self._items(outputs, batch)
+        if trainer.world_size > 1:
+            gathered: List[Any] = [None] * trainer.world_size
+            torch.distributed.all_gather_object(gathered, items)
+            items = [item for part in gathered for item in part]
+        if trainer.is_global_zero:
+            for item in items:
+                self._write_item(item)
+
+    def _items(self, outputs: Dict[str, Tensor], batch: Dict[str, Any]) -> List[Dict[str, Any]]:
+        """Host copies of each item's visuals and file names (what rank 0 needs to write it)."""
+        count = next(iter(outputs.values())).shape[0]
+        host = {name: images.detach().float().cpu() for name, images in outputs.items()}
+        items = []
+        for index in range(count):
+            paths = {domain: _path(batch.get(f"{domain}_paths"), index) for domain in "AB"}
+            items.append({"paths": paths, "visuals": {name: images[index] for name, images in host.items()}})
+        return items
+
+    def _write_item(self, item: Dict[str, Any]) -> None:
+        assert self._staging is not None
+        paths: Dict[str, Optional[str]] = item["paths"]
+        key = (paths["A"], paths["B"])
+        if key in self._seen_items:  # a distributed sampler's padding repeats items
+            return
+        self._seen_items.add(key)
+        number = len(self.rows)
+        names = list(dict.fromkeys(Path(p).name for p in (paths["A"], paths["B"]) if p))
+        stem = Path(paths["A"]).stem if paths["A"] else f"item{number}"
+        visuals: Dict[str, Tensor] = item["visuals"]
+        side_by_side = f"{SIDE_BY_SIDE}/{number:05d}_{stem}.png"
+        write_image(to_uint8(_side_by_side(list(visuals.values()))), self._staging / side_by_side)
+        singles: Dict[str, str] = {}
+        for translation in self._translations:
+            if translation.output not in visuals:
+                continue
+            source_domain = translation.direction[0]
+            source = paths[source_domain]
+            if source is None:
+                continue
+            relative = f"{translation.output}/{Path(source).stem}.png"
+            if relative not in self._seen_outputs:
+                self._seen_outputs.add(relative)
+                size = _source_size(source, paired=paths["A"] == paths["B"])
+                write_image(to_uint8(_resized(visuals[translation.output], size)), self._staging / relative)
+            singles[translation.output] = relative
+        self.rows.append({"names": names, "side_by_side": side_by_side, "singles": singles, "visuals": list(visuals)})
+
+    # --- the end ----------------------------------------------------------------------------
+    def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.is_global_zero or self._stack is None:
+            return
+        assert self._staging is not None and self.written_dir is not None
+        self._write_pages(self._staging)
+        stack, self._stack = self._stack, None
+        stack.close()  # the staging folder becomes output_dir
+        if self.wandb_table:
+            for logger in trainer.loggers:
+                if isinstance(logger, WandbLogger):
+                    self._log_table(logger, self.written_dir)
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        if self._stack is not None:
+            stack, self._stack = self._stack, None
+            # Leaves the previous pages: the staging folder is removed.
+            stack.__exit__(type(exception), exception, exception.__traceback__)
+
+    def _write_pages(self, folder: Path) -> None:
+        pages = [self.rows[i : i + self.page_size] for i in range(0, len(self.rows), self.page_size)] or [[]]
+        names = ["index.html"] + [f"page_{n:04d}.html" for n in range(2, len(pages) + 1)]
+        for number, (name, rows) in enumerate(zip(names, pages, strict=True)):
+            with atomic_file(folder / name) as tmp:
+                tmp.write_text(self._page(rows, number, names, start=number * self.page_size), encoding="utf-8")
+
+    def _page(self, rows: List[Dict[str, Any]], number: int, names: List[str], start: int) -> str:
+        visuals = " | ".join(rows[0]["visuals"]) if rows else ""
+        nav = " ".join(
+            f"<b>{n + 1}</b>" if n == number else f'<a href="{quote(name)}">{n + 1}</a>' for n, name in enumerate(names)
+        )
+        lines = [
+            "<!DOCTYPE html>",
+            '<html><head><meta charset="utf-8"><title>Test results</title>',
+            "<style>body{font-family:sans-serif} td{vertical-align:top;padding:4px} img{max-width:100%}</style>",
+            "</head><body>",
+            f"<h1>Test results ({len(self.rows)} items)</h1>",
+            f"<p>Columns of each image: {html.escape(visuals)}. Pages: {nav}</p>",
+            "<table><tr><th>#</th><th>files</th><th>visuals</th><th>single images</th></tr>",
+        ]
+        for offset, row in enumerate(rows):
+            files = "<br>".join(html.escape(name) for name in row["names"])
+            singles = "<br>".join(
+                f'<a href="{quote(path)}">{html.escape(visual)}</a>' for visual, path in row["singles"].items()
+            )
+            link = quote(row["side_by_side"])
+            image = f'<a href="{link}"><img src="{link}" loading="lazy"></a>'
+            lines.append(f"<tr><td>{start + offset + 1}</td><td>{files}</td><td>{image}</td><td>{singles}</td></tr>")
+        lines += ["</table>", f"<p>Pages: {nav}</p>", "</body></html>", ""]
+        return "\n".join(lines)
+
+    def _log_table(self, logger: WandbLogger, folder: Path) -> None:
+        import wandb
+
+        columns = ["files", "visuals", *sorted({v for row in self.rows for v in row["singles"]})]
+        data = []
+        for row in self.rows:
+            singles = [
+                wandb.Image(str(folder / row["singles"][name])) if name in row["singles"] else None
+                for name in columns[2:]
+            ]
+            data.append([", ".join(row["names"]), wandb.Image(str(folder / row["side_by_side"])), *singles])
+        logger.log_table(key="test/results", columns=columns, data=data)
+
+
+def _path(paths: Any, index: int) -> Optional[str]:
+    if paths is None:
+        return None
+    if isinstance(paths, (str, os.PathLike)):
+        return os.fspath(paths)
+    return os.fspath(paths[index])
+
+
+def _side_by_side(images: List[Tensor]) -> Tensor:
+    height = max(image.shape[-2] for image in images)
+    parts = []
+    for image in images:
+        image = image.expand(3, -1, -1) if image.shape[0] == 1 else image
+        if image.shape[-2] != height:
+            image = _resized(image, (height, round(image.shape[-1] * height / image.shape[-2])))
+        parts.append(image)
+    return torch.cat(parts, dim=-1)
+
+
+def _resized(image: Tensor, size: Tuple[int, int]) -> Tensor:
+    if tuple(image.shape[-2:]) == tuple(size):
+        return image
+    resized = F.interpolate(image[None].float(), size=size, mode="bicubic", align_corners=False, antialias=True)
+    return resized[0].clamp(-1.0, 1.0)
+
+
+def _source_size(path: str, paired: bool) -> Tuple[int, int]:
+    """(height, width) of the source image: half the file's width for a side-by-side A|B pair."""
+    height, width = read_image_size(path)
+    return (height, width // 2) if paired else (height, width)
