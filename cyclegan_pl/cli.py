@@ -326,9 +326,8 @@ def main(args: Optional[Sequence[str]] = None) -> None:
         if argv and argv[0] in TOOL_COMMANDS:
             _run_tool(argv[0], TOOL_COMMANDS[argv[0]], argv[1:])
         else:
-            if args is None:
-                # LightningCLI reads sys.argv itself and names the program after it.
-                sys.argv[0] = PROG
+            # Parsers name the program (in errors and usage) after sys.argv[0].
+            sys.argv[0] = PROG
             CycleGANCLI(args=None if args is None else argv)
     except SIGTERMException:
         print("stopped by SIGTERM; resume with --ckpt_path last", file=sys.stderr)
