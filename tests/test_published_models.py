@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import http.server
 import io
 import socket
-import threading
 
 import pytest
 import torch
@@ -39,48 +37,11 @@ def published():
     return net, reference_bytes(net)
 
 
-class _Files:
-    def __init__(self) -> None:
-        self.routes = {}
-        self.requests = []
-
-
-def _handler(files: _Files):
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802 - http.server's naming
-            files.requests.append(self.path)
-            if self.path not in files.routes:
-                self.send_error(404)
-                return
-            body, how = files.routes[self.path]
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            if how == "dropped":  # half the promised bytes, then the connection closes
-                self.wfile.write(body[: len(body) // 2])
-                self.wfile.flush()
-                self.close_connection = True
-                self.connection.shutdown(socket.SHUT_RDWR)
-                return
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    return Handler
-
-
 @pytest.fixture
-def server(monkeypatch):
-    files = _Files()
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _handler(files))
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    files.base = f"http://127.0.0.1:{httpd.server_address[1]}"
-    monkeypatch.setenv("CYCLEGAN_PL_MODEL_URL", files.base)  # a mirror with the server's paths
-    yield files
-    httpd.shutdown()
-    httpd.server_close()
+def server(file_server, monkeypatch):
+    """The shared 127.0.0.1 server (tests/conftest.py), as the mirror download-model uses."""
+    monkeypatch.setenv("CYCLEGAN_PL_MODEL_URL", file_server.base)  # a mirror with the server's paths
+    return file_server
 
 
 def test_registry_has_the_published_names_and_urls():
@@ -141,7 +102,7 @@ def test_a_broken_download_leaves_nothing_and_says_what_to_do(tmp_path, server, 
     body = published[1]
     if how == "truncated":  # a short file with a matching Content-Length: only loading it can tell
         body = body[: len(body) * 2 // 3]
-    server.routes["/cyclegan/pretrained_models/horse2zebra.pth"] = (body, how)
+    server.routes["/cyclegan/pretrained_models/horse2zebra.pth"] = (body, "dropped" if how == "dropped" else "ok")
     root = tmp_path / "models"
     with pytest.raises(SystemExit) as exit_info:
         main(["download-model", "horse2zebra", "--root", str(root)])

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import http.server
 import io
 import socket
 import tarfile
-import threading
 import zipfile
 
 import pytest
@@ -52,53 +50,6 @@ def _archive(helpers, kind: str, **kwargs):
     return "facades.tar.gz", paired_tar(helpers)
 
 
-class _Files:
-    """What the server answers: path -> (body, how) with how in good / truncated / no_length."""
-
-    def __init__(self) -> None:
-        self.routes = {}
-        self.requests = []
-
-
-def _handler(files: _Files):
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802 - http.server's naming
-            files.requests.append(self.path)
-            if self.path not in files.routes:
-                self.send_error(404)
-                return
-            body, how = files.routes[self.path]
-            self.send_response(200)
-            if how != "no_length":
-                self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            if how == "truncated":
-                # the server stops mid-way: half the promised bytes, then the connection closes
-                self.wfile.write(body[: len(body) // 2])
-                self.wfile.flush()
-                self.close_connection = True
-                self.connection.shutdown(socket.SHUT_RDWR)
-                return
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    return Handler
-
-
-@pytest.fixture
-def server():
-    files = _Files()
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _handler(files))
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    files.base = f"http://127.0.0.1:{httpd.server_address[1]}"
-    yield files
-    httpd.shutdown()
-    httpd.server_close()
-
-
 def test_registry_knows_the_reference_archives():
     for name in ("horse2zebra", "summer2winter_yosemite", "monet2photo", "grumpifycat", "mini", "ae_photos"):
         assert DATASETS.get(name).kind == "unpaired"
@@ -112,86 +63,86 @@ def test_registry_knows_the_reference_archives():
         DATASETS.get("horse2zebr")
 
 
-def test_good_zip_with_top_folder(tmp_path, server, helpers):
-    server.routes["/horse2zebra.zip"] = (unpaired_zip(helpers), "good")
-    target = download_dataset("horse2zebra", tmp_path, base_url=server.base, progress=False)
+def test_good_zip_with_top_folder(tmp_path, file_server, helpers):
+    file_server.routes["/horse2zebra.zip"] = (unpaired_zip(helpers), "ok")
+    target = download_dataset("horse2zebra", tmp_path, base_url=file_server.base, progress=False)
     assert target == tmp_path / "horse2zebra"
     assert sorted(p.name for p in target.iterdir()) == ["testA", "testB", "trainA", "trainB"]
     assert [p.name for p in tmp_path.iterdir()] == ["horse2zebra"]  # no temporary leftovers
 
 
-def test_good_tar_without_top_folder_via_env(tmp_path, server, helpers, monkeypatch):
-    server.routes["/facades.tar.gz"] = (paired_tar(helpers), "no_length")
-    monkeypatch.setenv("CYCLEGAN_PL_DATASET_URL", server.base + "/")
+def test_good_tar_without_top_folder_via_env(tmp_path, file_server, helpers, monkeypatch):
+    file_server.routes["/facades.tar.gz"] = (paired_tar(helpers), "no_length")
+    monkeypatch.setenv("CYCLEGAN_PL_DATASET_URL", file_server.base + "/")
     target = download_dataset("facades", tmp_path, folder="my_facades", progress=True)
     assert target == tmp_path / "my_facades"
     assert sorted(p.name for p in target.iterdir()) == ["test", "train"]
     assert [p.name for p in tmp_path.iterdir()] == ["my_facades"]
 
 
-def test_existing_complete_dataset_is_kept(tmp_path, server):
+def test_existing_complete_dataset_is_kept(tmp_path, file_server):
     for folder in ("trainA", "trainB", "testA", "testB"):
         (tmp_path / "horse2zebra" / folder).mkdir(parents=True)
-    assert download_dataset("horse2zebra", tmp_path, base_url=server.base) == tmp_path / "horse2zebra"
-    assert server.requests == []
+    assert download_dataset("horse2zebra", tmp_path, base_url=file_server.base) == tmp_path / "horse2zebra"
+    assert file_server.requests == []
 
 
-def test_incomplete_dataset_names_what_is_missing_and_offers_overwrite(tmp_path, server, helpers):
+def test_incomplete_dataset_names_what_is_missing_and_offers_overwrite(tmp_path, file_server, helpers):
     (tmp_path / "horse2zebra" / "trainA").mkdir(parents=True)
     with pytest.raises(DownloadError, match=r"lacks trainB/, testA/, testB/.*--overwrite") as error:
-        download_dataset("horse2zebra", tmp_path, base_url=server.base)
+        download_dataset("horse2zebra", tmp_path, base_url=file_server.base)
     assert isinstance(error.value, UserError)
     name, body = _archive(helpers, "zip")
-    server.routes["/" + name] = (body, "ok")
-    target = download_dataset("horse2zebra", tmp_path, base_url=server.base, progress=False, overwrite=True)
+    file_server.routes["/" + name] = (body, "ok")
+    target = download_dataset("horse2zebra", tmp_path, base_url=file_server.base, progress=False, overwrite=True)
     assert sorted(p.name for p in target.iterdir() if p.is_dir()) == ["testA", "testB", "trainA", "trainB"]
 
 
-def test_archive_without_a_domain_folder_is_refused(tmp_path, server, helpers):
+def test_archive_without_a_domain_folder_is_refused(tmp_path, file_server, helpers):
     name, body = _archive(helpers, "zip", folders=("trainA", "testA", "testB"))
-    server.routes["/" + name] = (body, "ok")
+    file_server.routes["/" + name] = (body, "ok")
     with pytest.raises(DownloadError, match="trainB"):
-        download_dataset(name.split(".")[0], tmp_path, base_url=server.base, progress=False)
+        download_dataset(name.split(".")[0], tmp_path, base_url=file_server.base, progress=False)
     assert not (tmp_path / name.split(".")[0]).exists()
 
 
 @pytest.mark.parametrize("archive", ["zip", "tar"])
-def test_server_stopping_mid_way_leaves_nothing(tmp_path, server, helpers, archive):
+def test_server_stopping_mid_way_leaves_nothing(tmp_path, file_server, helpers, archive):
     name, body = _archive(helpers, archive)
-    server.routes["/" + name] = (body, "truncated")
+    file_server.routes["/" + name] = (body, "dropped")
     with pytest.raises(DownloadError) as error:
-        download_dataset(name.split(".")[0], tmp_path, base_url=server.base, progress=False, timeout=10)
+        download_dataset(name.split(".")[0], tmp_path, base_url=file_server.base, progress=False, timeout=10)
     message = str(error.value)
-    assert server.base + "/" + name in message
+    assert file_server.base + "/" + name in message
     assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("archive", ["zip", "tar"])
-def test_corrupt_archive_with_consistent_length_leaves_nothing(tmp_path, server, helpers, archive):
+def test_corrupt_archive_with_consistent_length_leaves_nothing(tmp_path, file_server, helpers, archive):
     name, body = _archive(helpers, archive)
     cut = body[: int(len(body) * 0.7)]
-    server.routes["/" + name] = (cut, "good")
+    file_server.routes["/" + name] = (cut, "ok")
     with pytest.raises(DownloadError, match="corrupt or truncated") as error:
-        download_dataset(name.split(".")[0], tmp_path, base_url=server.base, progress=False)
+        download_dataset(name.split(".")[0], tmp_path, base_url=file_server.base, progress=False)
     assert "trainA" in str(error.value) or "train/" in str(error.value)  # the manual layout
     assert list(tmp_path.iterdir()) == []
 
 
-def test_zip_with_bad_crc_is_refused(tmp_path, server, helpers):
+def test_zip_with_bad_crc_is_refused(tmp_path, file_server, helpers):
     body = bytearray(unpaired_zip(helpers))
     marker = body.find(b"IDAT")  # inside the first PNG's bytes, stored deflated: flip a byte
     body[marker + 40] ^= 0xFF
-    server.routes["/horse2zebra.zip"] = (bytes(body), "good")
+    file_server.routes["/horse2zebra.zip"] = (bytes(body), "ok")
     with pytest.raises(DownloadError):
-        download_dataset("horse2zebra", tmp_path, base_url=server.base, progress=False)
+        download_dataset("horse2zebra", tmp_path, base_url=file_server.base, progress=False)
     assert list(tmp_path.iterdir()) == []
 
 
-def test_unsafe_tar_member_is_refused(tmp_path, server, helpers):
-    server.routes["/facades.tar.gz"] = (paired_tar(helpers, {"../evil.txt": b"x", "train/0.png": b"y"}), "good")
+def test_unsafe_tar_member_is_refused(tmp_path, file_server, helpers):
+    file_server.routes["/facades.tar.gz"] = (paired_tar(helpers, {"../evil.txt": b"x", "train/0.png": b"y"}), "ok")
     root = tmp_path / "root"
     with pytest.raises(DownloadError, match="unsafe"):
-        download_dataset("facades", root, base_url=server.base, progress=False)
+        download_dataset("facades", root, base_url=file_server.base, progress=False)
     assert not (tmp_path / "evil.txt").exists() and list(root.iterdir()) == []
 
 
@@ -208,10 +159,10 @@ def test_no_network_names_the_url_and_the_layout(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_datamodule_prepare_data_downloads(tmp_path, server, helpers, monkeypatch):
-    server.routes["/horse2zebra.zip"] = (unpaired_zip(helpers), "good")
-    server.routes["/facades.tar.gz"] = (paired_tar(helpers), "good")
-    monkeypatch.setenv("CYCLEGAN_PL_DATASET_URL", server.base)
+def test_datamodule_prepare_data_downloads(tmp_path, file_server, helpers, monkeypatch):
+    file_server.routes["/horse2zebra.zip"] = (unpaired_zip(helpers), "ok")
+    file_server.routes["/facades.tar.gz"] = (paired_tar(helpers), "ok")
+    monkeypatch.setenv("CYCLEGAN_PL_DATASET_URL", file_server.base)
     unpaired = UnpairedDataModule(
         str(tmp_path / "data" / "horse2zebra"), download=True, load_size=16, crop_size=16, num_workers=0
     )
