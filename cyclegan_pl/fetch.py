@@ -5,19 +5,22 @@ progress bar on stderr, checks the byte count against ``Content-Length`` and ren
 into place (:func:`~cyclegan_pl.files.atomic_file`), so an interrupted download never leaves a
 file that looks complete. :func:`extract_archive` checks a zip (every member's CRC) or tar archive
 (read through once, which checks gzip's CRC and length) before extracting anything, and refuses
-members whose paths would leave the destination. Every failure is a
-:class:`~cyclegan_pl.errors.DownloadError` naming the URL and how to put the file in place by hand.
+members whose paths would leave the destination. :func:`extract_tar_members` copies a few named
+members of a large tar out, each to a file of the caller's choosing, without unpacking the rest.
+Every failure is a :class:`~cyclegan_pl.errors.DownloadError` naming the URL and how to put the
+file in place by hand.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import tarfile
 import urllib.error
 import urllib.request
 import zipfile
 from pathlib import Path
-from typing import Optional
+from typing import Mapping, Optional
 
 from cyclegan_pl.errors import DownloadError, UserError
 from cyclegan_pl.files import atomic_file
@@ -138,6 +141,35 @@ def extract_archive(archive: Path, destination: Path) -> None:
             handle.extractall(destination, filter="data")
         else:  # Python without extraction filters: paths were checked above
             handle.extractall(destination)
+
+
+def extract_tar_members(archive: Path, members: Mapping[str, Path]) -> None:
+    """Copy the named members of a tar archive into the given files, leaving the rest unread.
+
+    Args:
+        archive: the tar archive (compressed or not).
+        members: member name in the archive -> the file to write (written atomically).
+
+    Raises:
+        DownloadError: a member is missing, is not a regular file (a link, a folder), or its path
+            would leave the archive's folder (``..``, absolute): the archive is not to be trusted,
+            even though the destinations are the caller's.
+        tarfile.TarError, EOFError, OSError: the archive is corrupt or truncated (callers add the
+            URL to the message).
+    """
+    with tarfile.open(archive, "r:*") as handle:
+        for name, destination in members.items():
+            _check_member_path(name)
+            try:
+                member = handle.getmember(name)
+            except KeyError:
+                raise DownloadError(f"archive member '{name}' is missing") from None
+            if not member.isfile():
+                raise DownloadError(f"archive member '{name}' is not a regular file (refusing to extract)")
+            stream = handle.extractfile(member)
+            assert stream is not None  # a regular file always has content
+            with atomic_file(destination) as tmp, open(tmp, "wb") as out:
+                shutil.copyfileobj(stream, out, _CHUNK)
 
 
 def _check_member_path(member: str) -> None:
