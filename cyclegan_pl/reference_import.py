@@ -372,7 +372,7 @@ def import_reference(
 
 def imported_module(
     source: Path,
-    model: Literal["cyclegan", "pix2pix", "auto"] = "auto",
+    model: Literal["cyclegan", "pix2pix", "cut", "auto"] = "auto",
     epoch: Optional[str] = None,
     direction: Literal["AtoB", "BtoA"] = "AtoB",
     named: Optional[Dict[str, Any]] = None,

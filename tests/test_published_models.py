@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import io
 import socket
+import tarfile
+from types import SimpleNamespace
+from typing import Dict, Union
 
 import pytest
 import torch
 from torch import nn
 
-from cyclegan_pl import CycleGAN, Pix2Pix, load_checkpoint
+from cyclegan_pl import CUT, CycleGAN, Pix2Pix, load_checkpoint
 from cyclegan_pl.cli import main
 from cyclegan_pl.errors import DownloadError, OptionError
-from cyclegan_pl.networks import define_generator
-from cyclegan_pl.published_models import PUBLISHED_MODELS, download_model
+from cyclegan_pl.networks import PatchProjection, define_discriminator, define_generator
+from cyclegan_pl.published_models import FASTCUT_OPTIONS, PUBLISHED_MODELS, download_model
+
+CUT_ARCHIVE = "/CUT/pretrained_models.tar"
 
 
 def reference_bytes(net: nn.Module) -> bytes:
@@ -35,6 +40,57 @@ def published():
     torch.manual_seed(0)
     net = define_generator("resnet_9blocks", ngf=64, norm="instance")
     return net, reference_bytes(net)
+
+
+def state_bytes(net: nn.Module) -> bytes:
+    """The net's state_dict as torch.save writes it (the CUT code's files, PyTorch >= 1.4)."""
+    buffer = io.BytesIO()
+    torch.save(net.state_dict(), buffer)
+    return buffer.getvalue()
+
+
+def tar_bytes(members: Dict[str, Union[bytes, str]]) -> bytes:
+    """An uncompressed tar of name -> content (bytes) or symbolic link target (str)."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        for name, content in members.items():
+            info = tarfile.TarInfo(name)
+            if isinstance(content, str):
+                info.type, info.linkname = tarfile.SYMTYPE, content
+                archive.addfile(info)
+            else:
+                info.size = len(content)
+                archive.addfile(info, io.BytesIO(content))
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def cut_archive():
+    """The CUT archive's layout, two run folders under a top folder: horse2zebra's CUT run with G, D
+    and F (the published sizes), its FastCUT run with G alone. One generator serves both: a full-size
+    build is the slow part."""
+    torch.manual_seed(0)
+    gen = define_generator("resnet_9blocks", ngf=64, norm="instance", antialias=True)
+    disc = define_discriminator("basic", ndf=64, antialias=True)
+    projection = PatchProjection(gen.feature_channels([0, 4, 8, 12, 16]))
+    gen_bytes = state_bytes(gen)
+    body = tar_bytes(
+        {
+            "checkpoints/horse2zebra_cut_pretrained/latest_net_G.pth": gen_bytes,
+            "checkpoints/horse2zebra_cut_pretrained/latest_net_D.pth": state_bytes(disc),
+            "checkpoints/horse2zebra_cut_pretrained/latest_net_F.pth": state_bytes(projection),
+            "checkpoints/horse2zebra_cut_pretrained/train_opt.txt": b"not copied out",
+            "checkpoints/horse2zebra_fastcut_pretrained/latest_net_G.pth": gen_bytes,
+        }
+    )
+    return SimpleNamespace(gen=gen, disc=disc, projection=projection, body=body)
+
+
+def assert_same(module: nn.Module, net: nn.Module) -> None:
+    expected = net.state_dict()
+    assert module.state_dict().keys() == expected.keys()
+    for key, value in expected.items():
+        assert torch.equal(module.state_dict()[key], value), key
 
 
 @pytest.fixture
@@ -59,6 +115,17 @@ def test_registry_has_the_published_names_and_urls():
         assert PUBLISHED_MODELS.get("pix2pix_" + name).url().endswith(f"/pix2pix/models-pytorch/{name}.pth")
     with pytest.raises(OptionError, match="pix2pix_edges2shoes"):
         PUBLISHED_MODELS.get("edges2shoes")
+    cut = [name for name in PUBLISHED_MODELS.names() if PUBLISHED_MODELS.get(name).method == "cut"]
+    assert sorted(cut) == sorted(
+        f"{variant}_{name}"
+        for variant in ("cut", "fastcut")
+        for name in ("horse2zebra", "cat2dog", "cityscapes_label2photo")
+    )
+    cityscapes = PUBLISHED_MODELS.get("fastcut_cityscapes_label2photo")
+    assert cityscapes.url() == "http://efrosgans.eecs.berkeley.edu/CUT/pretrained_models.tar"
+    assert cityscapes.run_folder == "cityscapes_fastcut_pretrained" and dict(cityscapes.hparams) == FASTCUT_OPTIONS
+    assert PUBLISHED_MODELS.get("cut_cat2dog").run_folder == "cat2dog_cut_pretrained"
+    assert dict(PUBLISHED_MODELS.get("cut_cat2dog").hparams) == {}  # CUT's options are the module's defaults
 
 
 def test_download_gives_a_checkpoint_that_translates_as_the_published_network(tmp_path, server, published, capsys):
@@ -161,3 +228,95 @@ def test_pix2pix_models_make_pix2pix_checkpoints(tmp_path, server, monkeypatch):
     x = torch.rand(1, 3, 32, 32) * 2 - 1
     with torch.no_grad():
         torch.testing.assert_close(module.translate(x), net.eval()(x), rtol=0, atol=0)
+
+
+def test_cut_models_come_out_of_one_archive_downloaded_once(tmp_path, server, cut_archive, capsys):
+    server.routes[CUT_ARCHIVE] = (cut_archive.body, "ok")
+    root = tmp_path / "models"
+    ckpt = download_model("cut_horse2zebra", root, progress=False)
+    assert ckpt == root / "cut_horse2zebra.ckpt"
+    assert sorted(p.name for p in (root / "cut_horse2zebra").iterdir()) == [
+        "latest_net_D.pth",
+        "latest_net_F.pth",
+        "latest_net_G.pth",
+    ]
+    assert f"translate --ckpt_path {ckpt} --input data/horse2zebra/testA" in capsys.readouterr().out
+
+    module = load_checkpoint(ckpt)
+    assert isinstance(module, CUT) and module.trained_directions == ("AtoB",)
+    assert (module.hparams.nce_idt, module.hparams.lambda_nce, module.hparams.flip_equivariance) == (True, 1.0, False)
+    assert_same(module.gen, cut_archive.gen)
+    assert_same(module.disc, cut_archive.disc)
+    assert_same(module.projection, cut_archive.projection)
+    x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    with torch.no_grad():
+        torch.testing.assert_close(module.translate(x, "AtoB"), cut_archive.gen(x), rtol=0, atol=0)
+    with pytest.raises(OptionError, match="CUT translates AtoB only"):
+        module.translate(x, "BtoA")
+    assert "configs/h2z_cut.yaml" in module.card_info["command"]
+
+    # FastCUT comes out of the archive already there, with FastCUT's options for `fit --ckpt_path`.
+    main(["download-model", "fastcut_horse2zebra", "--root", str(root)])
+    assert server.requests.count(CUT_ARCHIVE) == 1
+    assert "disc, projection not found" in capsys.readouterr().out  # its folder holds G alone
+    fast = load_checkpoint(root / "fastcut_horse2zebra.ckpt")
+    assert isinstance(fast, CUT)
+    assert (fast.hparams.nce_idt, fast.hparams.lambda_nce, fast.hparams.flip_equivariance) == (False, 10.0, True)
+    assert sorted(p.name for p in root.iterdir()) == [
+        "cut_horse2zebra",
+        "cut_horse2zebra.ckpt",
+        "cut_pretrained_models.tar",
+        "fastcut_horse2zebra",
+        "fastcut_horse2zebra.ckpt",
+    ]
+
+    # A run folder already there (copied by hand) needs neither the archive nor the network.
+    (root / "cut_pretrained_models.tar").unlink()
+    (root / "cut_horse2zebra.ckpt").unlink()
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{probe.getsockname()[1]}/pretrained_models.tar"
+    assert download_model("cut_horse2zebra", root, url=closed, progress=False) == root / "cut_horse2zebra.ckpt"
+
+
+def test_a_cut_archive_without_the_run_folder_or_with_other_networks_is_refused(tmp_path, server):
+    torch.manual_seed(0)
+    small = define_generator("resnet_9blocks", ngf=8, norm="instance", antialias=True)  # not the published width
+    body = tar_bytes({"pretrained_models/cat2dog_fastcut_pretrained/latest_net_G.pth": state_bytes(small)})
+    server.routes[CUT_ARCHIVE] = (body, "ok")
+    root = tmp_path / "models"
+    archive = root / "cut_pretrained_models.tar"
+    with pytest.raises(DownloadError) as error:
+        download_model("cut_cat2dog", root, progress=False)
+    message = str(error.value)
+    assert f"{archive} (downloaded from {server.base}{CUT_ARCHIVE}) holds no run folder cat2dog_cut_pretrained/" in (
+        message
+    )
+    assert "It was removed" in message and f"into {root / 'cut_cat2dog'}/" in message
+    assert list(root.iterdir()) == []
+
+    with pytest.raises(DownloadError, match=r"does not hold the anti-aliased resnet_9blocks generator(.|\n)*ngf"):
+        download_model("fastcut_cat2dog", root, progress=False)
+    assert list(root.iterdir()) == []  # neither the archive nor the copied folder is left
+
+    # An archive already there is kept (other names may need it); the message says how to replace it.
+    archive.write_bytes(body)
+    with pytest.raises(DownloadError, match=r"holds no run folder cat2dog_cut_pretrained/.*--overwrite"):
+        download_model("cut_cat2dog", root, progress=False)
+    assert [p.name for p in root.iterdir()] == [archive.name]
+    assert server.requests.count(CUT_ARCHIVE) == 2
+
+
+@pytest.mark.parametrize(
+    "member, content, refusal",
+    [
+        ("../horse2zebra_cut_pretrained/latest_net_G.pth", b"x", "unsafe path in archive"),
+        ("checkpoints/horse2zebra_cut_pretrained/latest_net_G.pth", "/etc/passwd", "not a regular file"),
+    ],
+)
+def test_an_unsafe_member_of_the_cut_archive_is_refused(tmp_path, server, member, content, refusal):
+    server.routes[CUT_ARCHIVE] = (tar_bytes({member: content}), "ok")
+    root = tmp_path / "models"
+    with pytest.raises(DownloadError, match=f"{refusal}: '{member}'|'{member}' is {refusal}"):
+        download_model("cut_horse2zebra", root, progress=False)
+    assert list(root.iterdir()) == [] and not (tmp_path / "horse2zebra_cut_pretrained").exists()
