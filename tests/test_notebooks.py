@@ -9,6 +9,7 @@ the machine. The kernel's working directory is notebooks/, as when a user opens 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Dict, List
@@ -43,6 +44,9 @@ def jupyter_kernel(tmp_path_factory):
         patch.setenv("JUPYTER_RUNTIME_DIR", str(jupyter_dir / "runtime"))
         patch.setenv("IPYTHONDIR", str(jupyter_dir / "ipython"))
         patch.setenv("WANDB_MODE", "offline")
+        # The kernel's sys.path starts with notebooks/, so without this it would import whichever
+        # checkout the environment's editable install points to, not necessarily this one.
+        patch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])))
         yield KERNEL_NAME
 
 
