@@ -9,6 +9,8 @@ the machine. The kernel's working directory is notebooks/, as when a user opens 
 from __future__ import annotations
 
 import json
+import os
+import re
 import sys
 from pathlib import Path
 from typing import Dict, List
@@ -19,7 +21,12 @@ from nbclient import NotebookClient
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = REPO_ROOT / "notebooks"
-EXPECTED_NOTEBOOKS = {"quickstart.ipynb", "pix2pix_facades.ipynb", "inspect_networks.ipynb"}
+EXPECTED_NOTEBOOKS = {
+    "quickstart.ipynb",
+    "pix2pix_facades.ipynb",
+    "inspect_networks.ipynb",
+    "cut_horse2zebra.ipynb",
+}
 KERNEL_NAME = "cyclegan-pl-tests"
 # Per cell; generous because 2-core CI machines vary. No test measures wall-clock time.
 CELL_TIMEOUT_S = 600
@@ -43,6 +50,9 @@ def jupyter_kernel(tmp_path_factory):
         patch.setenv("JUPYTER_RUNTIME_DIR", str(jupyter_dir / "runtime"))
         patch.setenv("IPYTHONDIR", str(jupyter_dir / "ipython"))
         patch.setenv("WANDB_MODE", "offline")
+        # The kernel's sys.path starts with notebooks/, so without this it would import whichever
+        # checkout the environment's editable install points to, not necessarily this one.
+        patch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])))
         yield KERNEL_NAME
 
 
@@ -99,6 +109,32 @@ def test_pix2pix_facades_trains_shows_visuals_and_reloads(jupyter_kernel, data_r
     text = printed_text(notebook)
     assert "direction: BtoA" in text
     assert "all equal" in text
+
+
+def test_cut_notebook_trains_translates_and_reloads(jupyter_kernel, data_root, monkeypatch):
+    monkeypatch.setenv("CYCLEGAN_PL_DATA", str(data_root))
+    notebook = run_notebook("cut_horse2zebra.ipynb", jupyter_kernel)
+    # The sample grid written during training and the input | translation pair.
+    assert png_count(notebook) >= 2
+    text = printed_text(notebook)
+    # The three options FastCUT changes, read from the two configs.
+    assert "flip_equivariance: CUT False | FastCUT True" in text
+    assert "lambda_nce: CUT 1.0 | FastCUT 10.0" in text
+    assert "nce_idt: CUT True | FastCUT False" in text
+    assert "resnet_6blocks: 29 model entries, antialias=True" in text
+    assert "iterations: 24 | optimizer steps: 72" in text
+    # Feature maps of a 256x256 image at NCE layers 0 and 16, and PatchNCE with itself < with another image.
+    assert "(1, 3, 262, 262)" in text and "(1, 32, 64, 64)" in text
+    nce = re.search(r"mean over layers: same image (\d+\.\d+) < another image (\d+\.\d+)", text)
+    assert nce is not None, text
+    assert float(nce.group(1)) < float(nce.group(2))
+    assert "(1, 3, 256, 256) -> (1, 3, 256, 256)" in text
+    assert "OptionError: direction BtoA: a CUT translates AtoB only" in text
+    assert re.search(r"cut\.ckpt: CUT, \d+ tensors \(\d+ of F\), all equal; same translation", text), text
+    # The temporary folder is gone at the end.
+    work = re.search(r"outputs: (\S+)", text)
+    assert work is not None and f"removed {work.group(1)}" in text
+    assert not Path(work.group(1)).exists()
 
 
 def test_inspect_networks_needs_no_data(jupyter_kernel, monkeypatch):
