@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import List
 
 import pytest
 import torch
@@ -17,57 +18,29 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
 
-# Tiny sizes for the published configs: the recipe stays, the networks and images shrink.
-TINY = [
-    "--data.init_args.download=false",
-    "--data.init_args.load_size=36",
-    "--data.init_args.crop_size=32",
-    "--data.init_args.max_dataset_size=3",
-    "--data.init_args.max_val_size=2",
-    "--data.init_args.num_workers=0",
-    "--model.init_args.ngf=8",
-    "--model.init_args.ndf=8",
-    "--trainer.max_epochs=2",
-    "--trainer.check_val_every_n_epoch=1",
-    "--trainer.log_every_n_steps=1",
-]
 TINY_GENERATOR = {"h2z": "resnet_2blocks", "yosemite": "resnet_2blocks", "facades": "unet_32"}
 DATASET_FOLDER = {"h2z": "horse2zebra", "yosemite": "summer2winter_yosemite", "facades": "facades"}
 
 
-def run_cli(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run(
-        [sys.executable, "-m", "cyclegan_pl", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-    )
-    if check and result.returncode != 0:
-        raise AssertionError(
-            f"exit {result.returncode}\nstdout:\n{result.stdout[-3000:]}\nstderr:\n{result.stderr[-5000:]}"
-        )
-    return result
-
-
-def fit_config(name: str, data_root: Path, cwd: Path, *extra: str) -> subprocess.CompletedProcess:
-    return run_cli(
+def fit_config(run, name: str, data_root: Path, cwd: Path, tiny: List[str], *extra: str):
+    """``run`` (run_cli or cli_in_process) fits configs/NAME.yaml at tiny sizes on the real images."""
+    return run(
         "fit",
         "--config",
         str(CONFIGS / f"{name}.yaml"),
         f"--data.init_args.root={data_root / DATASET_FOLDER[name]}",
         f"--model.init_args.generator={TINY_GENERATOR[name]}",
-        *TINY,
+        *tiny,
         *extra,
         cwd=cwd,
     )
 
 
 @pytest.fixture(scope="module")
-def h2z_run(data_root, tmp_path_factory) -> Path:
-    """configs/h2z.yaml fitted for 2 tiny epochs in a fresh folder (wandb offline)."""
+def h2z_run(data_root, tmp_path_factory, run_cli, tiny_fit_options) -> Path:
+    """configs/h2z.yaml fitted for 2 tiny epochs in a fresh process and folder (wandb offline)."""
     cwd = tmp_path_factory.mktemp("h2z")
-    fit_config("h2z", data_root, cwd)
+    fit_config(run_cli, "h2z", data_root, cwd, tiny_fit_options)
     return cwd
 
 
@@ -86,8 +59,9 @@ def test_h2z_config_writes_checkpoint_grids_and_wandb_run(h2z_run):
 
 
 @pytest.mark.parametrize("name", ["yosemite", "facades"])
-def test_other_configs_fit_and_log_metrics(name, data_root, tmp_path):
-    fit_config(name, data_root, tmp_path, "--trainer.logger=CSVLogger", f"--trainer.logger.save_dir=runs/{name}")
+def test_other_configs_fit_and_log_metrics(name, data_root, tmp_path, cli_in_process, tiny_fit_options):
+    logger = ["--trainer.logger=CSVLogger", f"--trainer.logger.save_dir=runs/{name}"]
+    fit_config(cli_in_process, name, data_root, tmp_path, tiny_fit_options, *logger)
     run = tmp_path / "runs" / name
     assert (run / "checkpoints" / "last.ckpt").is_file()
     (metrics_file,) = run.glob("*/version_0/metrics.csv")
@@ -99,11 +73,11 @@ def test_other_configs_fit_and_log_metrics(name, data_root, tmp_path):
     assert list(metrics_file.parent.glob("samples/epoch_0002.png"))
 
 
-def test_print_config_round_trips(tmp_path):
-    first = run_cli("fit", "--config", str(CONFIGS / "h2z.yaml"), "--print_config", cwd=tmp_path).stdout
+def test_print_config_round_trips(tmp_path, cli_in_process):
+    first = cli_in_process("fit", "--config", str(CONFIGS / "h2z.yaml"), "--print_config", cwd=tmp_path).stdout
     saved = tmp_path / "printed.yaml"
     saved.write_text(first)
-    second = run_cli("fit", "--config", str(saved), "--print_config", cwd=tmp_path).stdout
+    second = cli_in_process("fit", "--config", str(saved), "--print_config", cwd=tmp_path).stdout
     assert first == second
     config = yaml.safe_load(first)
     assert config["model"]["init_args"]["lambda_identity"] == 0.5
@@ -133,16 +107,16 @@ def test_print_config_round_trips(tmp_path):
         (["translate", "--ckpt_path", "nope.ckpt", "--input", ".", "--output", "out"], "nope.ckpt"),
     ],
 )
-def test_bad_input_gives_one_clear_line(tmp_path, args, expected):
-    result = run_cli(*args, cwd=tmp_path, check=False)
+def test_bad_input_gives_one_clear_line(tmp_path, args, expected, cli_in_process):
+    result = cli_in_process(*args, cwd=tmp_path, check=False)
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and expected in errors[0], result.stderr[-2000:]
 
 
-def test_missing_dataset_error_points_to_download(tmp_path):
-    result = run_cli(
+def test_missing_dataset_error_points_to_download(tmp_path, cli_in_process):
+    result = cli_in_process(
         "fit",
         "--config",
         str(CONFIGS / "h2z.yaml"),
@@ -155,7 +129,7 @@ def test_missing_dataset_error_points_to_download(tmp_path):
     assert "trainA" in result.stderr and "python -m cyclegan_pl download horse2zebra" in result.stderr
 
 
-def test_translate_folder_keeps_names_and_sizes(h2z_run, tmp_path):
+def test_translate_folder_keeps_names_and_sizes(h2z_run, tmp_path, cli_in_process):
     source = tmp_path / "photos"
     (source / "sub").mkdir(parents=True)
     Image.new("RGB", (45, 30), (200, 120, 40)).save(source / "wide.jpg")
@@ -164,7 +138,7 @@ def test_translate_folder_keeps_names_and_sizes(h2z_run, tmp_path):
     ckpt = h2z_run / "runs" / "h2z" / "checkpoints" / "last.ckpt"
     for direction in ["AtoB", "BtoA"]:
         out = tmp_path / f"out_{direction}"
-        run_cli(
+        cli_in_process(
             "translate",
             "--ckpt_path",
             str(ckpt),
@@ -184,21 +158,21 @@ def test_translate_folder_keeps_names_and_sizes(h2z_run, tmp_path):
         assert written == {"wide.png": (45, 30), "sub/tall.png": (17, 33), "sub/gray.png": (64, 64)}
 
 
-def test_download_command_makes_the_demo_dataset(tmp_path):
-    result = run_cli("download", "demo", "--root", str(tmp_path / "data"), cwd=tmp_path)
+def test_download_command_makes_the_demo_dataset(tmp_path, cli_in_process):
+    result = cli_in_process("download", "demo", "--root", str(tmp_path / "data"), cwd=tmp_path)
     assert "demo is ready" in result.stdout
     for split in ["trainA", "trainB", "testA", "testB"]:
         assert any((tmp_path / "data" / "demo" / split).glob("*.png"))
 
 
-def test_help_documents_options_and_other_commands(tmp_path):
-    top = run_cli("--help", cwd=tmp_path).stdout
+def test_help_documents_options_and_other_commands(tmp_path, cli_in_process):
+    top = cli_in_process("--help", cwd=tmp_path).stdout
     assert "translate" in top and "download" in top
-    model_help = run_cli("fit", "--model.help", "cyclegan_pl.CycleGAN", cwd=tmp_path).stdout
+    model_help = cli_in_process("fit", "--model.help", "cyclegan_pl.CycleGAN", cwd=tmp_path).stdout
     assert "--model.lambda_identity" in model_help and "identity loss weight" in model_help
-    data_help = run_cli("fit", "--data.help", "cyclegan_pl.PairedDataModule", cwd=tmp_path).stdout
+    data_help = cli_in_process("fit", "--data.help", "cyclegan_pl.PairedDataModule", cwd=tmp_path).stdout
     assert "--data.direction" in data_help
-    translate_help = " ".join(run_cli("translate", "--help", cwd=tmp_path).stdout.split())
+    translate_help = " ".join(cli_in_process("translate", "--help", cwd=tmp_path).stdout.split())
     assert "--ckpt_path" in translate_help and "relative path" in translate_help
 
 
@@ -229,45 +203,36 @@ DEMO_TINY = [
         (["--lr_scheduler", "StepLR"], "lr_scheduler"),
     ],
 )
-def test_typos_and_unoffered_options_fail_at_parse_time(args, expected, capsys, monkeypatch, tmp_path):
+def test_typos_and_unoffered_options_fail_at_parse_time(args, expected, cli_in_process, tmp_path):
     # In-process (a parse error exits before anything is built); the subprocess test below checks
     # what `python -m cyclegan_pl` prints as the program's name.
-    from cyclegan_pl.cli import main
-
-    monkeypatch.chdir(tmp_path)
-    with pytest.raises(SystemExit) as exit:
-        main(["fit", "--config", DEMO, *args, "--print_config"])
-    assert exit.value.code == 2
-    stderr = capsys.readouterr().err
-    assert "Traceback" not in stderr
-    (error,) = [line for line in stderr.splitlines() if line.startswith("error:")]
+    result = cli_in_process("fit", "--config", DEMO, *args, "--print_config", cwd=tmp_path, check=False)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    (error,) = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert expected in error
-    assert "python -m cyclegan_pl" in stderr
+    assert "python -m cyclegan_pl" in result.stderr
 
 
-def test_parse_errors_name_the_program_not_main_py(tmp_path):
+def test_parse_errors_name_the_program_not_main_py(tmp_path, run_cli):
     result = run_cli("fit", "--config", DEMO, "--model.generator", "resnet_7blockz", cwd=tmp_path, check=False)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "python -m cyclegan_pl" in result.stderr and "__main__" not in result.stderr
 
 
-def test_name_patterns_still_parse_and_help_lists_the_choices(tmp_path, capsys, monkeypatch):
-    from cyclegan_pl.cli import main
-
-    monkeypatch.chdir(tmp_path)
-    with pytest.raises(SystemExit):
-        main(["fit", "--config", DEMO, "--model.generator", "resnet_7blocks", "--print_config"])
-    assert yaml.safe_load(capsys.readouterr().out)["model"]["init_args"]["generator"] == "resnet_7blocks"
-    with pytest.raises(SystemExit):
-        main(["fit", "--model.help", "CycleGAN"])
-    model_help = capsys.readouterr().out
+def test_name_patterns_still_parse_and_help_lists_the_choices(tmp_path, cli_in_process):
+    printed = cli_in_process(
+        "fit", "--config", DEMO, "--model.generator", "resnet_7blocks", "--print_config", cwd=tmp_path
+    )
+    assert yaml.safe_load(printed.stdout)["model"]["init_args"]["generator"] == "resnet_7blocks"
+    model_help = cli_in_process("fit", "--model.help", "CycleGAN", cwd=tmp_path).stdout
     assert "resnet_9blocks" in model_help and "unet_256" in model_help and "instance" in model_help
 
 
 # --- one option moves every output of a run --------------------------------------------------
 
 
-def test_default_root_dir_moves_every_output_and_last_is_said(tmp_path):
+def test_default_root_dir_moves_every_output_and_last_is_said(tmp_path, run_cli):
     root = tmp_path / "elsewhere" / "myrun"
     args = ["fit", "--config", DEMO, *DEMO_TINY[:-1], f"--trainer.default_root_dir={root}", "--ckpt_path=last"]
     first = run_cli(*args, cwd=tmp_path)
@@ -284,13 +249,13 @@ def test_default_root_dir_moves_every_output_and_last_is_said(tmp_path):
 # --- checkpoints of the wrong method, our bugs, SIGTERM ---------------------------------------
 
 
-def test_a_checkpoint_of_the_other_method_stops_instead_of_switching(tmp_path):
+def test_a_checkpoint_of_the_other_method_stops_instead_of_switching(tmp_path, cli_in_process):
     from cyclegan_pl import Pix2Pix
 
     ckpt = tmp_path / "facades_last.ckpt"
     module = Pix2Pix(generator="unet_32", ngf=8, ndf=8)
     torch.save({"state_dict": module.state_dict(), "hyper_parameters": {"_class_path": "cyclegan_pl.Pix2Pix"}}, ckpt)
-    result = run_cli("fit", "--config", DEMO, *DEMO_TINY, f"--ckpt_path={ckpt}", cwd=tmp_path, check=False)
+    result = cli_in_process("fit", "--config", DEMO, *DEMO_TINY, f"--ckpt_path={ckpt}", cwd=tmp_path, check=False)
     assert result.returncode == 1
     (error,) = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert "holds a Pix2Pix; the config's model is CycleGAN" in error
@@ -312,7 +277,7 @@ def test_our_own_bugs_keep_their_traceback(tmp_path, monkeypatch, capsys):
         cli.main(["translate", "--ckpt_path", "x.ckpt", "--input", ".", "--output", "out"])
 
 
-def test_sigterm_leaves_a_resumable_checkpoint_and_exits_143(tmp_path):
+def test_sigterm_leaves_a_resumable_checkpoint_and_exits_143(tmp_path, run_cli):
     root = tmp_path / "run"
     args = ["fit", "--config", DEMO, *DEMO_TINY[:-2], "--trainer.logger=false", f"--trainer.default_root_dir={root}"]
     env = {**os.environ, "PYTHONPATH": str(REPO)}

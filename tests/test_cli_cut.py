@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,61 +12,19 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
 
-# The tiny sizes of tests/test_cli.py (test modules are not importable from each other).
-TINY = [
-    "--data.init_args.download=false",
-    "--data.init_args.load_size=36",
-    "--data.init_args.crop_size=32",
-    "--data.init_args.max_dataset_size=3",
-    "--data.init_args.max_val_size=2",
-    "--data.init_args.num_workers=0",
-    "--model.init_args.ngf=8",
-    "--model.init_args.ndf=8",
-    "--trainer.max_epochs=2",
-    "--trainer.check_val_every_n_epoch=1",
-    "--trainer.log_every_n_steps=1",
-]
-
-
-def run_cli(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run(
-        [sys.executable, "-m", "cyclegan_pl", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-    )
-    if check and result.returncode != 0:
-        raise AssertionError(
-            f"exit {result.returncode}\nstdout:\n{result.stdout[-3000:]}\nstderr:\n{result.stderr[-5000:]}"
-        )
-    return result
-
-
-def fit_cut_config(name: str, data_root: Path, cwd: Path, *extra: str) -> None:
-    dataset = "summer2winter_yosemite" if name.startswith("yosemite") else "horse2zebra"
-    run_cli(
-        "fit",
-        "--config",
-        str(CONFIGS / f"{name}.yaml"),
-        f"--data.init_args.root={data_root / dataset}",
-        # the published resnet_9blocks at ngf 8 keeps nce_layers 0,4,8,12,16 valid
-        *TINY,
-        "--model.init_args.num_patches=32",
-        *extra,
-        cwd=cwd,
-    )
-
 
 @pytest.fixture(scope="module")
-def cut_run(data_root, tmp_path_factory) -> Path:
-    """configs/h2z_cut.yaml fitted for 2 tiny epochs in a fresh folder (wandb offline)."""
+def cut_run(data_root, tmp_path_factory, run_cli, tiny_fit_options) -> Path:
+    """configs/h2z_cut.yaml fitted for 2 tiny epochs in a fresh process and folder (wandb offline)."""
     cwd = tmp_path_factory.mktemp("h2z_cut")
-    fit_cut_config("h2z_cut", data_root, cwd)
+    config = str(CONFIGS / "h2z_cut.yaml")
+    # the published resnet_9blocks at ngf 8 keeps nce_layers 0,4,8,12,16 valid
+    tiny = [*tiny_fit_options, "--model.init_args.num_patches=32"]
+    run_cli("fit", "--config", config, f"--data.init_args.root={data_root / 'horse2zebra'}", *tiny, cwd=cwd)
     return cwd / "runs" / "h2z_cut"
 
 
-def test_h2z_cut_config_fits_and_translates(cut_run, tmp_path):
+def test_h2z_cut_config_fits_and_translates(cut_run, tmp_path, cli_in_process):
     ckpt = cut_run / "checkpoints" / "last.ckpt"
     checkpoint = torch.load(ckpt, map_location="cpu", weights_only=False)
     assert checkpoint["epoch"] == 2
@@ -84,10 +39,10 @@ def test_h2z_cut_config_fits_and_translates(cut_run, tmp_path):
     source.mkdir()
     Image.new("RGB", (45, 30), (200, 120, 40)).save(source / "wide.jpg")
     out = tmp_path / "out"
-    run_cli("translate", "--ckpt_path", str(ckpt), "--input", str(source), "--output", str(out), cwd=tmp_path)
+    cli_in_process("translate", "--ckpt_path", str(ckpt), "--input", str(source), "--output", str(out), cwd=tmp_path)
     assert {p.name: Image.open(p).size for p in out.rglob("*.png")} == {"wide.png": (45, 30)}
 
-    result = run_cli(
+    result = cli_in_process(
         "translate",
         "--ckpt_path",
         str(ckpt),
@@ -112,13 +67,9 @@ def test_h2z_cut_config_fits_and_translates(cut_run, tmp_path):
         ("yosemite_cut", dict(lambda_nce=1.0, nce_idt=True, flip_equivariance=False, epochs=(200, 200))),
     ],
 )
-def test_cut_configs_hold_the_published_recipes(name, expected, tmp_path, capsys, monkeypatch):
-    from cyclegan_pl.cli import main
-
-    monkeypatch.chdir(tmp_path)
-    with pytest.raises(SystemExit):  # --print_config exits once it has printed
-        main(["fit", "--config", str(CONFIGS / f"{name}.yaml"), "--print_config"])
-    config = yaml.safe_load(capsys.readouterr().out)
+def test_cut_configs_hold_the_published_recipes(name, expected, tmp_path, cli_in_process):
+    printed = cli_in_process("fit", "--config", str(CONFIGS / f"{name}.yaml"), "--print_config", cwd=tmp_path)
+    config = yaml.safe_load(printed.stdout)
     model = config["model"]["init_args"]
     for option in ("lambda_nce", "nce_idt", "flip_equivariance"):
         assert model[option] == expected[option], option

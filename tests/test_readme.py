@@ -6,13 +6,13 @@ networks and images, 1-2 epochs, CPU. The shared real images are reached through
 configs' `download: true` work without a network. `download-model` downloads from a server the
 test starts on 127.0.0.1 ($CYCLEGAN_PL_MODEL_URL, a mirror of the authors' paths) serving a
 full-size ResNet-9 generator in the reference format, built here: the real file's architecture,
-not its weights. `app` is started, asked for its page over HTTP, then stopped.
+not its weights. `app` is started, asked for its page over HTTP, then stopped. The commands that
+are not Lightning runs (download, translate, evaluate, export...) run in this process through
+`cyclegan_pl.cli.main`, the function `python -m cyclegan_pl` calls.
 """
 
 from __future__ import annotations
 
-import contextlib
-import http.server
 import io
 import json
 import os
@@ -21,28 +21,24 @@ import shlex
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from pathlib import Path
-from typing import Dict, Iterator, List
+from typing import Dict, List
 
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
 
-TINY_FIT = [
-    "--data.init_args.load_size=36",
-    "--data.init_args.crop_size=32",
-    "--data.init_args.max_dataset_size=3",
-    "--data.init_args.max_val_size=2",
-    "--data.init_args.num_workers=0",
-    "--model.init_args.ngf=8",
-    "--model.init_args.ndf=8",
-    "--trainer.max_epochs=2",
-    "--trainer.check_val_every_n_epoch=1",
-]
+# Commands run by `cyclegan_pl.cli.main` in this process, as `python -m cyclegan_pl` runs them: a new
+# interpreter spends 7-9 s importing torch and Lightning. The Lightning commands (fit, test,
+# predict) keep their own process, their W&B runs, DDP launches and signal handlers being per process
+# (`--print_config` only parses, so it runs here too).
+IN_PROCESS = {"download", "download-model", "translate", "evaluate", "import-reference", "export"}
+# Test images per domain the README's whole-folder commands see; README_IMAGE is the one it names.
+TEST_IMAGES = 6
+README_IMAGE = "n02381460_1000.jpg"
 TINY_EVALUATE = ["--feature_extractor=cyclegan_pl.metrics.StandInFeatures", "--limit=4", "--size=32", "--device=cpu"]
 TINY_GENERATOR = {"h2z": "resnet_2blocks", "yosemite": "resnet_2blocks", "facades": "unet_32", "demo": "resnet_2blocks"}
 # CUT's nce_layers 0,4,8,12,16 reach the fifth residual block: its configs keep resnet_9blocks (at ngf 8).
@@ -77,13 +73,18 @@ def makefile_recipe(target: str) -> List[str]:
     return shlex.split(recipe.strip().replace("$(PY)", "python"))
 
 
-def tiny(argv: List[str]) -> List[str]:
-    """The command with the options that make it small enough for a test appended."""
+def tiny(argv: List[str], fit_options: List[str]) -> List[str]:
+    """The command with the options that make it small enough for a test appended.
+
+    ``fit_options`` shrink a shipped config (the ``tiny_fit_options`` fixture).
+    """
     if argv[:3] == ["python", "-m", "cyclegan_pl"]:
         command = argv[3]
         if command in ("fit", "predict", "test") and "--print_config" not in argv:
             config = Path(argv[argv.index("--config") + 1]).stem
-            extra = [*TINY_FIT, f"--model.init_args.generator={TINY_GENERATOR[config]}"]
+            # The configs' own `download: true` stays: it makes the demo set (the others are linked).
+            shrink = [option for option in fit_options if not option.startswith("--data.init_args.download")]
+            extra = [*shrink, f"--model.init_args.generator={TINY_GENERATOR[config]}"]
             if command == "fit" and "--ckpt_path" in argv:
                 extra.append("--trainer.max_epochs=3")  # one epoch past the checkpoint's
             if "--trainer.devices" in argv:
@@ -104,6 +105,21 @@ def tiny(argv: List[str]) -> List[str]:
     raise AssertionError(f"the README test does not know how to run: {' '.join(argv)}")
 
 
+def link_horse2zebra_with_few_test_images(source: Path, link: Path) -> None:
+    """horse2zebra as the README's commands see it: the training folders linked whole, the test
+    folders holding links to their first TEST_IMAGES files (the README translates, predicts,
+    tests and evaluates whole test folders: 260 images at 256 px would dominate the test's time).
+    The image the README translates alone is among them."""
+    for split in ["trainA", "trainB"]:
+        (link / split).parent.mkdir(parents=True, exist_ok=True)
+        (link / split).symlink_to(source / split)
+    for split in ["testA", "testB"]:
+        (link / split).mkdir()
+        for image in sorted((source / split).iterdir())[:TEST_IMAGES]:
+            (link / split / image.name).symlink_to(image)
+    assert (link / "testA" / README_IMAGE).exists()
+
+
 def write_reference_run(folder: Path) -> None:
     """A reference-code run folder (`latest_net_*.pth`) of tiny networks, for import-reference."""
     from cyclegan_pl.networks import define_discriminator, define_generator
@@ -115,36 +131,14 @@ def write_reference_run(folder: Path) -> None:
         torch.save(define_discriminator("basic", ndf=8).state_dict(), folder / f"latest_net_{name}.pth")
 
 
-@contextlib.contextmanager
-def published_model_server() -> Iterator[str]:
-    """A local server holding `cyclegan/pretrained_models/horse2zebra.pth` (a random full-size
-    ResNet-9 in the reference format); yields its address."""
+def serve_published_model(server) -> None:
+    """Put `cyclegan/pretrained_models/horse2zebra.pth` on the test's 127.0.0.1 server: a random
+    full-size ResNet-9 in the reference format (the real file's architecture, not its weights)."""
     from cyclegan_pl.networks import define_generator
 
     buffer = io.BytesIO()
     torch.save(define_generator("resnet_9blocks").state_dict(), buffer)
-    files: Dict[str, bytes] = {"/cyclegan/pretrained_models/horse2zebra.pth": buffer.getvalue()}
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802 - http.server's naming
-            if self.path not in files:
-                self.send_error(404)
-                return
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(files[self.path])))
-            self.end_headers()
-            self.wfile.write(files[self.path])
-
-        def log_message(self, *args):
-            pass
-
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    server.routes["/cyclegan/pretrained_models/horse2zebra.pth"] = (buffer.getvalue(), "ok")
 
 
 def serve_and_stop(argv: List[str], cwd: Path, env: Dict[str, str]) -> None:
@@ -185,40 +179,45 @@ def test_readme_lists_the_two_setup_commands():
     assert "make test" in ci  # CI runs the README's test command itself
 
 
-def test_every_readme_command_runs(data_root, tmp_path):
+def test_every_readme_command_runs(data_root, tmp_path, tiny_fit_options, file_server, cli_in_process, monkeypatch):
     for link, dataset in [("configs", REPO / "configs"), ("benchmarks", REPO / "benchmarks")]:
         (tmp_path / link).symlink_to(dataset)
     (tmp_path / "data").mkdir()
-    for dataset in ["horse2zebra", "summer2winter_yosemite", "facades"]:
+    for dataset in ["summer2winter_yosemite", "facades"]:
         (tmp_path / "data" / dataset).symlink_to(data_root / dataset)
+    link_horse2zebra_with_few_test_images(data_root / "horse2zebra", tmp_path / "data" / "horse2zebra")
     write_reference_run(tmp_path / "checkpoints" / "horse2zebra_cyclegan")
     env = {**os.environ, "PYTHONPATH": str(REPO), "WANDB_MODE": "offline", "CYCLEGAN_PL_OFFLINE": "1"}
 
+    serve_published_model(file_server)
+    env["CYCLEGAN_PL_MODEL_URL"] = file_server.base
+    monkeypatch.setenv("CYCLEGAN_PL_MODEL_URL", file_server.base)  # for the commands run in-process
     ran = []
-    with published_model_server() as mirror:
-        env["CYCLEGAN_PL_MODEL_URL"] = mirror
-        for line in readme_commands():
-            if line == "make test":
-                continue  # this suite is that command
-            argv = makefile_recipe("demo") if line == "make demo" else shlex.split(line)
-            argv = tiny(argv)
-            if argv[3:4] == ["app"]:
-                serve_and_stop(argv, tmp_path, env)
-                ran.append(line)
-                continue
-            result = subprocess.run([sys.executable, *argv[1:]], cwd=tmp_path, env=env, capture_output=True, text=True)
-            assert result.returncode == 0, f"README command failed: {line}\n{result.stderr[-4000:]}"
+    for line in readme_commands():
+        if line == "make test":
+            continue  # this suite is that command
+        argv = makefile_recipe("demo") if line == "make demo" else shlex.split(line)
+        argv = tiny(argv, tiny_fit_options)
+        if argv[3:4] == ["app"]:
+            serve_and_stop(argv, tmp_path, env)
             ran.append(line)
+            continue
+        if argv[:3] == ["python", "-m", "cyclegan_pl"] and (argv[3] in IN_PROCESS or "--print_config" in argv):
+            result = cli_in_process(*argv[3:], cwd=tmp_path, check=False)
+        else:
+            result = subprocess.run([sys.executable, *argv[1:]], cwd=tmp_path, env=env, capture_output=True, text=True)
+        assert result.returncode == 0, f"README command failed: {line}\n{result.stderr[-4000:]}"
+        ran.append(line)
 
     assert len(ran) >= 15
     assert (tmp_path / "runs" / "demo" / "checkpoints" / "last.ckpt").is_file()
-    assert len(list((tmp_path / "out" / "zebras").glob("*.png"))) == 120
+    assert len(list((tmp_path / "out" / "zebras").glob("*.png"))) == TEST_IMAGES
     assert (tmp_path / "h2z.pt").is_file() and (tmp_path / "z2h.onnx").is_file()
-    assert len(list((tmp_path / "out" / "reference").glob("*.png"))) == 120
+    assert len(list((tmp_path / "out" / "reference").glob("*.png"))) == TEST_IMAGES
     from PIL import Image
 
-    published = Image.open(tmp_path / "out" / "published" / "n02381460_1000.png")
-    assert published.size == Image.open(data_root / "horse2zebra" / "testA" / "n02381460_1000.jpg").size
+    published = Image.open(tmp_path / "out" / "published" / README_IMAGE.replace(".jpg", ".png"))
+    assert published.size == Image.open(data_root / "horse2zebra" / "testA" / README_IMAGE).size
     evaluation = json.loads((tmp_path / "runs" / "h2z" / "evaluation" / "last" / "metrics.json").read_text())
     assert set(evaluation) == {"a2b", "b2a"} and evaluation["a2b"]["fake_count"] == 4
     assert (tmp_path / "out" / "zebras.metrics.json").is_file()

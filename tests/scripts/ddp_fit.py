@@ -1,7 +1,7 @@
 """Fit a tiny model with `strategy="ddp"` on 2 CPU processes; each rank saves its weights.
 
 Run as a script (Lightning's DDP launcher starts rank 1 by re-running this command):
-    python tests/scripts/ddp_fit.py cyclegan|pix2pix OUT_DIR
+    python tests/scripts/ddp_fit.py cyclegan|pix2pix|cut OUT_DIR
 """
 
 import sys
@@ -12,7 +12,7 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 
-from cyclegan_pl import CycleGAN, ImagePoolCallback, PairedDataModule, Pix2Pix, SampleGrid, UnpairedDataModule
+from cyclegan_pl import CUT, CycleGAN, ImagePoolCallback, PairedDataModule, Pix2Pix, SampleGrid, UnpairedDataModule
 from cyclegan_pl.data.synthetic import make_demo_dataset, make_demo_paired_dataset
 
 kind, out = sys.argv[1], Path(sys.argv[2])
@@ -22,21 +22,25 @@ if kind == "cyclegan":
     module = CycleGAN(generator="resnet_2blocks", ngf=8, ndf=8)
     datamodule = UnpairedDataModule(str(data), load_size=36, crop_size=32, num_workers=0)
     callbacks = [ImagePoolCallback(pool_size=4)]
-    sync_batchnorm = False
+elif kind == "cut":
+    data = make_demo_dataset(out / "data", n_train=6, n_test=2, size=36)
+    # resnet_9blocks keeps the published nce_layers; identity NCE and flips make every draw count.
+    module = CUT(ngf=8, ndf=8, num_patches=16, flip_equivariance=True)
+    datamodule = UnpairedDataModule(str(data), load_size=36, crop_size=32, num_workers=0)
+    callbacks = []
 else:
     data = make_demo_paired_dataset(out / "data", n_train=6, n_test=2, size=36)
     module = Pix2Pix(generator="unet_32", ngf=8, ndf=8)
     datamodule = PairedDataModule(str(data), load_size=36, crop_size=32, num_workers=0, batch_size=2)
     callbacks = []
-    # The accelerator is the CPU even on a GPU host, and SyncBatchNorm needs CUDA tensors: on CPU
-    # DDP broadcasts the BN buffers from rank 0 instead.
-    sync_batchnorm = False
 initial = {k: v.clone() for k, v in module.state_dict().items()}
 trainer = pl.Trainer(
     accelerator="cpu",
     devices=2,
     strategy="ddp_find_unused_parameters_true",  # each step leaves the other networks without gradients
-    sync_batchnorm=sync_batchnorm,
+    # The accelerator is the CPU even on a GPU host, and SyncBatchNorm needs CUDA tensors: on CPU
+    # DDP broadcasts the BN buffers from rank 0 instead.
+    sync_batchnorm=False,
     max_epochs=1,
     logger=CSVLogger(out / "logs"),
     enable_progress_bar=False,
