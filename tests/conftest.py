@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Sequence, Tuple
 
+import lightning.pytorch  # noqa: F401 - see below
 import pytest
 
 # No test may reach the network: wandb runs offline and syncs nothing.
@@ -19,6 +20,10 @@ os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 # ...and nothing downloads implicitly (FID's Inception weights): offline paths are what we test.
 os.environ.setdefault("CYCLEGAN_PL_OFFLINE", "1")
+
+# Lightning's loggers get a StreamHandler bound to the sys.stderr of the moment it is first imported:
+# imported here, that is pytest's session-long stream, not a test's capsys stream that is closed
+# when the test ends (a later in-process command would then print "--- Logging error ---").
 
 DATA_ENV = "CYCLEGAN_PL_DATA"
 
