@@ -60,8 +60,7 @@ def test_cli_plain_ddp_strategy_works(tmp_path):
     assert (tmp_path / "runs" / "demo" / "samples" / "epoch_0001.png").is_file()
 
 
-# CUT's hooks and callbacks are the base module's, which these two cover; its DDP fit is tested above.
-@pytest.mark.parametrize("kind", ["cyclegan", "pix2pix"])
+@pytest.mark.parametrize("kind", ["cyclegan", "pix2pix", "cut"])
 def test_every_rank_runs_the_same_collectives(kind, tmp_path):
     # The networks' forwards are collectives here (as with SyncBatchNorm): a rank that renders a
     # grid, computes FID or writes an image alone would run more of them. A hang fails at the timeout.
