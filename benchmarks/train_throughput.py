@@ -22,8 +22,6 @@ import torch
 import torch.nn.functional as F
 
 Method = Literal["cyclegan", "pix2pix", "cut", "fastcut"]
-#: FastCUT is CUT with these options (docs/method.md#cut-and-fastcut).
-FASTCUT = dict(nce_idt=False, lambda_nce=10.0, flip_equivariance=True)
 Loop = Literal["plain", "lightning", "lightning+batched"]
 
 
@@ -35,11 +33,12 @@ def _batch(method: str, size: int, batch_size: int) -> Dict:
 
 def _module(method: str, size: int, ngf: int, batched: bool):
     from cyclegan_pl import CUT, CycleGAN, Pix2Pix
+    from cyclegan_pl.models.cut import FASTCUT_OPTIONS
 
     if method == "cyclegan":
         return CycleGAN(ngf=ngf, ndf=ngf, batched_calls=batched)
     if method in ("cut", "fastcut"):
-        return CUT(ngf=ngf, ndf=ngf, batched_calls=batched, **(FASTCUT if method == "fastcut" else {}))
+        return CUT(ngf=ngf, ndf=ngf, batched_calls=batched, **(FASTCUT_OPTIONS if method == "fastcut" else {}))
     return Pix2Pix(generator=f"unet_{size}", ngf=ngf, ndf=ngf, batched_calls=batched)
 
 

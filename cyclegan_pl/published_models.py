@@ -46,6 +46,7 @@ from typing import Any, Dict, List, Literal, Mapping, Optional
 
 from cyclegan_pl.errors import DiskFullError, DownloadError, UserError
 from cyclegan_pl.fetch import extract_tar_members, fetch
+from cyclegan_pl.models.cut import FASTCUT_OPTIONS
 from cyclegan_pl.registry import Registry
 
 URL_ENV = "CYCLEGAN_PL_MODEL_URL"
@@ -54,8 +55,6 @@ CYCLEGAN_PATH = "cyclegan/pretrained_models"
 PIX2PIX_PATH = "pix2pix/models-pytorch"
 PIX2PIX_PREFIX = "pix2pix_"
 CUT_ARCHIVE_PATH = "CUT/pretrained_models.tar"
-#: The module options of the FastCUT recipe; CUT's are the module's defaults.
-FASTCUT_OPTIONS: Mapping[str, Any] = {"nce_idt": False, "lambda_nce": 10.0, "flip_equivariance": True}
 
 # Our fit commands for the published recipes (the published generator is one of the run's two).
 _FIT_CONFIGS = {"horse2zebra": "configs/h2z.yaml", "summer2winter_yosemite": "configs/yosemite.yaml"}
@@ -453,4 +452,4 @@ def translate_command(info: PublishedModel, checkpoint: Path) -> str:
     return command
 
 
-__all__ = ["FASTCUT_OPTIONS", "PUBLISHED_MODELS", "PublishedModel", "download_model", "translate_command"]
+__all__ = ["PUBLISHED_MODELS", "PublishedModel", "download_model", "translate_command"]

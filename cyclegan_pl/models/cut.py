@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from types import MappingProxyType
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -26,6 +27,9 @@ from cyclegan_pl.seeding import hash_seed
 
 #: Added to the step's seed parts for the patch-sampling stream, so it differs from the global one.
 PATCH_STREAM = 1
+
+#: FastCUT is CUT with these options (docs/method.md#cut-and-fastcut, configs/h2z_fastcut.yaml).
+FASTCUT_OPTIONS: Mapping[str, Any] = MappingProxyType({"nce_idt": False, "lambda_nce": 10.0, "flip_equivariance": True})
 
 
 def patch_stream_seed(stream_seed: int, epoch: int, batch_idx: int, rank: int) -> int:
