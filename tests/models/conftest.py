@@ -40,6 +40,13 @@ def _trainer(**kwargs) -> pl.Trainer:
     return pl.Trainer(**options)
 
 
+@pytest.fixture(scope="session")
+def make_trainer() -> Callable[..., pl.Trainer]:
+    """make_trainer(**trainer_kwargs): a quiet CPU Trainer (no logger, checkpoints, bars or
+    validation, one epoch) with the given options on top."""
+    return _trainer
+
+
 @pytest.fixture
 def fit_batches() -> Callable[..., pl.Trainer]:
     """fit_batches(module, batches, **trainer_kwargs): one epoch over the given batches."""

@@ -69,36 +69,28 @@ def translated(module: CUT, images: torch.Tensor) -> torch.Tensor:
         return torch.cat([module.translate(chunk, "AtoB") for chunk in images.split(40)])
 
 
-def train(root: Path, iterations: int, **options) -> CUT:
+def train(make_trainer, root: Path, iterations: int, **options) -> CUT:
     """The CUT iteration on horse2zebra's training images (36 -> random 32 crops, flips)."""
     pl.seed_everything(0)
     module = CUT(**NETWORKS, **options)
     data = UnpairedDataModule(
         str(root), load_size=36, crop_size=SIZE, batch_size=BATCH_SIZE, num_workers=0, max_val_size=1
     )
-    trainer = pl.Trainer(
-        accelerator="cpu",
-        max_steps=3 * iterations,  # D, G and F steps: three optimizer steps per iteration
-        limit_val_batches=0,
-        num_sanity_val_steps=0,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
+    # D, G and F steps: three optimizer steps per iteration; max_steps alone ends the run.
+    trainer = make_trainer(max_steps=3 * iterations, max_epochs=None, num_sanity_val_steps=0)
     trainer.fit(module, datamodule=data)
     return module.eval()
 
 
 @pytest.fixture(scope="module")
-def outcome(data_root) -> Dict[str, float]:
+def outcome(data_root, make_trainer) -> Dict[str, float]:
     root = data_root / "horse2zebra"
     horses, zebras = load_folder(root / "testA"), load_folder(root / "testB")
     pl.seed_everything(0)
     untrained = translated(CUT(**NETWORKS).eval(), horses)
-    cut = translated(train(root, iterations=250), horses)
+    cut = translated(train(make_trainer, root, iterations=250), horses)
     # Its structure settles sooner; colours it never learns, however long it runs.
-    nce_only = translated(train(root, iterations=100, lambda_gan=0.0), horses)
+    nce_only = translated(train(make_trainer, root, iterations=100, lambda_gan=0.0), horses)
     return {
         "horses": colour_distance(horses, zebras),
         "zebra_halves": colour_distance(zebras[::2], zebras[1::2]),
