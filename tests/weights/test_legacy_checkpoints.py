@@ -1,0 +1,45 @@
+"""Files written by cyclegan_pl 0.2.0 (tests/fixtures/legacy_0_2_0, made by its make.py) still load,
+into the same method, with the same weights and the same translations."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from cyclegan_pl import CUT, CycleGAN, Pix2Pix, load_checkpoint
+
+LEGACY = Path(__file__).resolve().parents[1] / "fixtures" / "legacy_0_2_0"
+
+CASES = [
+    ("cyclegan_cli.ckpt", CycleGAN, ("AtoB", "BtoA")),  # written by the CLI: carries _class_path
+    ("pix2pix_trainer.ckpt", Pix2Pix, ("AtoB",)),  # Trainer.save_checkpoint from Python: no class path
+    ("cut_trainer.ckpt", CUT, ("AtoB",)),
+    ("cut_pretrained", CUT, ("AtoB",)),  # a save_pretrained folder
+]
+
+
+@pytest.fixture(scope="module")
+def expected() -> dict:
+    return torch.load(LEGACY / "expected.pt", weights_only=True)
+
+
+@pytest.mark.parametrize(("name", "method", "directions"), CASES, ids=[case[0] for case in CASES])
+def test_legacy_file_loads_into_its_method_and_translates_as_before(name, method, directions, expected):
+    module = load_checkpoint(LEGACY / name)
+    assert type(module) is method
+    assert module.trained_directions == directions
+    module.eval_mode = True
+    for direction in directions:
+        output = module.translate(expected["input"], direction)
+        torch.testing.assert_close(output, expected[f"{name}/{direction}"], rtol=0, atol=1e-6)
+
+
+def test_legacy_cli_checkpoint_resumes_its_image_pools_and_counters():
+    checkpoint = torch.load(LEGACY / "cyclegan_cli.ckpt", weights_only=True)
+    module = load_checkpoint(LEGACY / "cyclegan_cli.ckpt")
+    # The package's own entries are read back (the seed of the random streams, the iteration count).
+    assert module._stream_seed == checkpoint["cyclegan_pl"]["stream_seed"]
+    assert module.card_info["dataset"] == "demo"
+    assert len(checkpoint["callbacks"]["ImagePoolCallback"]["pools"]["a"]["images"]) == 2
