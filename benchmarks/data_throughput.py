@@ -39,7 +39,7 @@ from torchvision import transforms as T
 from torchvision.transforms import functional as TVF
 
 from cyclegan_pl.data import ImageTransform, PairedDataset, UnpairedDataset, list_images
-from cyclegan_pl.data.transforms import normalize_batch
+from cyclegan_pl.data.transforms import IMAGE_KEYS, as_model_input
 
 DATA_ENV = "CYCLEGAN_PL_DATA"
 
@@ -131,7 +131,10 @@ def _loader_rate(dataset: Dataset, workers: int, items: int) -> float:
     start = time.perf_counter()
     count = 0
     for batch in iterator:
-        normalize_batch(batch)
+        # What a module's prepare_images does to a uint8 batch (float batches pass through).
+        for key in IMAGE_KEYS:
+            if key in batch:
+                as_model_input(batch[key])
         count += 1
     return count / (time.perf_counter() - start)
 

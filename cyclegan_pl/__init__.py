@@ -1,15 +1,17 @@
 """cyclegan_pl: CycleGAN, pix2pix and CUT as PyTorch Lightning modules.
 
 The names a config or notebook needs are importable from here: the modules (``CycleGAN``,
-``Pix2Pix``, ``CUT``), the datamodules (``UnpairedDataModule``, ``PairedDataModule``), the callbacks
-(``ImagePoolCallback``, ``LinearDecay``, ``SampleGrid``, ``FID``, ``ImageWriter``, ``ResultsPage``), and the base
-class of the errors a user must fix (``UserError``).
+``Pix2Pix``, ``CUT``) and ``load_checkpoint``, the datamodules (``UnpairedDataModule``,
+``PairedDataModule``), the callbacks (``ImagePoolCallback``, ``LinearDecay``, ``SampleGrid``,
+``FID``, ``ImageWriter``, ``ResultsPage``), and the base class of the errors a user must fix
+(``UserError``).
 """
 
 from cyclegan_pl.callbacks import FID, ImagePoolCallback, ImageWriter, LinearDecay, ResultsPage, SampleGrid
 from cyclegan_pl.data import PairedDataModule, UnpairedDataModule
 from cyclegan_pl.errors import UserError
-from cyclegan_pl.models import CUT, CycleGAN, Pix2Pix, load_checkpoint
+from cyclegan_pl.models import CUT, CycleGAN, Pix2Pix
+from cyclegan_pl.weights import load_checkpoint
 
 __version__ = "0.2.0"
 

@@ -10,7 +10,7 @@ What this adds to LightningCLI:
   and the ``ModelCheckpoint``'s ``dirpath`` default to it (and ``<root>/checkpoints``), so the
   samples, ``config.yaml`` and checkpoints follow it;
 * checkpoints are read without running code from them and written atomically
-  (:class:`~cyclegan_pl.checkpoints.SafeCheckpointIO`); ``--ckpt_path`` is checked before
+  (:class:`~cyclegan_pl.weights.SafeCheckpointIO`); ``--ckpt_path`` is checked before
   anything starts: ``last`` is resolved (or said to be missing), an unreadable file is one line,
   and a checkpoint of another method than the config's stops instead of switching the model;
 * ``--trainer.strategy ddp`` becomes DDP with ``find_unused_parameters`` (each step leaves the
@@ -30,7 +30,7 @@ import re
 import signal
 import sys
 from pathlib import Path
-from typing import Any, Callable, Dict, List, NoReturn, Optional, Sequence
+from typing import Any, Callable, List, NoReturn, Optional, Sequence
 
 from jsonargparse import ArgumentParser, Namespace, auto_cli
 from lightning.pytorch import LightningDataModule, LightningModule, Trainer
@@ -38,13 +38,10 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.plugins.io import CheckpointIO
 from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 
-from cyclegan_pl.app import app
+from cyclegan_pl.callbacks.sigterm_checkpoint import SigtermCheckpoint
+from cyclegan_pl.commands import COMMANDS
 from cyclegan_pl.errors import CheckpointError, UserError
-from cyclegan_pl.evaluate import evaluate
-from cyclegan_pl.export import export
-from cyclegan_pl.published_models import download_model
-from cyclegan_pl.reference_import import import_reference
-from cyclegan_pl.translate import translate
+from cyclegan_pl.weights import SafeCheckpointIO, checkpoint_method, load_lightning_checkpoint
 
 DEBUG_ENV = "CYCLEGAN_PL_DEBUG"
 PROG = "python -m cyclegan_pl"
@@ -144,20 +141,26 @@ class CycleGANCLI(LightningCLI):
     """LightningCLI with the package's defaults (see the module doc)."""
 
     def __init__(self, args: Optional[Sequence[str]] = None, run: bool = True, **kwargs: Any) -> None:
-        super().__init__(
-            model_class=LightningModule,
-            datamodule_class=LightningDataModule,
-            subclass_mode_model=True,
-            subclass_mode_data=True,
-            parser_class=CyclePLArgumentParser,
-            parser_kwargs={"epilog": _OTHER_COMMANDS_HELP, "prog": PROG},
-            # `fit --ckpt_path last` and `predict` run again in the run folder of a `fit`.
-            save_config_kwargs={"overwrite": True},
-            auto_configure_optimizers=False,
-            args=args,
-            run=run,
-            **kwargs,
-        )
+        try:
+            super().__init__(
+                model_class=LightningModule,
+                datamodule_class=LightningDataModule,
+                subclass_mode_model=True,
+                subclass_mode_data=True,
+                parser_class=CyclePLArgumentParser,
+                parser_kwargs={"epilog": _OTHER_COMMANDS_HELP, "prog": PROG},
+                # `fit --ckpt_path last` and `predict` run again in the run folder of a `fit`.
+                save_config_kwargs={"overwrite": True},
+                auto_configure_optimizers=False,
+                args=args,
+                run=run,
+                **kwargs,
+            )
+        except UserError as error:
+            subcommand = self.config.get("subcommand") if getattr(self, "config", None) is not None else None
+            if subcommand:
+                _in_option_syntax(error, lambda name: _config_option(self.config[subcommand], name))
+            raise
 
     # --- before anything is built -----------------------------------------------------------
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
@@ -183,9 +186,6 @@ class CycleGANCLI(LightningCLI):
             print(f"--ckpt_path last: resuming from {ckpt_path}")
         elif ckpt_path in ("best", "hpc", "registry") or "://" in str(ckpt_path):
             return  # resolved by Lightning later
-        from cyclegan_pl.checkpoints import load_lightning_checkpoint
-        from cyclegan_pl.models import checkpoint_method
-
         checkpoint = load_lightning_checkpoint(ckpt_path)
         method = checkpoint_method(checkpoint, ckpt_path)
         configured = str(config.model.class_path).rsplit(".", 1)[-1] if config.get("model") else None
@@ -195,6 +195,17 @@ class CycleGANCLI(LightningCLI):
                 f"Pass a {configured} checkpoint, or the config it was trained with."
             )
 
+    def instantiate_classes(self) -> None:
+        try:
+            super().instantiate_classes()
+        except ValueError as error:
+            # jsonargparse reports a class that refused its arguments as "does not validate
+            # against the Union subtypes": the refusal itself is what the user must read.
+            refusal = _user_error_cause(error)
+            if refusal is None:
+                raise
+            raise refusal from None
+
     def before_instantiate_classes(self) -> None:
         if self.subcommand:
             # The checkpoint's own hyperparameters (merged by LightningCLI) may bring a `model`
@@ -203,9 +214,6 @@ class CycleGANCLI(LightningCLI):
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         """The configured Trainer with safe checkpoints, DDP fit for GANs and SIGTERM checkpoints."""
-        from cyclegan_pl.callbacks.sigterm_checkpoint import SigtermCheckpoint
-        from cyclegan_pl.checkpoints import SafeCheckpointIO
-
         trainer_config = self._get(self.config_init, "trainer", default={})
         plugins = kwargs.get("plugins", trainer_config.get("plugins"))
         plugins = [] if plugins is None else list(plugins) if isinstance(plugins, (list, tuple)) else [plugins]
@@ -218,6 +226,41 @@ class CycleGANCLI(LightningCLI):
         if not any(isinstance(callback, SigtermCheckpoint) for callback in trainer.callbacks):
             trainer.callbacks.append(SigtermCheckpoint())
         return trainer
+
+
+def _user_error_cause(error: BaseException) -> Optional[UserError]:
+    """The first UserError among the exceptions that caused ``error``."""
+    seen = set()
+    current: Optional[BaseException] = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, UserError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _in_option_syntax(error: UserError, option_of: Callable[[str], Optional[str]]) -> None:
+    """Rewrite the ``name=`` arguments the error names (:attr:`UserError.options`) as command-line
+    options (``option_of(name)``, e.g. ``--model.init_args.name``; None leaves a name as it is)."""
+    message = str(error)
+    for name in error.options:
+        option = option_of(name)
+        if option is not None:
+            message = re.sub(rf"(?<![\w.-]){re.escape(name)}=", f"{option}=", message)
+    error.args = (message,)
+
+
+def _config_option(config: Namespace, name: str) -> Optional[str]:
+    """``--model.init_args.NAME`` or ``--data.init_args.NAME``: the one section of the config that has it."""
+    sections = [
+        section
+        for section in ("model", "data")
+        if isinstance(config.get(section), Namespace)
+        and isinstance(config[section].get("init_args"), Namespace)
+        and name in config[section].init_args
+    ]
+    return f"--{sections[0]}.init_args.{name}" if len(sections) == 1 else None
 
 
 def _logger_configs(trainer: Namespace) -> List[Namespace]:
@@ -268,31 +311,6 @@ _OTHER_COMMANDS_HELP = (
 )
 
 
-def download(name: str, root: Path = Path("data"), url: Optional[str] = None, overwrite: bool = False) -> Path:
-    """Download and unpack a known dataset into ROOT/NAME.
-
-    Args:
-        name: dataset name, e.g. horse2zebra, summer2winter_yosemite, facades.
-        root: folder that receives the dataset folder.
-        url: archive URL to use instead of the official one (a mirror).
-        overwrite: download again and replace ROOT/NAME, e.g. an incomplete copy.
-    """
-    from cyclegan_pl.data.download import download_dataset
-
-    target = download_dataset(name, root, url=url, overwrite=overwrite)
-    print(f"{name} is ready in {target}")
-    return target
-
-
-TOOL_COMMANDS: Dict[str, Callable[..., Any]] = {
-    "download": download,
-    "download-model": download_model,
-    "translate": translate,
-    "export": export,
-    "import-reference": import_reference,
-    "app": app,
-    "evaluate": evaluate,
-}
 # Commands whose required arguments are positional (`download horse2zebra`); the others take
 # every argument as an option (`translate --ckpt_path ... --input ... --output ...`).
 _POSITIONAL_COMMANDS = {"download", "download-model"}
@@ -305,26 +323,31 @@ def _run_tool(name: str, function: Callable[..., Any], argv: Sequence[str]) -> A
     (and drops a parameter of that name), so a command with a ``config`` parameter
     (``evaluate --config CONFIG``) is parsed here instead.
     """
-    if "config" not in inspect.signature(function).parameters:
-        return auto_cli(
-            {name: function},
-            args=[name, *argv],
-            parser_class=CyclePLToolParser,
-            prog=PROG,
-            as_positional=name in _POSITIONAL_COMMANDS,
-        )
-    doc = inspect.getdoc(function) or ""
-    parser = CyclePLToolParser(prog=f"{PROG} {name}", description=doc.split("\n\n")[0])
-    parser.add_function_arguments(function, as_positional=False)
-    parsed = parser.parse_args(list(argv))
-    return function(**{key: parsed[key] for key in inspect.signature(function).parameters})
+    parameters = inspect.signature(function).parameters
+    try:
+        if "config" not in parameters:
+            return auto_cli(
+                {name: function},
+                args=[name, *argv],
+                parser_class=CyclePLToolParser,
+                prog=PROG,
+                as_positional=name in _POSITIONAL_COMMANDS,
+            )
+        doc = inspect.getdoc(function) or ""
+        parser = CyclePLToolParser(prog=f"{PROG} {name}", description=doc.split("\n\n")[0])
+        parser.add_function_arguments(function, as_positional=False)
+        parsed = parser.parse_args(list(argv))
+        return function(**{key: parsed[key] for key in parameters})
+    except UserError as error:
+        _in_option_syntax(error, lambda option: f"--{option}" if option in parameters else None)
+        raise
 
 
 def main(args: Optional[Sequence[str]] = None) -> None:
     argv: List[str] = list(sys.argv[1:] if args is None else args)
     try:
-        if argv and argv[0] in TOOL_COMMANDS:
-            _run_tool(argv[0], TOOL_COMMANDS[argv[0]], argv[1:])
+        if argv and argv[0] in COMMANDS:
+            _run_tool(argv[0], COMMANDS.get(argv[0]), argv[1:])
         else:
             # Parsers name the program (in errors and usage) after sys.argv[0].
             sys.argv[0] = PROG

@@ -25,7 +25,8 @@ def check_direction(
     Args:
         direction: the value to check.
         allowed: the directions that are possible here (e.g. those a model translates).
-        what: the option or argument that holds the value, named in the error.
+        what: the argument that holds the value, named in the error (the command line writes it
+            as its option).
         reason: why only ``allowed`` are possible, for the error (e.g. "a Pix2Pix translates AtoB only").
 
     Raises:
@@ -33,7 +34,7 @@ def check_direction(
     """
     if direction not in allowed:
         choices = " or ".join(repr(value) for value in allowed)
-        raise OptionError(f"{what} {direction}: {reason or 'not a direction'}; use {choices}.")
+        raise OptionError(f"{what}={direction}: {reason or 'not a direction'}; use {choices}.", option=what)
     return direction  # type: ignore[return-value]
 
 

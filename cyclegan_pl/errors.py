@@ -5,6 +5,10 @@ network) derives from :class:`UserError`. Its message is complete on one line: w
 naming the option, file or folder, and what to do. The command line prints such errors as one
 ``error:`` line; anything else is a bug of ours and keeps its traceback.
 
+The library names options as Python arguments (``lambda_identity=0.5``); an :class:`OptionError`
+says which arguments it is about (:attr:`OptionError.options`), so that the command line can write
+them the way it takes them (``--model.init_args.lambda_identity=0.5``, ``--direction BtoA``).
+
 The concrete classes also derive from the built-in exception a Python caller would expect
 (``ValueError`` for options, ``FileNotFoundError`` for missing folders, ``OSError`` for files...),
 so ``except ValueError`` keeps working around the package.
@@ -12,13 +16,31 @@ so ``except ValueError`` keeps working around the package.
 
 from __future__ import annotations
 
+from typing import Sequence, Tuple, Union
+
 
 class UserError(Exception):
-    """Base class: the user's input is wrong or incomplete; the message says what to do."""
+    """Base class: the user's input is wrong or incomplete; the message says what to do.
+
+    Attributes:
+        options: the arguments the message names as ``name=value``, by their Python names (empty
+            when it names none), which the command line rewrites into its own option syntax.
+    """
+
+    options: Tuple[str, ...] = ()
 
 
 class OptionError(UserError, ValueError):
-    """An option (a module, data module, callback or command argument) has an unusable value."""
+    """An option (a module, data module, callback or command argument) has an unusable value.
+
+    Args:
+        message: the one-line message, naming each option as ``name=value`` (or ``name``).
+        option: the argument(s) the message is about, by their Python names.
+    """
+
+    def __init__(self, message: str, option: Union[str, Sequence[str], None] = None) -> None:
+        super().__init__(message)
+        self.options: Tuple[str, ...] = (option,) if isinstance(option, str) else tuple(option or ())
 
 
 class DataLayoutError(UserError, FileNotFoundError):

@@ -115,6 +115,31 @@ def test_bad_input_gives_one_clear_line(tmp_path, args, expected, cli_in_process
     assert len(errors) == 1 and expected in errors[0], result.stderr[-2000:]
 
 
+def test_library_argument_names_become_the_command_line_options(tmp_path, cli_in_process):
+    """The library names its arguments (``lambda_identity=0.5``); the command line writes the option."""
+    result = cli_in_process(
+        "fit",
+        "--config",
+        str(CONFIGS / "demo.yaml"),
+        "--model.init_args.input_nc=1",
+        "--data.init_args.input_nc=1",
+        "--trainer.logger=false",
+        cwd=tmp_path,
+        check=False,
+    )
+    (error,) = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert "--model.init_args.lambda_identity=0.5 needs input_nc == output_nc" in error
+    assert "set --model.init_args.lambda_identity=0" in error
+
+    from cyclegan_pl import Pix2Pix
+
+    Pix2Pix(ngf=8, ndf=8, generator="unet_32").save_pretrained(tmp_path / "p2p")
+    args = ["--ckpt_path", str(tmp_path / "p2p"), "--input", str(tmp_path), "--output", str(tmp_path / "out")]
+    result = cli_in_process("translate", *args, "--direction", "BtoA", cwd=tmp_path, check=False)
+    (error,) = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert "--direction=BtoA: a Pix2Pix translates AtoB only" in error
+
+
 def test_missing_dataset_error_points_to_download(tmp_path, cli_in_process):
     result = cli_in_process(
         "fit",
@@ -266,13 +291,13 @@ def test_our_own_bugs_keep_their_traceback(tmp_path, monkeypatch, capsys):
     import functools
 
     from cyclegan_pl import cli
-    from cyclegan_pl.translate import translate
+    from cyclegan_pl.commands import translate
 
     @functools.wraps(translate)
     def broken(*args, **kwargs):
         raise ValueError("an internal bug")
 
-    monkeypatch.setitem(cli.TOOL_COMMANDS, "translate", broken)
+    monkeypatch.setitem(cli.COMMANDS._entries, "translate", broken)
     with pytest.raises(ValueError, match="an internal bug"):  # not turned into one `error:` line
         cli.main(["translate", "--ckpt_path", "x.ckpt", "--input", ".", "--output", "out"])
 

@@ -129,7 +129,7 @@ def test_cut_notebook_trains_translates_and_reloads(jupyter_kernel, data_root, m
     assert nce is not None, text
     assert float(nce.group(1)) < float(nce.group(2))
     assert "(1, 3, 256, 256) -> (1, 3, 256, 256)" in text
-    assert "OptionError: direction BtoA: a CUT translates AtoB only" in text
+    assert "OptionError: direction=BtoA: a CUT translates AtoB only" in text
     assert re.search(r"cut\.ckpt: CUT, \d+ tensors \(\d+ of F\), all equal; same translation", text), text
     # The temporary folder is gone at the end.
     work = re.search(r"outputs: (\S+)", text)

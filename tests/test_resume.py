@@ -10,8 +10,8 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from cyclegan_pl import CUT, CycleGAN, ImagePoolCallback, LinearDecay, PairedDataModule, Pix2Pix, UnpairedDataModule
-from cyclegan_pl.checkpoints import SafeCheckpointIO
 from cyclegan_pl.data.synthetic import make_demo_dataset, make_demo_paired_dataset
+from cyclegan_pl.weights import SafeCheckpointIO
 
 
 def make_parts(kind: str, data: Path, seed: int):

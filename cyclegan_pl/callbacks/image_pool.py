@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 import lightning.pytorch as pl
 import torch
@@ -11,8 +11,9 @@ from torch import Tensor
 
 from cyclegan_pl.errors import OptionError
 
-_DIRECTIONS = ("a", "b")
 _SEED_MASK = (1 << 63) - 1
+# The pools' names in checkpoints written by 0.2.0.
+_LEGACY_POOL_NAMES = ("a", "b")
 
 
 def pool_seed(seed: int, rank: int, index: int) -> int:
@@ -94,13 +95,14 @@ class ImagePool:
 
 
 class ImagePoolCallback(pl.Callback):
-    """Give CycleGAN's discriminators a history of fakes (the reference's 50-image pool).
+    """Give a method's discriminators a history of fakes (CycleGAN's published 50-image pools).
 
-    At ``fit`` setup one :class:`ImagePool` per direction is attached to the module as
-    ``fake_pool_a`` / ``fake_pool_b``. The pools' contents and random streams are saved in
-    Lightning checkpoints and restored on resume. Each process seeds its pools from ``seed``
-    and its global rank, so DDP processes draw independently. Models without fake pools
-    (Pix2Pix: the reference uses none) are left untouched, with one warning.
+    At ``fit`` setup one :class:`ImagePool` per pool the module declares (``image_pools``;
+    CycleGAN: ``fake_A`` and ``fake_B``) is attached to it (``attach_image_pools``). The pools'
+    contents and random streams are saved in Lightning checkpoints and restored on resume. Each
+    process seeds its pools from ``seed``, its global rank and the pool's place, so DDP processes
+    draw independently. Models that declare no pools (Pix2Pix, CUT: their references use none)
+    are left untouched, with one warning.
 
     A checkpoint holds rank 0's pools (Lightning saves callback state from rank 0): on a
     multi-process resume every rank restores those images, rank 0 also its random stream and
@@ -122,40 +124,39 @@ class ImagePoolCallback(pl.Callback):
         self._rank = 0
         self._warned_no_pools = False
 
-    def _make_pools(self, rank: int) -> Dict[str, ImagePool]:
+    def _make_pools(self, names: Sequence[str], rank: int) -> Dict[str, ImagePool]:
         return {
             name: ImagePool(self.pool_size, torch.Generator().manual_seed(pool_seed(self.seed, rank, index)))
-            for index, name in enumerate(_DIRECTIONS)
+            for index, name in enumerate(names)
         }
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage != "fit":
             return
-        if not all(hasattr(pl_module, f"fake_pool_{name}") for name in _DIRECTIONS):
+        names = tuple(getattr(pl_module, "image_pools", ()))
+        if not names:
             if not self._warned_no_pools:
                 rank_zero_warn(
-                    f"ImagePoolCallback has no effect on {type(pl_module).__name__}: it has no fake image "
-                    "pools (the reference pix2pix trains without one). Remove the callback to silence this."
+                    f"ImagePoolCallback has no effect on {type(pl_module).__name__}: it draws no fakes from image "
+                    "pools (its reference trains without them). Remove the callback to silence this."
                 )
                 self._warned_no_pools = True
             return
-        if not self.pools or self._rank != trainer.global_rank:
+        if tuple(self.pools) != names or self._rank != trainer.global_rank:
             # A second fit with the same callback continues with the same history.
             self._rank = trainer.global_rank
-            self.pools = self._make_pools(self._rank)
+            self.pools = self._make_pools(names, self._rank)
         if self._pending_state is not None:
             self._apply_state(self._pending_state)
             self._pending_state = None
-        for name, pool in self.pools.items():
-            setattr(pl_module, f"fake_pool_{name}", pool)
+        pl_module.attach_image_pools(self.pools)
 
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage != "fit" or not self.pools:
             return
         # A later fit of the same module without this callback must not keep drawing from it.
-        for name, pool in self.pools.items():
-            if getattr(pl_module, f"fake_pool_{name}", None) is pool:
-                setattr(pl_module, f"fake_pool_{name}", None)
+        if getattr(pl_module, "attached_pools", None) == self.pools:
+            pl_module.detach_image_pools()
 
     def state_dict(self) -> Dict[str, Any]:
         if not self.pools:
@@ -176,7 +177,10 @@ class ImagePoolCallback(pl.Callback):
             self._pending_state = state_dict
 
     def _apply_state(self, state: Dict[str, Any]) -> None:
-        saved_pools = state.get("pools", {})
+        saved_pools = dict(state.get("pools", {}))
+        if list(saved_pools) == list(_LEGACY_POOL_NAMES):
+            # 0.2.0 named the pools a and b, in the order the module declares them.
+            saved_pools = dict(zip(self.pools, saved_pools.values(), strict=False))
         # Only rank 0's stream was saved; other ranks keep their own so they stay independent.
         restore_generator = self._rank == 0 and state.get("seed", self.seed) == self.seed
         for name, pool in self.pools.items():

@@ -15,7 +15,6 @@ from torch.utils.data import default_collate
 from torchvision.utils import make_grid
 
 from cyclegan_pl.data.image import to_unit_range, write_image
-from cyclegan_pl.data.transforms import normalize_batch
 from cyclegan_pl.errors import OptionError
 
 SampleSplit = Literal["val", "test", "train"]
@@ -110,7 +109,7 @@ class SampleGrid(pl.Callback):
         """The (3, H, W) grid in [0, 1]: one row per sample, one column per visual."""
         rows: List[List[Tensor]] = []
         for sample in samples:
-            batch = normalize_batch(_to_device(default_collate([sample]), pl_module.device))
+            batch = pl_module.prepare_batch(_to_device(default_collate([sample]), pl_module.device))
             visuals = pl_module.visuals(batch)
             rows.append([_as_rgb(to_unit_range(image[0]).cpu()) for image in visuals.values()])
         tiles = _pad_to_common_size([tile for row in rows for tile in row])

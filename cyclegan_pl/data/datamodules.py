@@ -34,7 +34,7 @@ from cyclegan_pl.data.folder import ImageFolderDataset, image_folder_loader
 from cyclegan_pl.data.image import require_images
 from cyclegan_pl.data.paired import PairedDataset, is_separate_pair_layout
 from cyclegan_pl.data.samplers import EpochSampler
-from cyclegan_pl.data.transforms import PREPROCESS, BatchDtype, ImageTransform, normalize_batch
+from cyclegan_pl.data.transforms import PREPROCESS, BatchDtype, ImageTransform
 from cyclegan_pl.data.unpaired import UnpairedDataset
 from cyclegan_pl.directions import Direction, check_direction
 from cyclegan_pl.errors import DataLayoutError, OptionError
@@ -116,9 +116,9 @@ class ImageDataModule(LightningDataModule):
         PREPROCESS.get(preprocess)  # unknown names fail here, listing the choices
         for option, value in (("input_nc", input_nc), ("output_nc", output_nc)):
             if value not in (1, 3):
-                raise OptionError(f"data.{option} must be 1 (grayscale) or 3 (RGB), got {value}.")
+                raise OptionError(f"{option}={value}: use 1 (grayscale) or 3 (RGB).", option=option)
         if batch_size < 1:
-            raise OptionError(f"data.batch_size must be >= 1, got {batch_size}.")
+            raise OptionError(f"batch_size={batch_size}: must be >= 1.", option="batch_size")
         # Built now so that bad sizes fail at once, not at the first batch.
         self.train_transform, self.eval_transform = self._transforms()
         self.datasets: Dict[str, Dataset] = {}
@@ -186,9 +186,9 @@ class ImageDataModule(LightningDataModule):
             return
         if self.dataset_name not in DATASETS:
             raise OptionError(
-                f"data.download=true needs a known dataset name, but data.dataset is "
-                f"'{self.dataset_name}'. Set data.dataset to one of: {', '.join(DATASETS.names())}; "
-                f"or put the files in place by hand: {self.layout()}."
+                f"download=True needs a known dataset name, but dataset={self.dataset_name}. Set dataset= one of: "
+                f"{', '.join(DATASETS.names())}; or put the files in place by hand: {self.layout()}.",
+                option=("download", "dataset"),
             )
         download_dataset(self.dataset_name, self.root.parent, folder=self.root.name)
 
@@ -233,12 +233,13 @@ class ImageDataModule(LightningDataModule):
         raise NotImplementedError
 
     def _predict_source(self) -> tuple:
-        """(path, channels, half) of the images ``predict`` reads by default."""
+        """(path, channels, half, direction) of the images ``predict`` reads by default, and the
+        translation the model applies to them."""
         raise NotImplementedError
 
     def _build_predict(self) -> Dataset:
         predict_dir = self.hparams.predict_dir
-        path, channels, half = self._predict_source()
+        path, channels, half, direction = self._predict_source()
         return ImageFolderDataset(
             predict_dir or path,
             channels=channels,
@@ -247,6 +248,7 @@ class ImageDataModule(LightningDataModule):
             expected=None if predict_dir else self.layout(),
             hint=None if predict_dir else self.hint(),
             dtype=self.hparams.batch_dtype,
+            direction=direction,
         )
 
     def _say_val_is_test(self, folders: str) -> None:
@@ -262,10 +264,6 @@ class ImageDataModule(LightningDataModule):
             "pin_memory": self.hparams.pin_memory and torch.cuda.is_available(),
             "persistent_workers": self.num_workers > 0,
         }
-
-    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        # uint8 images (``batch_dtype``) become float [-1, 1] here, on the module's device.
-        return normalize_batch(batch)
 
     def train_dataloader(self) -> DataLoader:
         dataset = self.get_dataset("train")
@@ -323,7 +321,7 @@ class UnpairedDataModule(ImageDataModule):
     kind = "unpaired"
 
     def __init__(self, root: str, *, predict_direction: Direction = "AtoB", **kwargs: Any) -> None:
-        check_direction(predict_direction, what="data.predict_direction")
+        check_direction(predict_direction, what="predict_direction")
         super().__init__(root, **kwargs)
 
     @property
@@ -367,8 +365,8 @@ class UnpairedDataModule(ImageDataModule):
 
     def _predict_source(self) -> tuple:
         if self.predict_direction == "AtoB":
-            return self.root / "testA", self.input_nc, None
-        return self.root / "testB", self.output_nc, None
+            return self.root / "testA", self.input_nc, None, "AtoB"
+        return self.root / "testB", self.output_nc, None, "BtoA"
 
 
 class PairedDataModule(ImageDataModule):
@@ -389,7 +387,7 @@ class PairedDataModule(ImageDataModule):
     kind = "paired"
 
     def __init__(self, root: str, *, direction: Direction = "AtoB", **kwargs: Any) -> None:
-        check_direction(direction, what="data.direction")
+        check_direction(direction, what="direction")
         super().__init__(root, **kwargs)
 
     @property
@@ -431,7 +429,8 @@ class PairedDataModule(ImageDataModule):
         return self._dataset(split, self.eval_transform)
 
     def _predict_source(self) -> tuple:
+        # The model's input is always its A: ``direction`` already chose which half that is.
         folder = self._split_folder("test")
         if is_separate_pair_layout(folder):
-            return folder / ("A" if self.direction == "AtoB" else "B"), self.input_nc, None
-        return folder, self.input_nc, "left" if self.direction == "AtoB" else "right"
+            return folder / ("A" if self.direction == "AtoB" else "B"), self.input_nc, None, "AtoB"
+        return folder, self.input_nc, "left" if self.direction == "AtoB" else "right", "AtoB"

@@ -11,7 +11,8 @@ from torch.utils.data import DataLoader, Dataset, SequentialSampler
 from cyclegan_pl.data.base import BadImageSkipper
 from cyclegan_pl.data.image import read_image, read_image_size, require_images, split_halves
 from cyclegan_pl.data.samplers import SizeGroupedBatchSampler
-from cyclegan_pl.data.transforms import BatchDtype, to_float
+from cyclegan_pl.data.transforms import BatchDtype, as_batch_dtype
+from cyclegan_pl.directions import Direction
 from cyclegan_pl.errors import DataLayoutError
 
 PathLike = Union[str, Path]
@@ -20,9 +21,10 @@ PathLike = Union[str, Path]
 class ImageFolderDataset(Dataset):
     """Every image of a folder (recursively) or one image file, at its own size (prediction).
 
-    Items are ``{"image": (C, H, W) float in [-1, 1], "path": str, "relpath": str}``; ``relpath``
-    is relative to the folder (the file name for a single file), so outputs can mirror the input
-    tree. Only normalisation is applied.
+    Items are ``{"image": (C, H, W) float in [-1, 1], "path": str, "relpath": str}`` and, when
+    ``direction`` is given, ``"direction"``: the translation the images are read for, which the
+    modules' ``predict_step`` applies. ``relpath`` is relative to the folder (the file name for a
+    single file), so outputs can mirror the input tree. Only normalisation is applied.
 
     Args:
         path: a folder or an image file.
@@ -37,6 +39,7 @@ class ImageFolderDataset(Dataset):
         exclude: folders under ``path`` left out (e.g. the output folder of a translation that
             writes inside its input folder).
         dtype: ``float32`` images in [-1, 1], or ``uint8`` images for normalisation on the device.
+        direction: the translation the images are read for (``AtoB``: they are domain A images).
     """
 
     def __init__(
@@ -51,8 +54,10 @@ class ImageFolderDataset(Dataset):
         hint: Optional[str] = None,
         exclude: Sequence[PathLike] = (),
         dtype: BatchDtype = "float32",
+        direction: Optional[Direction] = None,
     ) -> None:
         self.dtype = dtype
+        self.direction = direction
         if half not in (None, "left", "right"):
             raise ValueError(f"half must be None, 'left' or 'right', got {half!r}")
         self.root = Path(path)
@@ -87,8 +92,14 @@ class ImageFolderDataset(Dataset):
         if self.half is not None:
             left, right = split_halves(image, self.files[index])
             image = left if self.half == "left" else right
-        image = to_float(image) if self.dtype == "float32" else image.contiguous()
-        return {"image": image, "path": str(self.files[index]), "relpath": self.relpath(index)}
+        item = {
+            "image": as_batch_dtype(image, self.dtype),
+            "path": str(self.files[index]),
+            "relpath": self.relpath(index),
+        }
+        if self.direction is not None:
+            item["direction"] = self.direction
+        return item
 
 
 def image_folder_loader(

@@ -7,8 +7,9 @@ interpolation and ``antialias=True`` uses PIL's bicubic kernel (a = -0.5) and it
 resize matches PIL's ``Image.resize(..., BICUBIC)`` to within one grey level on a few pixels
 (mean absolute difference about 4e-5 after normalisation; ``tests/data/test_transforms.py``
 checks it against a PIL pipeline). Crops and flips are views, and only the final crop is
-converted to float: in the worker with ``dtype="float32"``, or, with ``dtype="uint8"`` (what the
-data modules hand out), by the module on its device (:func:`as_model_input`, the same numbers).
+converted to float: in the worker with ``dtype="float32"`` (:func:`as_batch_dtype`), or, with
+``dtype="uint8"`` (what the data modules hand out), by the module on its device
+(:func:`as_model_input`, through ``ImageTranslationModule.prepare_images``; the same numbers).
 
 A preprocess mode is a function registered in :data:`PREPROCESS` under its config name. It maps
 the image size to a :class:`Geometry` (resize target, crop box); the flip is drawn separately.
@@ -28,12 +29,13 @@ Training (``train=True``) versus evaluation (``train=False``; validation, test, 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Literal, Optional, Sequence, Tuple
+from typing import Callable, Literal, Optional, Sequence, Tuple
 
 import torch
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
+from cyclegan_pl.errors import OptionError
 from cyclegan_pl.registry import Registry
 
 #: (top, left, height, width) of a crop, in the coordinates of the resized image.
@@ -161,14 +163,9 @@ def as_model_input(images: torch.Tensor) -> torch.Tensor:
     return to_float(images) if images.dtype == torch.uint8 else images
 
 
-def normalize_batch(batch: Any) -> Any:
-    """A batch dict with its uint8 images (keys :data:`IMAGE_KEYS`) normalised to float [-1, 1]."""
-    if not isinstance(batch, dict):
-        return batch
-    return {
-        key: as_model_input(value) if key in IMAGE_KEYS and torch.is_tensor(value) else value
-        for key, value in batch.items()
-    }
+def as_batch_dtype(image: torch.Tensor, dtype: BatchDtype) -> torch.Tensor:
+    """A uint8 image as a dataset hands it out: normalised for ``float32``, contiguous uint8 otherwise."""
+    return to_float(image) if dtype == "float32" else image.contiguous()
 
 
 def apply_geometry(image: torch.Tensor, geometry: Geometry) -> torch.Tensor:
@@ -206,16 +203,20 @@ class ImageTransform:
         dtype: BatchDtype = "float32",
     ) -> None:
         if dtype not in ("uint8", "float32"):
-            raise ValueError(f"dtype must be 'uint8' or 'float32', got {dtype!r}")
+            raise OptionError(f"dtype={dtype!r}: use 'uint8' or 'float32'.", option="dtype")
         self.dtype = dtype
         self.preprocess_name = preprocess
         self.preprocess = PREPROCESS.get(preprocess)
         if crop_size <= 0 or load_size <= 0:
-            raise ValueError(f"load_size and crop_size must be positive, got {load_size}, {crop_size}")
+            raise OptionError(
+                f"load_size={load_size}, crop_size={crop_size}: both must be positive.",
+                option=("load_size", "crop_size"),
+            )
         if train and preprocess in ("resize_and_crop", "scale_width_and_crop") and load_size < crop_size:
-            raise ValueError(
-                f"load_size ({load_size}) must be >= crop_size ({crop_size}) for preprocess "
-                f"'{preprocess}': the crop is taken from the image resized to load_size."
+            raise OptionError(
+                f"load_size={load_size} must be >= crop_size={crop_size} for preprocess={preprocess}: the crop is "
+                "taken from the image resized to load_size.",
+                option=("load_size", "crop_size"),
             )
         self.options = SizeOptions(load_size=load_size, crop_size=crop_size, train=train)
         self.flip = flip and train
@@ -230,8 +231,7 @@ class ImageTransform:
 
     def apply(self, image: torch.Tensor, geometry: Geometry) -> torch.Tensor:
         """Apply a sampled geometry to a uint8 image (and normalise it to ``[-1, 1]`` for float32)."""
-        image = apply_geometry(image, geometry)
-        return to_float(image) if self.dtype == "float32" else image.contiguous()
+        return as_batch_dtype(apply_geometry(image, geometry), self.dtype)
 
     def __call__(self, image: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
         return self.apply(image, self.sample(image.shape[-2], image.shape[-1], generator))

@@ -1,49 +1,86 @@
-"""What every method shares: options, manual-optimisation plumbing, inference, safety checks.
+"""The contract of a method: what it declares, what it implements, and the plumbing every method shares.
 
-A method (CycleGAN, Pix2Pix...) subclasses :class:`ImageTranslationModule` and declares:
+A method (CycleGAN, Pix2Pix, CUT...) is one file under ``models/``: a subclass of
+:class:`ImageTranslationModule` registered with :func:`~cyclegan_pl.methods.register_method`. It
+declares, as class attributes beside its code, what the rest of the package asks of it:
 
-* its options (only those the base does not declare) as ``__init__`` arguments, passing the
-  rest on with ``**kwargs``; every option lives in ``self.hparams`` only, so what a checkpoint
-  and ``--print_config`` show is what runs;
-* ``translations``: what it translates, one :class:`Translation` per direction, naming the
-  visuals that hold the source, the translation and the real images of the target domain
+* ``method_name``: its name in commands and published-model entries (``cyclegan``);
+* ``paired``: whether it trains on aligned pairs;
+* ``translations``: one :class:`Translation` per direction it translates (the main one first):
+  the generator attribute that translates it and the visuals holding its source, output and target
   (callbacks, commands and export ask this, never the networks);
-* ``generator_for(direction)``, ``optimizer_groups()`` and ``visuals(batch)``;
-* ``training_step``, written as the algorithm's steps, each a short named method that calls
-  :meth:`optimizer_step_with` for its optimizer(s).
+* ``reference_networks``: the reference implementation's network names (its files
+  ``<epoch>_net_<NAME>.pth``) mapped to our attributes, which ``import-reference`` loads and
+  which tell old checkpoints apart; and how well a reference generator fits it
+  (:meth:`reference_fit`, :meth:`reference_options`);
+* ``card_summary``: the model card's sentence about the method;
+* ``published_models``: the models its authors published (``download-model``);
+* ``image_pools``: the pools of generated images its discriminators draw from, if any.
+
+It implements ``__init__`` (its own options, passing the shared ones on with ``**kwargs``; every
+option lives in ``self.hparams`` only, so what a checkpoint and ``--print_config`` show is what
+runs), ``discriminators()``, ``visuals(batch)`` and ``training_step``, written as the algorithm's
+steps, each a short named method that calls :meth:`optimizer_step_with` for its optimizer(s).
+
+The machinery lives beside this file: :mod:`~cyclegan_pl.models.nonfinite` (the non-finite loss
+check), :mod:`~cyclegan_pl.models.streams` (per-step random streams),
+:mod:`~cyclegan_pl.models.inference` (eval or test-time train mode),
+:mod:`~cyclegan_pl.models.network_options` (checkpointing, compilation) and
+:mod:`~cyclegan_pl.models.loss_log`; model folders and the Hub come from
+:class:`~cyclegan_pl.weights.hub.PretrainedMixin`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
-import random
-from typing import Any, ClassVar, Dict, Iterator, List, Literal, NamedTuple, Optional, Sequence, Tuple
+import warnings
+from typing import (
+    Any,
+    Callable,
+    ClassVar,
+    Dict,
+    Iterator,
+    List,
+    Literal,
+    Mapping,
+    NamedTuple,
+    Optional,
+    Sequence,
+    Tuple,
+)
 
 import lightning.pytorch as pl
-import numpy as np
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
-from cyclegan_pl.data.transforms import as_model_input, normalize_batch
+from cyclegan_pl.data.transforms import IMAGE_KEYS, as_model_input
 from cyclegan_pl.directions import Direction, check_direction
-from cyclegan_pl.errors import NonFiniteLossError, OptionError
-from cyclegan_pl.models.pretrained import PretrainedMixin
+from cyclegan_pl.errors import OptionError
+from cyclegan_pl.methods import class_path
+from cyclegan_pl.models.inference import inference_mode
+from cyclegan_pl.models.loss_log import LossLog
+from cyclegan_pl.models.network_options import compile_networks, enable_gradient_checkpointing
+from cyclegan_pl.models.nonfinite import NonFiniteCheck, NonFinitePolicy
+from cyclegan_pl.models.streams import StepGenerator, reseed_global_generators, step_seed
 from cyclegan_pl.networks.padding import crop_to, pad_to_multiple
-from cyclegan_pl.seeding import hash_seed
+from cyclegan_pl.weights.checkpoints import CHECKPOINT_KEY
+from cyclegan_pl.weights.hub import PretrainedMixin
 
-NonFinitePolicy = Literal["raise", "skip", "ignore"]
+# The module prepares every batch itself (on_after_batch_transfer), with or without a data module:
+# Lightning's notice that it then uses the module's hook says what is meant.
+warnings.filterwarnings("ignore", message=r"You have overridden `on_after_batch_transfer` in `LightningModule` but")
+
 OptimizerImpl = Literal["default", "foreach", "fused"]
 Channels = Literal[1, 3]
-
-#: The key of the package's own entries in a Lightning checkpoint.
-CHECKPOINT_KEY = "cyclegan_pl"
+#: A pool of generated images: takes a batch of fakes, returns a batch of fakes (new or stored).
+ImagePool = Callable[[Tensor], Tensor]
 
 
 class Translation(NamedTuple):
-    """One direction a method translates, and the names of its visuals.
+    """One direction a method translates, its generator and the names of its visuals.
 
     Attributes:
         direction: ``AtoB`` or ``BtoA``.
@@ -51,12 +88,14 @@ class Translation(NamedTuple):
         output: the visual holding their translation (e.g. ``fake_B``).
         target: the visual holding real images of the output domain (e.g. ``real_B``): what FID
             compares ``output`` with, and pix2pix's ground truth.
+        generator: the module attribute of the generator that translates this way.
     """
 
     direction: Direction
     source: str
     output: str
     target: str
+    generator: str = "gen"
 
 
 @contextlib.contextmanager
@@ -120,8 +159,20 @@ class ImageTranslationModule(PretrainedMixin, pl.LightningModule):
             streams running.
     """
 
+    #: the method's name in commands and published-model entries
+    method_name: ClassVar[str]
+    #: trains on aligned pairs (A and B of an item belong together)
+    paired: ClassVar[bool] = False
     #: what the method translates; the first entry is its main direction
     translations: ClassVar[Tuple[Translation, ...]] = ()
+    #: the reference code's network names (``<epoch>_net_<NAME>.pth``) -> our attributes
+    reference_networks: ClassVar[Mapping[str, str]] = {}
+    #: what the method is, in one sentence for model cards
+    card_summary: ClassVar[str] = ""
+    #: the models the method's authors published (``download-model``)
+    published_models: ClassVar[Tuple[Any, ...]] = ()
+    #: the pools of generated images the discriminators draw from (filled by ``ImagePoolCallback``)
+    image_pools: ClassVar[Tuple[str, ...]] = ()
     #: names of the optimizers of ``optimizer_groups`` (logged as ``lr/<name>``)
     optimizer_names: ClassVar[Tuple[str, ...]] = ("g", "d")
     #: loss terms shown in the progress bar (all are logged)
@@ -155,18 +206,55 @@ class ImageTranslationModule(PretrainedMixin, pl.LightningModule):
         self.automatic_optimization = False
         #: the directions whose generator was trained or imported (a checkpoint keeps this)
         self.trained_directions: Tuple[Direction, ...] = self.directions
-        #: what the model card says about this model (see :data:`CARD_FIELDS`): filled from the
+        #: what the model card says about this model (see ``CARD_FIELDS``): filled from the
         #: training run at save time, and by ``download-model`` for published models
         self.card_info: Dict[str, Any] = {}
-        #: the direction ``predict`` translates (a data module's ``predict_direction`` sets it)
-        self.predict_direction: Direction = self.directions[0]
-        self.skipped_nonfinite_steps = 0
-        self._stream_seed: Optional[int] = None
-        self._iterations = 0
-        self._epoch_loss_sums: Dict[str, Tensor] = {}
-        self._epoch_loss_count = 0
-        self._batch_idx = 0
-        self._current_batch_size = 1
+        #: the pools attached for training, by the names of ``image_pools``
+        self.attached_pools: Dict[str, ImagePool] = {}
+        self.nonfinite = NonFiniteCheck(on_nonfinite)
+        self.loss_log = LossLog(self.progress_bar_losses)
+        #: the run's seed of the per-step random streams (kept in checkpoints)
+        self.stream_seed: Optional[int] = None
+        self._warned_no_pools = False
+
+    # --- what a method declares and implements ------------------------------------------------
+    @classmethod
+    def reference_fit(cls, generator: Mapping[str, Any]) -> int:
+        """How well a reference generator (``describe_state_dict``) fits this method.
+
+        2: the method's published architecture; 1: one its options can build; 0: none. Picks the
+        method of a lone generator file, or of a run folder whose file names several methods share.
+        """
+        return 0
+
+    @classmethod
+    def reference_options(cls, generator: Mapping[str, Any], direction: str) -> Dict[str, Any]:
+        """Module arguments that rebuild a reference generator (``describe_state_dict``) translating ``direction``."""
+        options: Dict[str, Any] = dict(generator=generator["name"], ngf=generator["ngf"], norm=generator["norm"])
+        a_channels, b_channels = generator["input_nc"], generator["output_nc"]
+        if direction == "BtoA":  # a B -> A generator's input channels are domain B's
+            a_channels, b_channels = b_channels, a_channels
+        options.update(input_nc=a_channels, output_nc=b_channels)
+        if generator["dropout"] is not None:
+            options["dropout"] = generator["dropout"]
+        return options
+
+    @classmethod
+    def reference_option_fixes(cls, options: Mapping[str, Any]) -> Dict[str, Any]:
+        """Options an import must add to ``options`` for the module to build (e.g. no identity
+        loss between domains of different channels), where the user did not set them."""
+        return {}
+
+    def discriminators(self) -> List[nn.Module]:
+        raise NotImplementedError
+
+    def visuals(self, batch: Dict[str, Any]) -> Dict[str, Tensor]:
+        """The images of a (prepared) batch and their translations, by name, in display order."""
+        raise NotImplementedError
+
+    def evaluation_losses(self, batch: Dict[str, Any], visuals: Dict[str, Tensor]) -> Dict[str, Tensor]:
+        """Losses logged as ``val/<name>`` and ``test/<name>``, from the batch's visuals."""
+        return {}
 
     # --- options that change after construction ---------------------------------------------
     @property
@@ -189,56 +277,68 @@ class ImageTranslationModule(PretrainedMixin, pl.LightningModule):
 
         Args:
             direction: ``AtoB`` or ``BtoA``.
-            what: the option that holds the direction, named in the error.
+            what: the argument that holds the direction, named in the error.
 
         Raises:
             OptionError: the method does not translate that way, or the model's generator for
                 it was never trained or imported.
         """
-        check_direction(direction, self.directions, what, reason=f"a {type(self).__name__} translates {self._ways()}")
+        ways = " and ".join(self.directions) + (" only" if len(self.directions) == 1 else "")
+        check_direction(direction, self.directions, what, reason=f"a {type(self).__name__} translates {ways}")
         if direction not in self.trained_directions:
             raise OptionError(
-                f"{what} {direction}: this {type(self).__name__}'s {direction} generator was never trained "
+                f"{what}={direction}: this {type(self).__name__}'s {direction} generator was never trained "
                 f"or imported (its checkpoint holds {' and '.join(self.trained_directions)} only); use "
-                f"{' or '.join(self.trained_directions)}, or import or train the {direction} generator."
+                f"{' or '.join(self.trained_directions)}, or import or train the {direction} generator.",
+                option=what,
             )
-        return next(t for t in self.translations if t.direction == direction)
+        return self._translation(direction)
 
-    def _ways(self) -> str:
-        return " and ".join(self.directions) + (" only" if len(self.directions) == 1 else "")
+    def _translation(self, direction: str) -> Translation:
+        return next(t for t in self.translations if t.direction == direction)
 
     def source_channels(self, direction: str) -> int:
         """Channels of the images ``direction`` reads (``input_nc`` for AtoB)."""
         return self.hparams.input_nc if direction == "AtoB" else self.hparams.output_nc
 
     def generator_for(self, direction: str) -> nn.Module:
-        """The generator translating ``direction``."""
-        raise NotImplementedError
+        """The generator translating ``direction`` (one the method translates)."""
+        return getattr(self, self._translation(direction).generator)
 
     def generators(self) -> List[nn.Module]:
-        return [self.generator_for(direction) for direction in self.directions]
+        """Each generator once, in the order of ``translations``."""
+        names = dict.fromkeys(translation.generator for translation in self.translations)
+        return [getattr(self, name) for name in names]
 
-    def discriminators(self) -> List[nn.Module]:
-        raise NotImplementedError
+    # --- images in ------------------------------------------------------------------------------
+    def prepare_images(self, images: Tensor) -> Tensor:
+        """Images as the networks take them: uint8 normalised to [-1, 1] on their device (float in
+        [-1, 1] passes), channels-last when asked. The one place images enter the module."""
+        images = as_model_input(images)
+        if self.hparams.channels_last:
+            return images.contiguous(memory_format=torch.channels_last)
+        return images
 
-    def visuals(self, batch: Dict[str, Any]) -> Dict[str, Tensor]:
-        """The images of a batch and their translations, by name, in display order."""
-        raise NotImplementedError
+    def prepare_batch(self, batch: Any) -> Any:
+        """A batch dict with its images (keys ``A``, ``B``, ``image``) prepared by :meth:`prepare_images`."""
+        if not isinstance(batch, dict):
+            return batch
+        return {
+            key: self.prepare_images(value) if key in IMAGE_KEYS and torch.is_tensor(value) else value
+            for key, value in batch.items()
+        }
 
-    # --- networks ---------------------------------------------------------------------------
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        # Every loader's batch (uint8 from the data modules, or float of your own) arrives prepared.
+        return self.prepare_batch(batch)
+
+    # --- set-up -------------------------------------------------------------------------------
     def _apply_network_options(self) -> None:
+        """Called by each method at the end of ``__init__``, once its networks exist."""
         if self.hparams.gradient_checkpointing:
-            for gen in self.generators():
-                if not hasattr(gen, "gradient_checkpointing"):
-                    raise OptionError(
-                        f"model.gradient_checkpointing=true needs a ResNet generator; "
-                        f"{type(gen).__name__} does not support it."
-                    )
-                gen.gradient_checkpointing = True
+            enable_gradient_checkpointing(self.generators())
         if self.hparams.compile:
-            # Module.compile keeps the state_dict keys unchanged, unlike torch.compile(module).
-            for net in self.generators() + self.discriminators():
-                net.compile()
+            compile_networks(self.generators() + self.discriminators())
 
     def setup(self, stage: str) -> None:
         if self.hparams.channels_last:
@@ -251,15 +351,28 @@ class ImageTranslationModule(PretrainedMixin, pl.LightningModule):
             data_value = getattr(datamodule, option, None)
             if data_value is not None and data_value != self.hparams[option]:
                 raise OptionError(
-                    f"model.{option}={self.hparams[option]} but data.{option}={data_value}: the images must "
-                    f"have as many channels as the networks take; set both {option} options to the same value."
+                    f"the model's {option}={self.hparams[option]} but the data module's {option}={data_value}: the "
+                    f"images must have as many channels as the networks take; set both {option} options to the "
+                    "same value.",
+                    option=option,
                 )
 
     def on_fit_start(self) -> None:
-        if self._stream_seed is None:
-            self._stream_seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
+        if self.stream_seed is None:
+            self.stream_seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
         self.trained_directions = self.directions
         self._require_unused_parameter_search()
+
+    def on_train_start(self) -> None:
+        missing = [name for name in self.image_pools if name not in self.attached_pools]
+        if missing and not self._warned_no_pools:
+            self._warned_no_pools = True
+            rank_zero_warn(
+                f"{type(self).__name__} trains without its image pools ({', '.join(missing)}): the discriminators "
+                "see only the current fakes, unlike the published recipe (50 images each). Add "
+                "cyclegan_pl.callbacks.ImagePoolCallback(pool_size=50) to the Trainer's callbacks (the configs "
+                "have it), or ImagePoolCallback(pool_size=0) to train without pools on purpose."
+            )
 
     def _require_unused_parameter_search(self) -> None:
         # Each step leaves the other networks without gradients (the generator step the
@@ -270,14 +383,25 @@ class ImageTranslationModule(PretrainedMixin, pl.LightningModule):
             raise OptionError(
                 f"{type(self).__name__} trains its networks in separate steps, so DDP must look for unused "
                 "parameters: use strategy='ddp_find_unused_parameters_true' (or "
-                "DDPStrategy(find_unused_parameters=True)); the command line does this for --trainer.strategy ddp."
+                "DDPStrategy(find_unused_parameters=True)); the command line does this for --trainer.strategy ddp.",
+                option="strategy",
             )
 
-    def _prepare_input(self, images: Tensor) -> Tensor:
-        images = as_model_input(images)
-        if self.hparams.channels_last:
-            return images.contiguous(memory_format=torch.channels_last)
-        return images
+    # --- image pools ----------------------------------------------------------------------------
+    def attach_image_pools(self, pools: Mapping[str, ImagePool]) -> None:
+        """Use these pools (by the names of ``image_pools``) in training; :meth:`detach_image_pools` ends it."""
+        unknown = set(pools) - set(self.image_pools)
+        if unknown:
+            raise ValueError(f"{type(self).__name__} has no image pools {sorted(unknown)}; it has {self.image_pools}")
+        self.attached_pools = dict(pools)
+
+    def detach_image_pools(self) -> None:
+        self.attached_pools = {}
+
+    def from_pool(self, name: str, images: Tensor) -> Tensor:
+        """``images`` drawn through the pool ``name`` (the images themselves when none is attached)."""
+        pool = self.attached_pools.get(name)
+        return images if pool is None else pool(images)
 
     # --- optimisation -----------------------------------------------------------------------
     def optimizer_groups(self) -> List[List[nn.Parameter]]:
@@ -303,203 +427,100 @@ class ImageTranslationModule(PretrainedMixin, pl.LightningModule):
         """zero_grad, backward, step of ``optimizers``; False when a non-finite loss skipped it."""
         for optimizer in optimizers:
             optimizer.zero_grad()
-        if not self._losses_are_finite(losses):
+        if not self.nonfinite.allows_step(losses, self):
             return False
         self.manual_backward(loss)
         for optimizer in optimizers:
             optimizer.step()
         return True
 
-    def _losses_are_finite(self, losses: Dict[str, Tensor]) -> bool:
-        if self.hparams.on_nonfinite == "ignore":
-            # No check, no device synchronisation: the reference's behaviour.
-            return True
-        values = torch.stack([value.detach().float() for value in losses.values()])
-        finite = torch.isfinite(values)
-        all_finite = bool(finite.all())
-        if self._trainer is not None:
-            # Every process must take the same branch, or the backward's all-reduce waits forever.
-            all_finite = self.trainer.strategy.reduce_boolean_decision(all_finite, all=True)
-        if all_finite:
-            return True
-        bad = [name for name, ok in zip(losses, finite.tolist(), strict=True) if not ok] or ["(on another process)"]
-        where = f"global step {self.global_step} (epoch {self.current_epoch}, batch {self._batch_idx})"
-        if self.hparams.on_nonfinite == "raise":
-            values_text = ", ".join(f"{n}={losses[n].item()}" for n in bad if n in losses)
-            raise NonFiniteLossError(
-                f"Loss term(s) {', '.join(bad)} became non-finite ({values_text}) at {where}. "
-                "Lower model.lr, check the input images, or set model.on_nonfinite=skip to skip such steps."
-            )
-        self.skipped_nonfinite_steps += 1
-        self.print(f"Skipping an optimizer step at {where}: non-finite {', '.join(bad)}")
-        return False
+    # --- random streams -----------------------------------------------------------------------
+    def on_train_batch_start(self, batch: Dict[str, Any], batch_idx: int) -> None:
+        if self.hparams.reseed_every_step:
+            # The step's random draws (dropout, gradient-penalty mixing) then depend on
+            # (seed, epoch, batch, rank) only, so `fit --ckpt_path` continues exactly as an
+            # uninterrupted run would; the data draws its own per-item generators.
+            reseed_global_generators(step_seed(self.stream_seed, self.current_epoch, batch_idx, self.global_rank))
+
+    def step_generator(self, stream: StepGenerator, batch_idx: int) -> torch.Generator:
+        """``stream``'s generator on this module's device, seeded for training step ``batch_idx``."""
+        return stream.for_step(self.device, self.stream_seed, self.current_epoch, batch_idx, self.global_rank)
 
     # --- logging ----------------------------------------------------------------------------
-    def _log_training(self, losses: Dict[str, Tensor]) -> None:
-        """Step values on the trainer's logging steps; epoch means at the end of the epoch.
-
-        Each ``self.log`` call costs Lightning about a millisecond of Python, which at batch 1
-        on a fast GPU is a tenth of an iteration, so values are only handed to Lightning on
-        the steps its loggers write (every ``log_every_n_steps``); the epoch means are summed
-        here, on the device, from every step.
-        """
-        batch_size = self._current_batch_size
-        for name, value in losses.items():
-            total = self._epoch_loss_sums.get(name)
-            weighted = value.detach().float() * batch_size
-            self._epoch_loss_sums[name] = weighted if total is None else total + weighted
-        self._epoch_loss_count += batch_size
-        if self._is_logging_step():
-            for name, value in losses.items():
-                self.log(
-                    f"loss/{name}_step",
-                    value.detach(),
-                    on_step=True,
-                    on_epoch=False,
-                    prog_bar=name in self.progress_bar_losses,
-                    batch_size=batch_size,
-                )
-            for name, optimizer in zip(self.optimizer_names, self.optimizers(), strict=True):
-                self.log(
-                    f"lr/{name}", optimizer.param_groups[0]["lr"], on_step=True, on_epoch=False, batch_size=batch_size
-                )
-            if self.skipped_nonfinite_steps:
-                self.log(
-                    "nonfinite_skipped_steps", float(self.skipped_nonfinite_steps), on_step=True, batch_size=batch_size
-                )
-        self._iterations += 1
-
-    def _is_logging_step(self) -> bool:
-        # Lightning's loggers write the step values of every log_every_n_steps-th training batch
-        # (counted over the whole run) and of the last one; the iteration count is kept in the
-        # checkpoint so a resumed run logs the same steps.
-        every = self.trainer.log_every_n_steps
-        return (self._iterations + 1) % every == 0 or self.trainer.should_stop
+    def log_losses(self, losses: Dict[str, Tensor], batch_size: int) -> None:
+        """Log a training step's loss terms (see :class:`~cyclegan_pl.models.loss_log.LossLog`)."""
+        extra = {
+            f"lr/{name}": opt.param_groups[0]["lr"]
+            for name, opt in zip(self.optimizer_names, self.optimizers(), strict=True)
+        }
+        if self.nonfinite.skipped:
+            extra["nonfinite_skipped_steps"] = float(self.nonfinite.skipped)
+        self.loss_log.log_step(self, losses, batch_size, extra)
 
     def on_train_epoch_start(self) -> None:
-        self._epoch_loss_sums = {}
-        self._epoch_loss_count = 0
+        self.loss_log.start_epoch()
 
     def on_train_epoch_end(self) -> None:
-        for name, total in self._epoch_loss_sums.items():
-            # Averaged over all processes (one all-reduce per value and epoch under DDP).
-            self.log(
-                f"loss/{name}_epoch",
-                total / max(1, self._epoch_loss_count),
-                on_step=False,
-                on_epoch=True,
-                prog_bar=name in self.progress_bar_losses,
-                sync_dist=self.trainer.world_size > 1,
-            )
+        self.loss_log.log_epoch(self)
 
-    # --- checkpoints and random streams ------------------------------------------------------
+    # --- checkpoints ---------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
         # The seed is kept with the weights, so a resumed run draws the same streams even when
         # it was started with another seed (e.g. `seed_everything: true`).
         checkpoint[CHECKPOINT_KEY] = {
-            "stream_seed": self._stream_seed,
-            "iterations": self._iterations,
+            "class_path": class_path(type(self)),
+            "stream_seed": self.stream_seed,
+            "iterations": self.loss_log.iterations,
             "trained_directions": list(self.trained_directions),
             "card": self.current_card_info(),
         }
 
     def on_load_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
         state = checkpoint.get(CHECKPOINT_KEY, {})
-        self._stream_seed = state.get("stream_seed", checkpoint.get("cyclegan_pl_stream_seed", self._stream_seed))
-        self._iterations = state.get("iterations", self._iterations)
+        self.stream_seed = state.get("stream_seed", checkpoint.get("cyclegan_pl_stream_seed", self.stream_seed))
+        self.loss_log.iterations = state.get("iterations", self.loss_log.iterations)
         self.trained_directions = tuple(state.get("trained_directions", self.directions))
         self.card_info = dict(state.get("card", self.card_info))
 
-    def on_train_batch_start(self, batch: Dict[str, Any], batch_idx: int) -> None:
-        self._batch_idx = batch_idx
-        self._current_batch_size = batch["A"].shape[0]
-        if self.hparams.reseed_every_step:
-            # The step's random draws (dropout, gradient-penalty mixing) then depend on
-            # (seed, epoch, batch, rank) only, whatever ran before it (data loader start,
-            # validation, sample grids), so `fit --ckpt_path` continues exactly as an
-            # uninterrupted run would; the data draws its own per-item generators.
-            step_seed = hash_seed(self._stream_seed, self.current_epoch, batch_idx, self.global_rank)
-            random.seed(step_seed)
-            np.random.seed(step_seed % 2**32)
-            torch.manual_seed(step_seed)
-
     # --- inference --------------------------------------------------------------------------
-    @contextlib.contextmanager
-    def _inference_context(self, nets: Sequence[nn.Module]) -> Iterator[None]:
-        """Eval mode, or the reference's test-time train mode without touching running stats.
-
-        The reference test script keeps dropout and batch statistics on unless ``--eval``;
-        we do the same by default but zero the BatchNorm momentum so inference during training
-        (validation, sample grids) never changes the running statistics being trained.
-        SyncBatchNorm layers use their own batch's statistics here, as the one-GPU reference
-        does: the output of an image then does not depend on what other processes translate,
-        and inference runs no collective (ranks may hold different numbers of images).
-        """
-        was_training = [net.training for net in nets]
-        saved_momentum = []
-        local_statistics = []
-        for net in nets:
-            if self.eval_mode:
-                net.eval()
-                continue
-            net.train()
-            for layer in net.modules():
-                if isinstance(layer, nn.modules.batchnorm._BatchNorm):
-                    saved_momentum.append((layer, layer.momentum, layer.num_batches_tracked.clone()))
-                    layer.momentum = 0.0
-                if isinstance(layer, nn.SyncBatchNorm):
-                    layer.forward = functools.partial(nn.modules.batchnorm._BatchNorm.forward, layer)
-                    local_statistics.append(layer)
-        try:
-            with torch.no_grad():
-                yield
-        finally:
-            for layer, momentum, tracked in saved_momentum:
-                layer.momentum = momentum
-                layer.num_batches_tracked.copy_(tracked)
-            for layer in local_statistics:
-                del layer.forward  # back to SyncBatchNorm.forward
-            for net, flag in zip(nets, was_training, strict=True):
-                net.train(flag)
-
     def translate(self, images: Tensor, direction: str = "AtoB") -> Tensor:
         """Translate images (N, C, H, W in [-1, 1], or uint8) of any size; returns the same size in [-1, 1].
 
         Sides that are not a multiple of the generator's ``size_multiple`` are padded and the
         output cropped back (:mod:`cyclegan_pl.networks.padding`), so any image size works.
         """
-        self.translation(direction)
-        gen = self.generator_for(direction)
+        translation = self.translation(direction)
+        gen = getattr(self, translation.generator)
         height, width = images.shape[-2:]
-        padded = self._prepare_input(pad_to_multiple(as_model_input(images), getattr(gen, "size_multiple", 1)))
-        with self._inference_context([gen]):
-            output = gen(padded)
+        padded = pad_to_multiple(self.prepare_images(images), getattr(gen, "size_multiple", 1))
+        with inference_mode([gen], self.eval_mode):
+            output = self.generate_for_inference(translation, padded)
         return crop_to(output, height, width)
+
+    def generate_for_inference(self, translation: Translation, images: Tensor) -> Tensor:
+        """The translation of prepared, padded images (a method with a multi-step sampler overrides this)."""
+        return getattr(self, translation.generator)(images)
 
     def forward(self, images: Tensor) -> Tensor:
         """Translate in the method's main direction (A -> B)."""
         return self.translate(images, self.directions[0])
 
-    def on_predict_start(self) -> None:
-        # The datamodule chose which domain's images it serves, so it names the direction.
-        datamodule = self.trainer.datamodule
-        self.predict_direction = getattr(datamodule, "predict_direction", self.predict_direction)
-        self.translation(self.predict_direction, what="data.predict_direction")
-
     def predict_step(self, batch: Dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> Dict[str, Any]:
+        """Translate a batch of ``image`` (or ``A``) in the direction its loader names (``direction``).
+
+        Loaders of images to translate name the direction in every item; without one, the main
+        direction is used.
+        """
         images = batch["image"] if "image" in batch else batch["A"]
+        direction = batch.get("direction") or self.directions[0]
+        direction = direction if isinstance(direction, str) else direction[0]  # collated: one per image
         paths = batch.get("path", batch.get("A_paths"))
-        result = {"images": self.translate(images, self.predict_direction), "path": paths}
+        result = {"images": self.translate(images, direction), "path": paths}
         result["relpath"] = batch.get("relpath", [p.rsplit("/", 1)[-1] for p in paths] if paths else None)
         return result
 
     # --- evaluation -------------------------------------------------------------------------
-    def evaluation_losses(self, batch: Dict[str, Any], visuals: Dict[str, Tensor]) -> Dict[str, Tensor]:
-        """Losses logged as ``val/<name>`` and ``test/<name>``, from the batch's visuals."""
-        return {}
-
     def _evaluation_step(self, stage: str, batch: Dict[str, Any]) -> Dict[str, Tensor]:
-        batch = normalize_batch(batch)  # uint8 batches from a loader of your own
         visuals = self.visuals(batch)
         losses = self.evaluation_losses(batch, visuals)
         if losses:

@@ -10,7 +10,9 @@ from torch import Tensor, nn
 
 from cyclegan_pl.errors import OptionError
 from cyclegan_pl.losses import GANMode, build_gan_loss, gradient_penalty, patch_nce_loss
+from cyclegan_pl.methods import register_method
 from cyclegan_pl.models.base import ImageTranslationModule, Translation, frozen
+from cyclegan_pl.models.streams import StepGenerator
 from cyclegan_pl.networks import (
     DiscriminatorName,
     GeneratorName,
@@ -23,20 +25,27 @@ from cyclegan_pl.networks import (
     draw_patch_ids,
     init_weights,
 )
-from cyclegan_pl.seeding import hash_seed
+from cyclegan_pl.weights.published import PublishedModel
 
-#: Added to the step's seed parts for the patch-sampling stream, so it differs from the global one.
+#: The stream number of the generator that draws a training step's flip and patch positions.
 PATCH_STREAM = 1
 
 #: FastCUT is CUT with these options (docs/method.md#cut-and-fastcut, configs/h2z_fastcut.yaml).
 FASTCUT_OPTIONS: Mapping[str, Any] = MappingProxyType({"nce_idt": False, "lambda_nce": 10.0, "flip_equivariance": True})
 
+# The published models, one archive of reference run folders for all six: the name after the
+# method prefix, the run folders' prefix, what it translates, the dataset, the folder of its input
+# images. AFHQ (cat2dog) is no dataset of ours.
+_PUBLISHED = [
+    ("horse2zebra", "horse2zebra", "horse -> zebra", "horse2zebra", "testA"),
+    ("cat2dog", "cat2dog", "cat -> dog (AFHQ)", None, None),
+    ("cityscapes_label2photo", "cityscapes", "label map -> street photo (Cityscapes)", "cyclegan_cityscapes", None),
+]
+_VARIANTS = (("cut", "CUT", {}), ("fastcut", "FastCUT", dict(FASTCUT_OPTIONS)))
+_FIT_CONFIGS = {"cut_horse2zebra": "configs/h2z_cut.yaml", "fastcut_horse2zebra": "configs/h2z_fastcut.yaml"}
 
-def patch_stream_seed(stream_seed: int, epoch: int, batch_idx: int, rank: int) -> int:
-    """The seed of the generator that draws a training step's flip and patch positions."""
-    return hash_seed(stream_seed, epoch, batch_idx, rank, PATCH_STREAM)
 
-
+@register_method
 class CUT(ImageTranslationModule):
     """Contrastive Unpaired Translation: CUT and, with other options, FastCUT.
 
@@ -48,8 +57,8 @@ class CUT(ImageTranslationModule):
     ``__init__`` from the generator's channel counts, so it has its optimizer from the first
     step (the published code creates it, and its Adam, after the first forward).
 
-    The flip of FastCUT and the patch positions are drawn from the module's own generator on the
-    training device, seeded before every step from (seed, epoch, batch index, rank): a resumed
+    The flip of FastCUT and the patch positions are drawn from a generator on the training device
+    (``patch_stream``), seeded before every step from (seed, epoch, batch index, rank): a resumed
     run draws the same positions as an uninterrupted one. Per step, the flip is drawn first (when
     ``flip_equivariance``), then the positions of each NCE layer for ``NCE(A, G(A))``, then fresh
     ones for ``NCE(B, G(B))``.
@@ -83,7 +92,34 @@ class CUT(ImageTranslationModule):
         projection_units: width of F's MLP layers.
     """
 
-    translations = (Translation("AtoB", source="real_A", output="fake_B", target="real_B"),)
+    method_name = "cut"
+    translations = (Translation("AtoB", source="real_A", output="fake_B", target="real_B", generator="gen"),)
+    reference_networks = {"G": "gen", "D": "disc", "F": "projection"}
+    card_summary = (
+        "unpaired image-to-image translation with a patch-wise contrastive loss, one generator and no cycle "
+        "(Park et al., ECCV 2020)."
+    )
+    published_models = tuple(
+        PublishedModel(
+            f"{variant}_{name}",
+            method="cut",
+            label=label,
+            path="CUT/pretrained_models.tar",
+            generator="resnet_9blocks",
+            norm="instance",
+            translates=translates,
+            dataset=dataset,
+            input_folder=folder,
+            run_folder=f"{run}_{variant}_pretrained",
+            # Every published network is blur-pooled; FastCUT's recipe differs from CUT's.
+            hparams={"antialias": True, **options},
+            fit_command=f"python -m cyclegan_pl fit --config {_FIT_CONFIGS[f'{variant}_{name}']}"
+            if f"{variant}_{name}" in _FIT_CONFIGS
+            else None,
+        )
+        for variant, label, options in _VARIANTS
+        for name, run, translates, dataset, folder in _PUBLISHED
+    )
     optimizer_names = ("g", "d", "f")
     progress_bar_losses = ("g", "d", "nce")
 
@@ -111,13 +147,16 @@ class CUT(ImageTranslationModule):
         hp = self.hparams
         if nce_idt and lambda_nce > 0 and hp.input_nc != hp.output_nc:
             raise OptionError(
-                f"model.nce_idt=true runs the generator on domain B images, which needs input_nc == output_nc "
-                f"(got {hp.input_nc} and {hp.output_nc}); set model.nce_idt=false."
+                f"nce_idt=True runs the generator on domain B images, which needs input_nc == output_nc "
+                f"(got {hp.input_nc} and {hp.output_nc}); set nce_idt=False.",
+                option="nce_idt",
             )
         if lambda_gan <= 0 and lambda_nce <= 0:
-            raise OptionError("model.lambda_gan and model.lambda_nce are both 0: the generator would not train.")
+            raise OptionError(
+                "lambda_gan=0 and lambda_nce=0: the generator would not train.", option=("lambda_gan", "lambda_nce")
+            )
         if num_patches < 1:
-            raise OptionError(f"model.num_patches must be at least 1, got {num_patches}.")
+            raise OptionError(f"num_patches={num_patches}: must be at least 1.", option="num_patches")
         self.gen = define_generator(
             generator,
             hp.input_nc,
@@ -131,8 +170,9 @@ class CUT(ImageTranslationModule):
         )
         if not isinstance(self.gen, ResnetGenerator):
             raise OptionError(
-                f"model.generator={generator}: CUT compares features of the generator's `model` entries, which "
-                "needs a ResNet generator (resnet_9blocks, resnet_<N>blocks)."
+                f"generator={generator}: CUT compares features of the generator's `model` entries, which "
+                "needs a ResNet generator (resnet_9blocks, resnet_<N>blocks).",
+                option="generator",
             )
         self.disc = define_discriminator(
             discriminator,
@@ -147,15 +187,26 @@ class CUT(ImageTranslationModule):
         channels = self.gen.feature_channels(list(nce_layers))
         self.projection = init_weights(PatchProjection(channels, projection_units), init_type, hp.init_gain)
         self.gan_loss = build_gan_loss(gan_mode)
-        self._patch_rng: Optional[torch.Generator] = None
+        self.patch_stream = StepGenerator(PATCH_STREAM)
         self._apply_network_options()
 
-    def generator_for(self, direction: str) -> nn.Module:
-        self.translation(direction)
-        return self.gen
+    @classmethod
+    def reference_fit(cls, generator: Mapping[str, Any]) -> int:
+        """The published networks are anti-aliased ResNets; a plain ResNet is an option."""
+        if generator["kind"] != "resnet":
+            return 0
+        return 2 if generator["antialias"] else 1
 
-    def generators(self) -> List[nn.Module]:
-        return [self.gen]
+    @classmethod
+    def reference_options(cls, generator: Mapping[str, Any], direction: str) -> Dict[str, Any]:
+        return {**super().reference_options(generator, direction), "antialias": generator["antialias"]}
+
+    @classmethod
+    def reference_option_fixes(cls, options: Mapping[str, Any]) -> Dict[str, Any]:
+        # Identity NCE runs G on domain B images, which needs equal channels.
+        if "nce_idt" not in options and options.get("input_nc", 3) != options.get("output_nc", 3):
+            return {"nce_idt": False}
+        return {}
 
     def discriminators(self) -> List[nn.Module]:
         return [self.disc]
@@ -172,36 +223,24 @@ class CUT(ImageTranslationModule):
     def uses_identity(self) -> bool:
         return bool(self.hparams.nce_idt) and self.uses_nce
 
-    # --- random draws -----------------------------------------------------------------------
-    def on_train_batch_start(self, batch: Dict[str, Any], batch_idx: int) -> None:
-        super().on_train_batch_start(batch, batch_idx)
-        if self._patch_rng is None or self._patch_rng.device != self.device:
-            self._patch_rng = torch.Generator(device=self.device)
-        self._patch_rng.manual_seed(
-            patch_stream_seed(self._stream_seed, self.current_epoch, batch_idx, self.global_rank)
-        )
-
-    def draw_flip(self) -> Tensor:
-        """FastCUT's coin: a boolean scalar on the device, True with probability 0.5.
-
-        It stays on the device (no synchronisation): the flips are applied with ``torch.where``.
-        """
-        return torch.rand((), generator=self._patch_rng, device=self.device) < 0.5
-
     # --- the algorithm (docs/method.md#cut-and-fastcut) --------------------------------------
     def training_step(self, batch: Dict[str, Any], batch_idx: int) -> None:
-        real_a, real_b = self._prepare_input(batch["A"]), self._prepare_input(batch["B"])
         opt_g, opt_d, opt_f = self.optimizers()
-        images = self.generate(real_a, real_b)
+        # The step's flip and patch positions, drawn on the device in this order (see the class doc).
+        draws = self.step_generator(self.patch_stream, batch_idx)
+        images = self.generate(batch["A"], batch["B"], draws)
         d_losses = self.discriminator_step(opt_d, images)
-        g_losses = self.generator_step([opt_g, opt_f], images)
-        self._log_training({**d_losses, **g_losses})
+        g_losses = self.generator_step([opt_g, opt_f], images, draws)
+        self.log_losses({**d_losses, **g_losses}, batch_size=batch["A"].shape[0])
 
-    def generate(self, real_a: Tensor, real_b: Tensor) -> Dict[str, Any]:
-        """Step 1: fake_B = G(A) and, with identity NCE, idt_B = G(B), in one batch, maybe flipped."""
+    def generate(self, real_a: Tensor, real_b: Tensor, draws: torch.Generator) -> Dict[str, Any]:
+        """Step 1: fake_B = G(A) and, with identity NCE, idt_B = G(B), in one batch, maybe flipped.
+
+        The flip (FastCUT) is applied with ``torch.where``, without synchronising on the coin.
+        """
         n = real_a.shape[0]
         inputs = torch.cat([real_a, real_b]) if self.uses_identity else real_a
-        flipped = self.draw_flip() if self.hparams.flip_equivariance else None
+        flipped = self.draw_flip(draws) if self.hparams.flip_equivariance else None
         if flipped is not None:
             inputs = torch.where(flipped, inputs.flip(3), inputs)
         outputs = self.gen(inputs)
@@ -209,6 +248,10 @@ class CUT(ImageTranslationModule):
         if self.uses_identity:
             images["idt_b"] = outputs[n:]
         return images
+
+    def draw_flip(self, draws: torch.Generator) -> Tensor:
+        """FastCUT's coin: a boolean scalar on the device, True with probability 0.5."""
+        return torch.rand((), generator=draws, device=self.device) < 0.5
 
     def discriminator_loss(self, real: Tensor, fake: Tensor) -> Tensor:
         """0.5 * (GAN(D(fake), fake) + GAN(D(real), real)) (+ gradient penalty for wgangp)."""
@@ -230,7 +273,7 @@ class CUT(ImageTranslationModule):
         self.optimizer_step_with([opt_d], losses["d"], losses)
         return losses
 
-    def nce_loss(self, source: Tensor, output: Tensor, flipped: Optional[Tensor]) -> Tensor:
+    def nce_loss(self, source: Tensor, output: Tensor, flipped: Optional[Tensor], draws: torch.Generator) -> Tensor:
         """PatchNCE between ``source`` and its translation ``output``, averaged over the layers.
 
         Queries are G's features of the output (flipped back when the input was flipped), keys
@@ -244,7 +287,7 @@ class CUT(ImageTranslationModule):
             queries = [torch.where(flipped, feature.flip(3), feature) for feature in queries]
         with torch.no_grad():
             keys = self.gen.encode(source, layers)
-            patch_ids = draw_patch_ids(keys, hp.num_patches, self._patch_rng)
+            patch_ids = draw_patch_ids(keys, hp.num_patches, draws)
             projected_keys = self.projection(keys, patch_ids)
         projected_queries = self.projection(queries, patch_ids)
         total = 0.0
@@ -258,7 +301,7 @@ class CUT(ImageTranslationModule):
             total = total + (rows * hp.lambda_nce).mean()
         return total / len(layers)
 
-    def generator_losses(self, images: Dict[str, Any]) -> Dict[str, Tensor]:
+    def generator_losses(self, images: Dict[str, Any], draws: torch.Generator) -> Dict[str, Tensor]:
         hp = self.hparams
         losses: Dict[str, Tensor] = {}
         generator_total: Any = 0.0  # at least one term follows (checked in __init__)
@@ -266,19 +309,21 @@ class CUT(ImageTranslationModule):
             losses["g_gan"] = self.gan_loss(self.disc(images["fake_b"]), True) * hp.lambda_gan
             generator_total = losses["g_gan"]
         if self.uses_nce:
-            losses["nce"] = self.nce_loss(images["real_a"], images["fake_b"], images["flipped"])
+            losses["nce"] = self.nce_loss(images["real_a"], images["fake_b"], images["flipped"], draws)
             nce_total = losses["nce"]
             if self.uses_identity:
-                losses["nce_idt"] = self.nce_loss(images["real_b"], images["idt_b"], images["flipped"])
+                losses["nce_idt"] = self.nce_loss(images["real_b"], images["idt_b"], images["flipped"], draws)
                 nce_total = (losses["nce"] + losses["nce_idt"]) * 0.5
             generator_total = generator_total + nce_total
         losses["g"] = generator_total
         return losses
 
-    def generator_step(self, optimizers: Sequence[Any], images: Dict[str, Any]) -> Dict[str, Tensor]:
+    def generator_step(
+        self, optimizers: Sequence[Any], images: Dict[str, Any], draws: torch.Generator
+    ) -> Dict[str, Tensor]:
         """Step 3: with D frozen, one Adam step on G and one on F."""
         with frozen(self.disc):
-            losses = self.generator_losses(images)
+            losses = self.generator_losses(images, draws)
             self.optimizer_step_with(optimizers, losses["g"], losses)
         return losses
 

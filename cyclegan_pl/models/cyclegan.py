@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Dict, List, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from cyclegan_pl.errors import OptionError
 from cyclegan_pl.losses import GANMode, build_gan_loss, gradient_penalty
+from cyclegan_pl.methods import register_method
 from cyclegan_pl.models.base import ImageTranslationModule, Translation, frozen
 from cyclegan_pl.networks import (
     DiscriminatorName,
@@ -19,10 +20,44 @@ from cyclegan_pl.networks import (
     define_discriminator,
     define_generator,
 )
+from cyclegan_pl.weights.published import PublishedModel
 
-ImagePool = Callable[[Tensor], Tensor]
+# The published generators (one ResNet-9 with instance norm each): name, what it translates, the
+# dataset it was trained on, the dataset's folder of its input images.
+_PUBLISHED = [
+    ("apple2orange", "apple -> orange", "apple2orange", "testA"),
+    ("orange2apple", "orange -> apple", "apple2orange", "testB"),
+    ("summer2winter_yosemite", "summer -> winter (Yosemite)", "summer2winter_yosemite", "testA"),
+    ("winter2summer_yosemite", "winter -> summer (Yosemite)", "summer2winter_yosemite", "testB"),
+    ("horse2zebra", "horse -> zebra", "horse2zebra", "testA"),
+    ("zebra2horse", "zebra -> horse", "horse2zebra", "testB"),
+    ("monet2photo", "Monet painting -> photo", "monet2photo", "testA"),
+    ("style_monet", "photo -> Monet painting", "monet2photo", "testB"),
+    ("style_cezanne", "photo -> Cezanne painting", "cezanne2photo", "testB"),
+    ("style_ukiyoe", "photo -> ukiyo-e print", "ukiyoe2photo", "testB"),
+    ("style_vangogh", "photo -> Van Gogh painting", "vangogh2photo", "testB"),
+    ("sat2map", "satellite photo -> map", "cyclegan_maps", "testA"),
+    ("map2sat", "map -> satellite photo", "cyclegan_maps", "testB"),
+    ("cityscapes_photo2label", "street photo -> label map (Cityscapes)", "cyclegan_cityscapes", None),
+    ("cityscapes_label2photo", "label map -> street photo (Cityscapes)", "cyclegan_cityscapes", None),
+    ("facades_photo2label", "facade photo -> label map", "cyclegan_facades", None),
+    ("facades_label2photo", "label map -> facade photo", "cyclegan_facades", None),
+    ("iphone2dslr_flower", "iPhone flower photo -> DSLR-like shallow depth of field", "iphone2dslr_flower", "testA"),
+]
+# Our configs of the published recipes; other datasets train with h2z.yaml's recipe on their folder.
+_FIT_CONFIGS = {"horse2zebra": "configs/h2z.yaml", "summer2winter_yosemite": "configs/yosemite.yaml"}
 
 
+def _fit_command(dataset: str) -> str:
+    if dataset in _FIT_CONFIGS:
+        return f"python -m cyclegan_pl fit --config {_FIT_CONFIGS[dataset]}"
+    return (
+        f"python -m cyclegan_pl fit --config configs/h2z.yaml --data.init_args.root data/{dataset} "
+        f"--data.init_args.dataset {dataset} --trainer.default_root_dir runs/{dataset}"
+    )
+
+
+@register_method
 class CycleGAN(ImageTranslationModule):
     """Unpaired image-to-image translation with cycle consistency.
 
@@ -31,8 +66,8 @@ class CycleGAN(ImageTranslationModule):
     ``gen_ba`` is G_B, ``disc_b`` is D_A and ``disc_a`` is D_B. Each training iteration runs
     the published order (docs/method.md#cyclegan-training-step): forward, one generator step
     with the discriminators frozen, one discriminator step on fakes drawn through the image
-    pools (``fake_pool_a`` / ``fake_pool_b``, set by the ``ImagePoolCallback``; without it D
-    sees the current fakes). The options shared with the other methods (widths, learning rate,
+    pools ``fake_A`` / ``fake_B`` (attached by the ``ImagePoolCallback``; without it D sees the
+    current fakes, with a warning). The options shared with the other methods (widths, learning rate,
     channels, speed options...) are those of :class:`ImageTranslationModule`.
 
     Args:
@@ -50,10 +85,30 @@ class CycleGAN(ImageTranslationModule):
             identity terms and their generator calls.
     """
 
+    method_name = "cyclegan"
     translations = (
-        Translation("AtoB", source="real_A", output="fake_B", target="real_B"),
-        Translation("BtoA", source="real_B", output="fake_A", target="real_A"),
+        Translation("AtoB", source="real_A", output="fake_B", target="real_B", generator="gen_ab"),
+        Translation("BtoA", source="real_B", output="fake_A", target="real_A", generator="gen_ba"),
     )
+    # The reference's D_A judges domain B images (it is trained against G_A's fakes): our disc_b.
+    reference_networks = {"G_A": "gen_ab", "G_B": "gen_ba", "D_A": "disc_b", "D_B": "disc_a"}
+    card_summary = "unpaired image-to-image translation with cycle consistency (Zhu et al., ICCV 2017)."
+    published_models = tuple(
+        PublishedModel(
+            name,
+            method="cyclegan",
+            label="CycleGAN",
+            path=f"cyclegan/pretrained_models/{name}.pth",
+            generator="resnet_9blocks",
+            norm="instance",
+            translates=translates,
+            dataset=dataset,
+            input_folder=folder,
+            fit_command=_fit_command(dataset),
+        )
+        for name, translates, dataset, folder in _PUBLISHED
+    )
+    image_pools = ("fake_A", "fake_B")
     progress_bar_losses = ("g", "d_a", "d_b")
 
     def __init__(
@@ -73,8 +128,9 @@ class CycleGAN(ImageTranslationModule):
         hp = self.hparams
         if lambda_identity > 0 and hp.input_nc != hp.output_nc:
             raise OptionError(
-                f"model.lambda_identity={lambda_identity} needs input_nc == output_nc "
-                f"(got {hp.input_nc} and {hp.output_nc}); set model.lambda_identity=0."
+                f"lambda_identity={lambda_identity} needs input_nc == output_nc "
+                f"(got {hp.input_nc} and {hp.output_nc}); set lambda_identity=0.",
+                option="lambda_identity",
             )
         gen_kwargs = dict(ngf=hp.ngf, norm=norm, dropout=dropout, init_type=init_type, init_gain=hp.init_gain)
         disc_kwargs = dict(ndf=hp.ndf, n_layers=hp.n_layers_d, norm=norm, init_type=init_type, init_gain=hp.init_gain)
@@ -83,15 +139,21 @@ class CycleGAN(ImageTranslationModule):
         self.disc_a = define_discriminator(discriminator, hp.input_nc, **disc_kwargs)
         self.disc_b = define_discriminator(discriminator, hp.output_nc, **disc_kwargs)
         self.gan_loss = build_gan_loss(gan_mode)
-        self.fake_pool_a: Optional[ImagePool] = None
-        self.fake_pool_b: Optional[ImagePool] = None
         self._apply_network_options()
 
-    def generator_for(self, direction: str) -> nn.Module:
-        return {"AtoB": self.gen_ab, "BtoA": self.gen_ba}[self.translation(direction).direction]
+    @classmethod
+    def reference_fit(cls, generator: Mapping[str, Any]) -> int:
+        """The published generators are ResNets; a U-Net is an option; anti-aliased networks are not."""
+        if generator["antialias"]:
+            return 0
+        return {"resnet": 2, "unet": 1}.get(generator["kind"], 0)
 
-    def generators(self) -> List[nn.Module]:
-        return [self.gen_ab, self.gen_ba]
+    @classmethod
+    def reference_option_fixes(cls, options: Mapping[str, Any]) -> Dict[str, Any]:
+        # The reference allows the identity loss only between domains with equal channels.
+        if "lambda_identity" not in options and options.get("input_nc", 3) != options.get("output_nc", 3):
+            return {"lambda_identity": 0.0}
+        return {}
 
     def discriminators(self) -> List[nn.Module]:
         return [self.disc_a, self.disc_b]
@@ -102,12 +164,11 @@ class CycleGAN(ImageTranslationModule):
 
     # --- the algorithm (docs/method.md#cyclegan-training-step) -----------------------------
     def training_step(self, batch: Dict[str, Any], batch_idx: int) -> None:
-        real_a, real_b = self._prepare_input(batch["A"]), self._prepare_input(batch["B"])
         opt_g, opt_d = self.optimizers()
-        images = self.generate(real_a, real_b)
+        images = self.generate(batch["A"], batch["B"])
         g_losses = self.generator_step(opt_g, images)
         d_losses = self.discriminator_step(opt_d, images)
-        self._log_training({**g_losses, **d_losses})
+        self.log_losses({**g_losses, **d_losses}, batch_size=batch["A"].shape[0])
 
     def generate(self, real_a: Tensor, real_b: Tensor) -> Dict[str, Tensor]:
         """Step 1: fakes, reconstructions and (when used) identity images, with gradients."""
@@ -182,12 +243,8 @@ class CycleGAN(ImageTranslationModule):
 
     def discriminator_step(self, opt_d, images: Dict[str, Tensor]) -> Dict[str, Tensor]:
         """Step 3: one Adam step on both discriminators, fakes drawn through the pools."""
-        fake_b = images["fake_b"].detach()
-        fake_a = images["fake_a"].detach()
-        if self.fake_pool_b is not None:
-            fake_b = self.fake_pool_b(fake_b)
-        if self.fake_pool_a is not None:
-            fake_a = self.fake_pool_a(fake_a)
+        fake_b = self.from_pool("fake_B", images["fake_b"].detach())
+        fake_a = self.from_pool("fake_A", images["fake_a"].detach())
         losses = {
             "d_b": self.discriminator_loss(self.disc_b, images["real_b"], fake_b),
             "d_a": self.discriminator_loss(self.disc_a, images["real_a"], fake_a),

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Mapping
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from cyclegan_pl.losses import GANMode, build_gan_loss, gradient_penalty
+from cyclegan_pl.methods import register_method
 from cyclegan_pl.models.base import ImageTranslationModule, Translation, frozen
 from cyclegan_pl.networks import (
     DiscriminatorName,
@@ -18,8 +19,22 @@ from cyclegan_pl.networks import (
     define_discriminator,
     define_generator,
 )
+from cyclegan_pl.weights.published import PublishedModel
+
+# The published generators (U-Net 256, batch norm, dropout): name after the pix2pix_ prefix (three
+# names are also CycleGAN models), what it translates, the dataset (side-by-side pairs: there is no
+# folder of input images alone).
+_PUBLISHED = [
+    ("edges2shoes", "edge map -> shoe photo", "edges2shoes"),
+    ("sat2map", "satellite photo -> map", "maps"),
+    ("map2sat", "map -> satellite photo", "maps"),
+    ("facades_label2photo", "label map -> facade photo", "facades"),
+    ("day2night", "daytime photo -> night photo", "night2day"),
+]
+_FIT_CONFIGS = {"facades": "configs/facades.yaml"}
 
 
+@register_method
 class Pix2Pix(ImageTranslationModule):
     """Paired image-to-image translation with a conditional GAN and an L1 term.
 
@@ -43,7 +58,29 @@ class Pix2Pix(ImageTranslationModule):
         lambda_l1: weight of the L1 term between output and target.
     """
 
-    translations = (Translation("AtoB", source="input", output="output", target="target"),)
+    method_name = "pix2pix"
+    paired = True
+    translations = (Translation("AtoB", source="input", output="output", target="target", generator="gen"),)
+    reference_networks = {"G": "gen", "D": "disc"}
+    card_summary = "paired image-to-image translation with a conditional GAN (Isola et al., CVPR 2017)."
+    published_models = tuple(
+        PublishedModel(
+            f"pix2pix_{name}",
+            method="pix2pix",
+            label="pix2pix",
+            path=f"pix2pix/models-pytorch/{name}.pth",
+            generator="unet_256",
+            norm="batch",
+            translates=translates,
+            dataset=dataset,
+            # The reference generator's dropout, which the file cannot tell.
+            hparams={"dropout": True},
+            fit_command=f"python -m cyclegan_pl fit --config {_FIT_CONFIGS[dataset]}"
+            if dataset in _FIT_CONFIGS
+            else None,
+        )
+        for name, translates, dataset in _PUBLISHED
+    )
     progress_bar_losses = ("g", "d")
 
     def __init__(
@@ -81,21 +118,24 @@ class Pix2Pix(ImageTranslationModule):
         self.gan_loss = build_gan_loss(gan_mode)
         self._apply_network_options()
 
-    def generator_for(self, direction: str) -> nn.Module:
-        self.translation(direction)
-        return self.gen
+    @classmethod
+    def reference_fit(cls, generator: Mapping[str, Any]) -> int:
+        """The published generators are U-Nets; a ResNet is an option; anti-aliased networks are not."""
+        if generator["antialias"]:
+            return 0
+        return {"unet": 2, "resnet": 1}.get(generator["kind"], 0)
 
     def discriminators(self) -> List[nn.Module]:
         return [self.disc]
 
     # --- the algorithm (docs/method.md#pix2pix-training-step) ------------------------------
     def training_step(self, batch: Dict[str, Any], batch_idx: int) -> None:
-        real_a, real_b = self._prepare_input(batch["A"]), self._prepare_input(batch["B"])
+        real_a, real_b = batch["A"], batch["B"]
         opt_g, opt_d = self.optimizers()
         fake_b = self.gen(real_a)
         d_losses = self.discriminator_step(opt_d, real_a, real_b, fake_b)
         g_losses = self.generator_step(opt_g, real_a, real_b, fake_b)
-        self._log_training({**g_losses, **d_losses})
+        self.log_losses({**g_losses, **d_losses}, batch_size=real_a.shape[0])
 
     def discriminator_step(self, opt_d, real_a: Tensor, real_b: Tensor, fake_b: Tensor) -> Dict[str, Tensor]:
         """0.5 * (GAN(D(A, fake_B), fake) + GAN(D(A, B), real)); fake pair judged first."""

@@ -1,14 +1,13 @@
-"""Generators, discriminators, norms and initializations of CycleGAN and pix2pix.
+"""Generators, discriminators, norms, initializations and projection heads of the methods.
 
-Build networks by name with :func:`define_generator` / :func:`define_discriminator`; load weights
-saved by the reference code with :func:`load_reference_state_dict`.
+Build networks by name with :func:`define_generator` / :func:`define_discriminator`; weights saved
+by the reference code load with :func:`cyclegan_pl.weights.load_reference_state_dict`.
 """
 
 from __future__ import annotations
 
 from torch import nn
 
-from ..errors import CheckpointMismatchError
 from .antialias import Downsample, Upsample
 from .discriminators import DISCRIMINATORS, NLayerDiscriminator, PixelDiscriminator
 from .generators import (
@@ -21,17 +20,8 @@ from .generators import (
 from .init import INITS, init_weights
 from .norms import NORMS, get_norm_layer, norm_uses_bias
 from .projection import PatchProjection, draw_patch_ids, sample_patches
-from .reference_weights import (
-    convert_reference_state_dict,
-    describe_network,
-    describe_state_dict,
-    format_fixes,
-    load_reference_state_dict,
-    read_state_dict,
-)
 
 __all__ = [
-    "CheckpointMismatchError",
     "DISCRIMINATORS",
     "DiscriminatorName",
     "Downsample",
@@ -49,18 +39,12 @@ __all__ = [
     "UnetGenerator",
     "UnetSkipConnectionBlock",
     "Upsample",
-    "convert_reference_state_dict",
     "define_discriminator",
     "define_generator",
-    "describe_network",
-    "describe_state_dict",
     "draw_patch_ids",
-    "format_fixes",
     "get_norm_layer",
     "init_weights",
-    "load_reference_state_dict",
     "norm_uses_bias",
-    "read_state_dict",
     "sample_patches",
 ]
 

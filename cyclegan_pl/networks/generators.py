@@ -156,7 +156,7 @@ class ResnetGenerator(nn.Module):
     ) -> None:
         super().__init__()
         if n_blocks < 0:
-            raise ValueError(f"ResnetGenerator needs n_blocks >= 0, got {n_blocks}.")
+            raise OptionError(f"n_blocks={n_blocks}: a ResnetGenerator needs n_blocks >= 0.", option="n_blocks")
         norm_layer = NORMS.get(norm)
         bias = norm_layer.conv_bias
         layers: List[nn.Module] = [
@@ -374,7 +374,7 @@ class UnetGenerator(nn.Module):
                 "anti-aliased variant."
             )
         if num_downs < 5:
-            raise ValueError(f"UnetGenerator needs num_downs >= 5, got {num_downs}.")
+            raise OptionError(f"num_downs={num_downs}: a UnetGenerator needs num_downs >= 5.", option="num_downs")
         block = UnetSkipConnectionBlock(ngf * 8, ngf * 8, innermost=True, norm=norm)
         for _ in range(num_downs - 5):
             block = UnetSkipConnectionBlock(ngf * 8, ngf * 8, submodule=block, norm=norm, dropout=dropout)

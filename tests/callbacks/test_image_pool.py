@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import warnings
 from collections import Counter
 from types import SimpleNamespace
 
@@ -78,8 +79,23 @@ def test_pool_state_round_trip_repeats_the_sequence():
     assert run_singles(restored, 100, 200) == expected
 
 
+class FakeCycleGAN:
+    """What the callback asks of a module: the pools it declares, and where to attach them."""
+
+    image_pools = ("fake_A", "fake_B")
+
+    def __init__(self) -> None:
+        self.attached_pools = {}
+
+    def attach_image_pools(self, pools) -> None:
+        self.attached_pools = dict(pools)
+
+    def detach_image_pools(self) -> None:
+        self.attached_pools = {}
+
+
 def fake_module():
-    return SimpleNamespace(fake_pool_a=None, fake_pool_b=None)
+    return FakeCycleGAN()
 
 
 def fake_trainer(rank: int = 0):
@@ -91,12 +107,12 @@ def test_callback_state_round_trip(load_before_setup):
     buffer = ImagePoolCallback(pool_size=8, seed=3)
     module = fake_module()
     buffer.setup(fake_trainer(), module, "fit")
-    assert module.fake_pool_a is buffer.pools["a"] and module.fake_pool_b is buffer.pools["b"]
-    run_singles(module.fake_pool_a, 0, 12)
-    run_singles(module.fake_pool_b, 50, 5)
+    assert module.attached_pools == buffer.pools and list(buffer.pools) == ["fake_A", "fake_B"]
+    run_singles(module.attached_pools["fake_A"], 0, 12)
+    run_singles(module.attached_pools["fake_B"], 50, 5)
     state = buffer.state_dict()
-    expected_a = run_singles(module.fake_pool_a, 100, 60)
-    expected_b = run_singles(module.fake_pool_b, 200, 60)
+    expected_a = run_singles(module.attached_pools["fake_A"], 100, 60)
+    expected_b = run_singles(module.attached_pools["fake_B"], 200, 60)
 
     resumed = ImagePoolCallback(pool_size=8, seed=3)
     new_module = fake_module()
@@ -106,9 +122,28 @@ def test_callback_state_round_trip(load_before_setup):
     else:
         resumed.setup(fake_trainer(), new_module, "fit")
         resumed.load_state_dict(state)
-    assert len(new_module.fake_pool_b) == 5
-    assert run_singles(new_module.fake_pool_a, 100, 60) == expected_a
-    assert run_singles(new_module.fake_pool_b, 200, 60) == expected_b
+    assert len(new_module.attached_pools["fake_B"]) == 5
+    assert run_singles(new_module.attached_pools["fake_A"], 100, 60) == expected_a
+    assert run_singles(new_module.attached_pools["fake_B"], 200, 60) == expected_b
+
+
+def test_pools_of_a_0_2_0_checkpoint_come_back_under_the_declared_names():
+    # 0.2.0 saved the pools as "a" and "b", in the order CycleGAN declares fake_A and fake_B.
+    old = ImagePoolCallback(pool_size=8, seed=3)
+    module = fake_module()
+    old.setup(fake_trainer(), module, "fit")
+    run_singles(module.attached_pools["fake_A"], 0, 12)
+    run_singles(module.attached_pools["fake_B"], 50, 5)
+    state = old.state_dict()
+    state["pools"] = {"a": state["pools"]["fake_A"], "b": state["pools"]["fake_B"]}
+    expected_a = run_singles(module.attached_pools["fake_A"], 100, 60)
+
+    resumed = ImagePoolCallback(pool_size=8, seed=3)
+    new_module = fake_module()
+    resumed.setup(fake_trainer(), new_module, "fit")
+    resumed.load_state_dict(state)
+    assert len(new_module.attached_pools["fake_A"]) == 8 and len(new_module.attached_pools["fake_B"]) == 5
+    assert run_singles(new_module.attached_pools["fake_A"], 100, 60) == expected_a
 
 
 def test_ranks_and_directions_draw_different_streams():
@@ -118,7 +153,7 @@ def test_ranks_and_directions_draw_different_streams():
         buffer.setup(fake_trainer(rank), module, "fit")
     draws = []
     for module in modules:
-        for pool in (module.fake_pool_a, module.fake_pool_b):
+        for pool in module.attached_pools.values():
             pool(constant_images(range(4)))
             draws.append(run_singles(pool, 10, 64))
     assert len({tuple(d) for d in draws}) == 4
@@ -127,11 +162,26 @@ def test_ranks_and_directions_draw_different_streams():
 def test_pix2pix_gets_no_buffer_and_one_warning(pix2pix):
     buffer = ImagePoolCallback()
     module = pix2pix()
-    with pytest.warns(UserWarning, match="no fake image pools") as record:
+    with pytest.warns(UserWarning, match="no effect on Pix2Pix: it draws no fakes from image pools") as record:
         buffer.setup(fake_trainer(), module, "fit")
         buffer.setup(fake_trainer(), module, "fit")
-    assert len([w for w in record if "no fake image pools" in str(w.message)]) == 1
-    assert buffer.pools == {} and not hasattr(module, "fake_pool_a")
+    assert len([w for w in record if "draws no fakes from image pools" in str(w.message)]) == 1
+    assert buffer.pools == {} and module.attached_pools == {}
+
+
+def test_cyclegan_without_the_pool_callback_says_so_once(tmp_path, cyclegan, tiny_data, trainer_for):
+    model = cyclegan()
+    trainer = trainer_for(tmp_path, [], max_epochs=2, limit_val_batches=0)
+    with pytest.warns(UserWarning, match="CycleGAN trains without its image pools") as record:
+        trainer.fit(model, datamodule=tiny_data(train_len=2, batch_size=1))
+    assert len([w for w in record if "trains without its image pools" in str(w.message)]) == 1
+    # Training without pools on purpose: pool_size 0 attaches pass-through pools, and nothing is said.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        warnings.filterwarnings("ignore", message="(?!.*image pools)")
+        trainer_for(tmp_path, [ImagePoolCallback(pool_size=0)], max_epochs=1, limit_val_batches=0).fit(
+            cyclegan(), datamodule=tiny_data(train_len=2, batch_size=1)
+        )
 
 
 def test_buffer_contents_come_back_from_a_checkpoint(tmp_path, cyclegan, tiny_data, trainer_for, probe):
@@ -139,9 +189,9 @@ def test_buffer_contents_come_back_from_a_checkpoint(tmp_path, cyclegan, tiny_da
     buffer = ImagePoolCallback(pool_size=3, seed=7)
     trainer = trainer_for(tmp_path, [buffer], max_epochs=1, limit_val_batches=0)
     trainer.fit(model, datamodule=tiny_data(train_len=4, batch_size=2))
-    assert len(buffer.pools["a"]) == 3  # 2 steps x 2 fakes filled it
+    assert len(buffer.pools["fake_A"]) == 3  # 2 steps x 2 fakes filled it
     saved = {name: [image.clone() for image in pool.images] for name, pool in buffer.pools.items()}
-    saved_generator = buffer.pools["a"].generator.get_state()
+    saved_generator = buffer.pools["fake_A"].generator.get_state()
     ckpt = tmp_path / "one_epoch.ckpt"
     trainer.save_checkpoint(ckpt)
 
@@ -150,8 +200,8 @@ def test_buffer_contents_come_back_from_a_checkpoint(tmp_path, cyclegan, tiny_da
         "on_train_start",
         lambda trainer, module: (
             {name: [image.clone() for image in pool.images] for name, pool in resumed_buffer.pools.items()},
-            resumed_buffer.pools["a"].generator.get_state(),
-            module.fake_pool_a is resumed_buffer.pools["a"],
+            resumed_buffer.pools["fake_A"].generator.get_state(),
+            module.attached_pools["fake_A"] is resumed_buffer.pools["fake_A"],
         ),
     )
     trainer = trainer_for(tmp_path, [resumed_buffer, seen], max_epochs=2, limit_val_batches=0)
@@ -159,7 +209,7 @@ def test_buffer_contents_come_back_from_a_checkpoint(tmp_path, cyclegan, tiny_da
     contents, generator_state, attached = seen.records[0]
     assert attached
     assert torch.equal(generator_state, saved_generator)
-    for name in ("a", "b"):
+    for name in ("fake_A", "fake_B"):
         assert len(contents[name]) == 3
         for restored, original in zip(contents[name], saved[name], strict=True):
             assert torch.equal(restored, original)

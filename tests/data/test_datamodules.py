@@ -230,8 +230,15 @@ def test_fit_pairs_change_per_epoch_and_repeat_across_runs(tmp_path, helpers):
     helpers.make_unpaired(tmp_path / "set", n_a=4, n_b=12, size=16)
 
     def run(num_workers: int) -> dict:
+        # A module of one's own takes float batches (ours normalise uint8 batches themselves).
         dm = UnpairedDataModule(
-            str(tmp_path / "set"), batch_size=3, load_size=16, crop_size=16, num_workers=num_workers, seed=5
+            str(tmp_path / "set"),
+            batch_size=3,
+            load_size=16,
+            crop_size=16,
+            num_workers=num_workers,
+            seed=5,
+            batch_dtype="float32",
         )
         model = _Recorder()
         _trainer(max_epochs=2, limit_val_batches=0).fit(model, dm)

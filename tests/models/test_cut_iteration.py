@@ -184,7 +184,7 @@ def test_cut_iterations_match_reference(case, monkeypatch):
     module = CUT(ngf=8, ndf=8, **options)
     if flip is not None:
         draw = module.draw_flip  # still consumes the coin, so the positions drawn after it agree
-        monkeypatch.setattr(module, "draw_flip", lambda: draw() | True if flip else draw() & False)
+        monkeypatch.setattr(module, "draw_flip", lambda draws: draw(draws) | True if flip else draw(draws) & False)
     net_g, net_d, net_f = (copy.deepcopy(m) for m in (module.gen, module.disc, module.projection))
     initial = copy.deepcopy(module.state_dict())
     batches = make_batches(batch_size, iterations)
@@ -235,9 +235,9 @@ def test_cut_defaults_are_the_published_networks():
     [
         (dict(generator="unet_128", antialias=False), "needs a ResNet generator"),
         (dict(nce_layers=(0, 40)), "each must index the generator's"),
-        (dict(lambda_gan=0.0, lambda_nce=0.0), "both 0"),
-        (dict(input_nc=1), "model.nce_idt=true runs the generator on domain B"),
-        (dict(num_patches=0), "num_patches must be at least 1"),
+        (dict(lambda_gan=0.0, lambda_nce=0.0), "lambda_gan=0 and lambda_nce=0"),
+        (dict(input_nc=1), "nce_idt=True runs the generator on domain B"),
+        (dict(num_patches=0), "num_patches=0: must be at least 1"),
     ],
 )
 def test_cut_option_errors(options, message):

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from cyclegan_pl import CUT
+from cyclegan_pl.commands import export
 from cyclegan_pl.errors import NonFiniteLossError
-from cyclegan_pl.export import export
-from cyclegan_pl.models import checkpoint_method, load_checkpoint
+from cyclegan_pl.weights import checkpoint_method, load_checkpoint
 
 # resnet_9blocks keeps the published nce_layers valid; ngf 8 keeps it small.
 TINY_CUT = dict(ngf=8, ndf=8, num_patches=16)

@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader
 
 from cyclegan_pl import CycleGAN, Pix2Pix
 from cyclegan_pl.errors import NonFiniteLossError
-from cyclegan_pl.models import load_checkpoint
+from cyclegan_pl.weights import load_checkpoint
 
 TINY_CYCLEGAN = dict(generator="resnet_2blocks", ngf=8, ndf=8)
 TINY_PIX2PIX = dict(generator="unet_32", ngf=8, ndf=8)
@@ -45,7 +45,7 @@ def test_epoch_means_cover_every_step_and_step_values_follow_log_every_n_steps(m
 
     class Record(pl.Callback):
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-            seen.append(pl_module._epoch_loss_sums["g"].item() / pl_module._epoch_loss_count)
+            seen.append(pl_module.loss_log._sums["g"].item() / pl_module.loss_log._count)
 
     trainer = fit_batches(
         CycleGAN(**TINY_CYCLEGAN), [make_batch(seed=i) for i in range(5)], log_every_n_steps=3, callbacks=[Record()]
@@ -112,7 +112,7 @@ def test_nonfinite_loss_skip_leaves_weights_untouched(make_batch, fit_batches):
     module = CycleGAN(on_nonfinite="skip", **TINY_CYCLEGAN)
     before = copy.deepcopy(module.state_dict())
     fit_batches(module, [bad])
-    assert module.skipped_nonfinite_steps == 2  # the G step and the D step
+    assert module.nonfinite.skipped == 2  # the G step and the D step
     for key, value in module.state_dict().items():
         assert torch.equal(value, before[key]), key
     fit_batches(module, [good])  # training goes on normally afterwards
@@ -126,12 +126,16 @@ def test_translate_any_size_and_predict_step():
         for direction in ["AtoB", "BtoA"]:
             out = module.translate(images, direction)
             assert out.shape == images.shape and out.abs().max() <= 1
-    batch = {"image": torch.zeros(1, 3, 20, 24), "path": ["/x/a.jpg"], "relpath": ["a.jpg"]}
+    image = torch.rand(1, 3, 20, 24, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    batch = {"image": image, "path": ["/x/a.jpg"], "relpath": ["a.jpg"]}
     prediction = module.predict_step(batch, 0)
     assert prediction["images"].shape == (1, 3, 20, 24)
     assert prediction["path"] == ["/x/a.jpg"] and prediction["relpath"] == ["a.jpg"]
-    module.predict_direction = "BtoA"
-    torch.testing.assert_close(module.predict_step(batch, 0)["images"], module.translate(batch["image"], "BtoA"))
+    torch.testing.assert_close(prediction["images"], module.translate(image, "AtoB"))
+    # The loader names the direction its images are read for (collated: one per image).
+    backwards = module.predict_step({**batch, "direction": ["BtoA"]}, 0)["images"]
+    torch.testing.assert_close(backwards, module.translate(image, "BtoA"))
+    assert not torch.allclose(backwards, prediction["images"])
     with pytest.raises(ValueError, match="AtoB"):
         Pix2Pix(**TINY_PIX2PIX).translate(batch["image"], "BtoA")
 
@@ -189,7 +193,7 @@ def test_nonfinite_ignore_does_not_check(make_batch, fit_batches):
     batch["A"][0, 0, 0, 0] = float("nan")
     module = CycleGAN(on_nonfinite="ignore", **TINY_CYCLEGAN)
     fit_batches(module, [batch])  # no error: the reference's behaviour, chosen explicitly
-    assert module.skipped_nonfinite_steps == 0
+    assert module.nonfinite.skipped == 0
     assert not all(torch.isfinite(p).all() for p in module.gen_ab.parameters())
 
 

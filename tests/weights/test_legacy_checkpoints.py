@@ -40,6 +40,6 @@ def test_legacy_cli_checkpoint_resumes_its_image_pools_and_counters():
     checkpoint = torch.load(LEGACY / "cyclegan_cli.ckpt", weights_only=True)
     module = load_checkpoint(LEGACY / "cyclegan_cli.ckpt")
     # The package's own entries are read back (the seed of the random streams, the iteration count).
-    assert module._stream_seed == checkpoint["cyclegan_pl"]["stream_seed"]
+    assert module.stream_seed == checkpoint["cyclegan_pl"]["stream_seed"]
     assert module.card_info["dataset"] == "demo"
     assert len(checkpoint["callbacks"]["ImagePoolCallback"]["pools"]["a"]["images"]) == 2

@@ -13,7 +13,9 @@ from typing import Any, Literal, Optional
 
 import torch
 
+from cyclegan_pl.data.image import pil_to_tensor, to_uint8
 from cyclegan_pl.errors import OptionError, UserError
+from cyclegan_pl.weights import load_checkpoint
 
 APP_EXTRA = "pip install 'cyclegan_pl[app]'"
 
@@ -31,13 +33,10 @@ def translate_image(module: Any, image: Any, direction: str) -> Any:
     """Translate one PIL image with ``module``; returns a PIL image of the same size."""
     from PIL import Image
 
-    from cyclegan_pl.data.image import pil_to_tensor, to_uint8
-    from cyclegan_pl.data.transforms import to_float
-
     if image is None:
         raise OptionError("Upload an image first.")
     module.translation(direction)
-    tensor = to_float(pil_to_tensor(image, module.source_channels(direction)))[None]
+    tensor = pil_to_tensor(image, module.source_channels(direction))[None]
     with torch.no_grad():
         output = module.translate(tensor.to(module.device), direction)[0]
     return Image.fromarray(to_uint8(output))
@@ -92,8 +91,6 @@ def app(
             statistics, deterministic output); None keeps the model's.
         block: wait until interrupted (Ctrl+C); False returns the running page (tests, notebooks).
     """
-    from cyclegan_pl.models import load_checkpoint
-
     _import_gradio()  # before the model loads: a missing extra is said at once
     module = load_checkpoint(ckpt_path)
     if device == "auto":

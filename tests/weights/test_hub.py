@@ -93,7 +93,7 @@ def test_model_card_names_method_dataset_epochs_command_and_numbers(tmp_path):
     for text in [
         "# h2z (CycleGAN)",
         "Horses to zebras.",
-        "| method | CycleGAN (unpaired",
+        "| method | CycleGAN: unpaired image-to-image translation",
         "| dataset | horse2zebra |",
         "| epochs | 200 |",
         "python -m cyclegan_pl fit --config x",
@@ -110,8 +110,7 @@ def test_model_card_names_method_dataset_epochs_command_and_numbers(tmp_path):
 def test_checkpoint_card_and_translate_and_export_accept_the_folder(tmp_path):
     import lightning.pytorch as pl
 
-    from cyclegan_pl.export import export
-    from cyclegan_pl.translate import translate
+    from cyclegan_pl.commands import export, translate
 
     torch.manual_seed(0)
     module = CycleGAN(**TINY_CYCLEGAN)

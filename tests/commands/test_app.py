@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from cyclegan_pl import CycleGAN
-from cyclegan_pl.app import app, translate_image
+from cyclegan_pl.commands.app import app, translate_image
 
 gradio_client = pytest.importorskip("gradio_client")
 

@@ -21,6 +21,7 @@ from cyclegan_pl.directions import Direction
 from cyclegan_pl.errors import OptionError
 from cyclegan_pl.files import atomic_file
 from cyclegan_pl.networks.padding import PaddedGenerator
+from cyclegan_pl.weights import load_checkpoint
 
 __all__ = ["export"]
 
@@ -151,13 +152,11 @@ def export(
         CheckpointError: ``ckpt_path`` is missing, unreadable or unsafe.
         OptionError: an option does not fit the checkpoint (e.g. ``BtoA`` for Pix2Pix or CUT).
     """
-    from cyclegan_pl.models import load_checkpoint
-
     ckpt_path, output = Path(ckpt_path), Path(output)
     if height < 1 or width < 1:
-        raise OptionError(f"--height and --width must be positive, got {height}x{width}.")
+        raise OptionError(f"height={height}, width={width}: both must be positive.", option=("height", "width"))
     module = load_checkpoint(ckpt_path)
-    module.translation(direction, what="--direction")
+    module.translation(direction)
     wrapper = _build_wrapper(module.generator_for(direction))
     example = torch.rand(1, module.source_channels(direction), height, width) * 2 - 1
     with atomic_file(output) as tmp:

@@ -2,12 +2,10 @@ import pytest
 import torch
 from torch import nn
 
-from cyclegan_pl.errors import CheckpointError
-from cyclegan_pl.networks import (
-    CheckpointMismatchError,
+from cyclegan_pl.errors import CheckpointError, CheckpointMismatchError
+from cyclegan_pl.networks import define_discriminator, define_generator
+from cyclegan_pl.weights import (
     convert_reference_state_dict,
-    define_discriminator,
-    define_generator,
     describe_network,
     describe_state_dict,
     load_reference_state_dict,

@@ -25,6 +25,7 @@ from typing import Any, Dict, List, Literal, Optional
 import torch
 from torch import nn
 
+from cyclegan_pl.directions import domains, short_name
 from cyclegan_pl.errors import CheckpointError, OptionError
 from cyclegan_pl.files import atomic_file, atomic_folder
 from cyclegan_pl.metrics import (
@@ -37,6 +38,7 @@ from cyclegan_pl.metrics import (
     paired_metrics,
     resolve_device,
 )
+from cyclegan_pl.weights import load_checkpoint
 
 Device = Literal["auto", "cpu", "cuda", "mps"]
 
@@ -210,9 +212,6 @@ def _evaluate_checkpoint(
     eval_mode: Optional[bool],
     kid: Dict[str, Any],
 ) -> Dict[str, Dict[str, Any]]:
-    from cyclegan_pl.directions import domains, short_name
-    from cyclegan_pl.models import load_checkpoint
-
     target = resolve_device(device)
     module = load_checkpoint(ckpt_path)
     configured = _config_model_name(config)

@@ -14,10 +14,10 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from cyclegan_pl import CycleGAN, Pix2Pix
-from cyclegan_pl.errors import CheckpointError
-from cyclegan_pl.models import load_checkpoint
-from cyclegan_pl.networks import CheckpointMismatchError, define_discriminator, define_generator
-from cyclegan_pl.reference_import import import_reference
+from cyclegan_pl.commands import import_reference
+from cyclegan_pl.errors import CheckpointError, CheckpointMismatchError
+from cyclegan_pl.networks import define_discriminator, define_generator
+from cyclegan_pl.weights import load_checkpoint
 
 
 def reference_state_dict(net: nn.Module, old_pytorch: bool = False) -> Dict[str, torch.Tensor]:
@@ -133,7 +133,7 @@ def test_latest_is_preferred_and_epoch_picks_numbered_files(tmp_path):
     assert {group["lr"] for state in checkpoint["optimizer_states"] for group in state["param_groups"]} == {1e-4}
     assert_same_tensors(load_checkpoint(path).gen_ab, older["G_A"])
 
-    with pytest.raises(ValueError, match=r"--epoch 7.*5, latest"):
+    with pytest.raises(ValueError, match=r"epoch=7.*5, latest"):
         import_reference(run, tmp_path / "x.ckpt", epoch="7")
 
 
@@ -169,7 +169,7 @@ def test_pix2pix_run_with_old_batch_norm_files(tmp_path):
     x = images()
     with torch.no_grad():
         torch.testing.assert_close(module.translate(x), nets["G"].eval()(x), rtol=0, atol=0)
-    with pytest.raises(ValueError, match="--direction BtoA"):
+    with pytest.raises(ValueError, match="direction=BtoA: a Pix2Pix translates AtoB only"):
         import_reference(tmp_path / "facades" / "latest_net_G.pth", tmp_path / "x.ckpt", direction="BtoA")
 
 
@@ -237,9 +237,8 @@ def test_a_discriminator_file_alone_is_refused(tmp_path):
 
 def test_a_partial_import_refuses_the_direction_it_does_not_hold(tmp_path):
     # A folder holding only latest_net_G_A.pth: BtoA would translate with random weights.
+    from cyclegan_pl.commands import export, translate
     from cyclegan_pl.errors import OptionError
-    from cyclegan_pl.export import export
-    from cyclegan_pl.translate import translate
 
     run = tmp_path / "run"
     nets = save_cyclegan_run(run)
@@ -251,7 +250,7 @@ def test_a_partial_import_refuses_the_direction_it_does_not_hold(tmp_path):
     assert_same_tensors(module.gen_ab, nets["G_A"])
     (tmp_path / "in").mkdir()
     Image.new("RGB", (32, 32)).save(tmp_path / "in" / "x.png")
-    with pytest.raises(OptionError, match=r"--direction BtoA: this CycleGAN's BtoA generator was never trained"):
+    with pytest.raises(OptionError, match=r"direction=BtoA: this CycleGAN's BtoA generator was never trained"):
         translate(ckpt, tmp_path / "in", tmp_path / "out", direction="BtoA")
     with pytest.raises(OptionError, match="BtoA generator was never trained"):
         export(ckpt, tmp_path / "b2a.pt", direction="BtoA")
@@ -268,7 +267,7 @@ def test_translate_leaves_its_own_output_folder_out_of_the_inputs(tmp_path):
     Image.new("RGB", (32, 32), (10, 200, 10)).save(inputs / "a.png")
     for _ in range(2):  # a second run must not translate the first run's outputs
         translate_folder = inputs / "out"
-        from cyclegan_pl.translate import translate
+        from cyclegan_pl.commands import translate
 
         translate(ckpt, inputs, translate_folder)
     written = sorted(p.relative_to(inputs).as_posix() for p in inputs.rglob("*.png"))

@@ -10,10 +10,10 @@ import torch
 from torch import nn
 
 from cyclegan_pl import CUT
+from cyclegan_pl.commands import import_reference
 from cyclegan_pl.errors import OptionError
-from cyclegan_pl.models import load_checkpoint
-from cyclegan_pl.networks import PatchProjection, define_discriminator, define_generator, describe_state_dict
-from cyclegan_pl.reference_import import import_reference
+from cyclegan_pl.networks import PatchProjection, define_discriminator, define_generator
+from cyclegan_pl.weights import describe_state_dict, load_checkpoint
 
 
 def save_cut_run(folder: Path, names=("G", "D", "F")) -> Dict[str, nn.Module]:
@@ -76,7 +76,7 @@ def test_cut_generator_alone_makes_a_cut_and_refuses_btoa(tmp_path, capsys):
     assert_same(module.gen, nets["G"])
     single = import_reference(tmp_path / "run" / "latest_net_G.pth", tmp_path / "single.ckpt")
     assert isinstance(load_checkpoint(single), CUT)
-    with pytest.raises(OptionError, match="a CUT model has one generator"):
+    with pytest.raises(OptionError, match="direction=BtoA: a CUT translates AtoB only"):
         import_reference(tmp_path / "run" / "latest_net_G.pth", tmp_path / "b.ckpt", direction="BtoA")
     with pytest.raises(OptionError, match="CUT translates AtoB only"):
         module.translate(torch.zeros(1, 3, 16, 16), "BtoA")

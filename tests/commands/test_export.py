@@ -13,11 +13,11 @@ import torch
 from torch.utils.data import DataLoader
 
 from cyclegan_pl import CycleGAN, Pix2Pix
+from cyclegan_pl.commands import export
 from cyclegan_pl.errors import CheckpointError
-from cyclegan_pl.export import export
-from cyclegan_pl.models import load_checkpoint
 from cyclegan_pl.networks import define_generator
 from cyclegan_pl.networks.padding import PaddedGenerator, pad_to_multiple
+from cyclegan_pl.weights import load_checkpoint
 
 # Larger initial weights than the reference's 0.02 keep the tiny U-Net's outputs (batch norm in
 # eval mode does not rescale them) far enough from zero for the comparisons to mean something.
@@ -157,7 +157,7 @@ def test_padded_generator_pads_exactly_like_translate():
 
 
 def test_pix2pix_btoa_is_a_clear_error(pix2pix_ckpt, tmp_path):
-    with pytest.raises(ValueError, match=r"--direction BtoA.*AtoB"):
+    with pytest.raises(ValueError, match=r"direction=BtoA.*AtoB"):
         export(pix2pix_ckpt, tmp_path / "net.pt", direction="BtoA")
     assert not any(tmp_path.iterdir())
 

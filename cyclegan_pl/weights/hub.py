@@ -1,8 +1,9 @@
 """Models as folders, the way the field shares them: safetensors weights, ``config.json``, a model card.
 
-:class:`PretrainedMixin` gives every method ``save_pretrained`` / ``from_pretrained`` /
-``push_to_hub``. A folder holds no pickle: the weights are a safetensors file and the
-configuration is JSON, so loading one never runs code from it. ``huggingface_hub`` is needed only
+:func:`save_pretrained`, :func:`from_pretrained` and :func:`push_to_hub` read and write such
+folders; :class:`PretrainedMixin` makes them methods of every method's class. A folder holds no
+pickle: the weights are a safetensors file and the configuration is JSON, so loading one never
+runs code from it. ``huggingface_hub`` is needed only
 for Hub repos (``pip install 'cyclegan_pl[hub]'``).
 """
 
@@ -14,17 +15,15 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, Optional, Sequence, Type, Union
+from typing import Any, Dict, Optional, Union
 
 from torch import Tensor, nn
 
 from cyclegan_pl.errors import CheckpointError, DownloadError, OptionError, UserError
 from cyclegan_pl.files import atomic_file
+from cyclegan_pl.methods import METHODS, class_path
 
-if TYPE_CHECKING:
-    from cyclegan_pl.models.base import ImageTranslationModule
-
-#: The files of a :meth:`ImageTranslationModule.save_pretrained` folder.
+#: The files of a :func:`save_pretrained` folder.
 PRETRAINED_WEIGHTS = "model.safetensors"
 PRETRAINED_CONFIG = "config.json"
 PRETRAINED_CARD = "README.md"
@@ -39,10 +38,11 @@ CARD_FIELDS = ("name", "description", "dataset", "epochs", "command", "metrics",
 
 
 class PretrainedMixin:
-    """``save_pretrained`` / ``from_pretrained`` / ``push_to_hub`` for :class:`ImageTranslationModule`.
+    """``save_pretrained`` / ``from_pretrained`` / ``push_to_hub`` as methods of every method's class.
 
-    The module provides ``hparams``, ``state_dict``, ``directions``, ``trained_directions`` and
-    ``card_info`` (what the model card says; kept in checkpoints too).
+    The module provides ``hparams``, ``state_dict``, ``directions``, ``trained_directions``,
+    ``card_info`` (what the model card says; kept in checkpoints too) and the class's
+    ``card_summary``.
     """
 
     def current_card_info(self) -> Dict[str, Any]:
@@ -73,95 +73,20 @@ class PretrainedMixin:
     def save_pretrained(self, directory: Union[str, Path], **card: Any) -> Path:
         """Write the model as a folder: ``model.safetensors``, ``config.json`` and ``README.md``.
 
-        The weights are a safetensors file (tensors only: nothing runs when it is read), the
-        configuration holds the class and its hyperparameters and the directions it translates,
-        and the model card says what the model is: method, dataset when known, epochs, the
-        command that reproduces it and evaluation numbers when known. The folder loads with
-        :meth:`from_pretrained`, ``load_checkpoint`` and ``--ckpt_path`` (``translate``,
-        ``export``, ``app``). Each file is written atomically; other files in the folder are left.
-
-        Args:
-            directory: the folder to write (created when missing).
-            **card: model card entries overriding what the model knows (:data:`CARD_FIELDS`),
-                e.g. ``dataset="horse2zebra"``, ``metrics={"fid/a2b": 61.2}``.
-
-        Returns:
-            The folder.
+        See :func:`save_pretrained`; ``card`` entries override what the model knows
+        (:data:`CARD_FIELDS`), e.g. ``dataset="horse2zebra"``, ``metrics={"fid/a2b": 61.2}``.
         """
-        unknown = sorted(set(card) - set(CARD_FIELDS))
-        if unknown:
-            raise OptionError(f"save_pretrained: unknown model card entries {unknown}; use {', '.join(CARD_FIELDS)}.")
-        from safetensors.torch import save_file
-
-        folder = Path(directory)
-        info = {**self.current_card_info(), **{k: v for k, v in card.items() if v is not None}}
-        info.setdefault("name", folder.resolve().name)
-        config = {
-            "library": "cyclegan_pl",
-            "format": PRETRAINED_FORMAT,
-            "class_path": f"cyclegan_pl.{type(self).__name__}",
-            "hparams": dict(self.hparams),
-            "trained_directions": list(self.trained_directions),
-            "card": info,
-        }
-        try:
-            config_text = json.dumps(config, indent=2, sort_keys=False, allow_nan=False) + "\n"
-        except (TypeError, ValueError) as error:
-            raise OptionError(f"save_pretrained: the hparams or card entries are not JSON ({error}).") from None
-        tensors = {name: tensor.detach().cpu().contiguous() for name, tensor in self.state_dict().items()}
-        with atomic_file(folder / PRETRAINED_WEIGHTS) as tmp:
-            save_file(tensors, str(tmp), metadata={"format": "pt", "class_path": config["class_path"]})
-        with atomic_file(folder / PRETRAINED_CONFIG) as tmp:
-            tmp.write_text(config_text)
-        with atomic_file(folder / PRETRAINED_CARD) as tmp:
-            tmp.write_text(_model_card(type(self).__name__, self.directions, config, info, folder))
-        return folder
+        return save_pretrained(self, directory, **card)
 
     @classmethod
-    def from_pretrained(
-        cls, source: Union[str, Path], revision: Optional[str] = None, map_location: str = "cpu"
-    ) -> ImageTranslationModule:
-        """Load a folder written by :meth:`save_pretrained`, or a Hugging Face Hub repo holding one.
+    def from_pretrained(cls, source: Union[str, Path], revision: Optional[str] = None, map_location: str = "cpu"):
+        """Load a :func:`save_pretrained` folder or a Hugging Face Hub repo holding one.
 
         Called on the base class it builds whichever method the folder holds; called on a method
-        (``CycleGAN.from_pretrained``) it refuses a folder of another method.
-
-        Args:
-            source: the folder, or a Hub repo id (``owner/name`` when no such local folder
-                exists, or explicitly ``hf://owner/name``), downloaded with ``huggingface_hub``
-                (``pip install 'cyclegan_pl[hub]'``).
-            revision: the Hub revision (branch, tag or commit); ignored for folders.
-            map_location: the device the module is moved to.
-
-        Raises:
-            CheckpointError: the folder lacks a file, holds another method, or its weights do
-                not fit its configuration.
-            DownloadError: the Hub repo could not be downloaded.
+        (``CycleGAN.from_pretrained``) it refuses a folder of another method. See
+        :func:`from_pretrained`.
         """
-        folder = _pretrained_folder(source, revision)
-        config = _read_pretrained_config(folder)
-        module_class = _pretrained_class(config, folder)
-        if not issubclass(module_class, cls):
-            raise CheckpointError(
-                f"{folder} holds a {module_class.__name__}, not a {cls.__name__}: load it with "
-                f"{module_class.__name__}.from_pretrained or cyclegan_pl.load_checkpoint."
-            )
-        try:
-            module = module_class(**config["hparams"])
-        except (TypeError, UserError) as error:
-            raise CheckpointError(
-                f"{folder / PRETRAINED_CONFIG}: its hparams do not build a {module_class.__name__} ({error})."
-            ) from None
-        module.load_state_dict(_read_pretrained_weights(folder, module))
-        trained = tuple(config.get("trained_directions") or module.directions)
-        if not set(trained) <= set(module.directions):
-            raise CheckpointError(
-                f"{folder / PRETRAINED_CONFIG}: trained_directions {list(trained)} are not directions a "
-                f"{module_class.__name__} translates ({', '.join(module.directions)})."
-            )
-        module.trained_directions = trained
-        module.card_info = dict(config.get("card") or {})
-        return module.to(map_location)
+        return from_pretrained(source, revision=revision, map_location=map_location, expected=cls)
 
     def push_to_hub(
         self,
@@ -171,27 +96,131 @@ class PretrainedMixin:
         token: Optional[str] = None,
         **card: Any,
     ) -> str:
-        """Upload the :meth:`save_pretrained` folder to a Hugging Face Hub model repo (created if new).
+        """Upload the :func:`save_pretrained` folder to a Hub model repo; see :func:`push_to_hub`."""
+        return push_to_hub(self, repo_id, private=private, commit_message=commit_message, token=token, **card)
 
-        Needs ``huggingface_hub`` (``pip install 'cyclegan_pl[hub]'``) and a Hub token (``hf auth
-        login`` or ``token``). Returns the URL of the commit.
-        """
-        hub = _import_hub(f"push_to_hub('{repo_id}')")
-        api = hub.HfApi(token=token)
-        staging = Path(tempfile.mkdtemp(prefix="cyclegan_pl_push_"))
-        try:
-            self.save_pretrained(staging, **{"name": repo_id.rsplit("/", 1)[-1], **card})
-            api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
-            commit = api.upload_folder(
-                repo_id=repo_id, folder_path=str(staging), commit_message=commit_message, repo_type="model"
-            )
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-        return str(getattr(commit, "commit_url", commit))
+
+def save_pretrained(module: Any, directory: Union[str, Path], **card: Any) -> Path:
+    """Write ``module`` as a folder: ``model.safetensors``, ``config.json`` and ``README.md``.
+
+    The weights are a safetensors file (tensors only: nothing runs when it is read), the
+    configuration holds the class and its hyperparameters and the directions it translates,
+    and the model card says what the model is: method, dataset when known, epochs, the
+    command that reproduces it and evaluation numbers when known. The folder loads with
+    :func:`from_pretrained`, ``load_checkpoint`` and ``--ckpt_path`` (``translate``,
+    ``export``, ``app``). Each file is written atomically; other files in the folder are left.
+
+    Args:
+        module: the model (any registered method).
+        directory: the folder to write (created when missing).
+        **card: model card entries overriding what the model knows (:data:`CARD_FIELDS`).
+
+    Returns:
+        The folder.
+    """
+    unknown = sorted(set(card) - set(CARD_FIELDS))
+    if unknown:
+        raise OptionError(f"save_pretrained: unknown model card entries {unknown}; use {', '.join(CARD_FIELDS)}.")
+    from safetensors.torch import save_file
+
+    folder = Path(directory)
+    info = {**module.current_card_info(), **{k: v for k, v in card.items() if v is not None}}
+    info.setdefault("name", folder.resolve().name)
+    config = {
+        "library": "cyclegan_pl",
+        "format": PRETRAINED_FORMAT,
+        "class_path": class_path(type(module)),
+        "hparams": dict(module.hparams),
+        "trained_directions": list(module.trained_directions),
+        "card": info,
+    }
+    try:
+        config_text = json.dumps(config, indent=2, sort_keys=False, allow_nan=False) + "\n"
+    except (TypeError, ValueError) as error:
+        raise OptionError(f"save_pretrained: the hparams or card entries are not JSON ({error}).") from None
+    tensors = {name: tensor.detach().cpu().contiguous() for name, tensor in module.state_dict().items()}
+    with atomic_file(folder / PRETRAINED_WEIGHTS) as tmp:
+        save_file(tensors, str(tmp), metadata={"format": "pt", "class_path": config["class_path"]})
+    with atomic_file(folder / PRETRAINED_CONFIG) as tmp:
+        tmp.write_text(config_text)
+    with atomic_file(folder / PRETRAINED_CARD) as tmp:
+        tmp.write_text(_model_card(type(module), config, info, folder))
+    return folder
+
+
+def from_pretrained(
+    source: Union[str, Path], revision: Optional[str] = None, map_location: str = "cpu", expected: Any = None
+) -> Any:
+    """Load a folder written by :func:`save_pretrained`, or a Hugging Face Hub repo holding one.
+
+    Args:
+        source: the folder, or a Hub repo id (``owner/name`` when no such local folder
+            exists, or explicitly ``hf://owner/name``), downloaded with ``huggingface_hub``
+            (``pip install 'cyclegan_pl[hub]'``).
+        revision: the Hub revision (branch, tag or commit); ignored for folders.
+        map_location: the device the module is moved to.
+        expected: a class the folder's method must be (or derive from); None accepts any method.
+
+    Raises:
+        CheckpointError: the folder lacks a file, holds another method, or its weights do
+            not fit its configuration.
+        DownloadError: the Hub repo could not be downloaded.
+    """
+    folder = _pretrained_folder(source, revision)
+    config = _read_pretrained_config(folder)
+    module_class = _pretrained_class(config, folder)
+    if expected is not None and not issubclass(module_class, expected):
+        raise CheckpointError(
+            f"{folder} holds a {module_class.__name__}, not a {expected.__name__}: load it with "
+            f"{module_class.__name__}.from_pretrained or cyclegan_pl.load_checkpoint."
+        )
+    try:
+        module = module_class(**config["hparams"])
+    except (TypeError, UserError) as error:
+        raise CheckpointError(
+            f"{folder / PRETRAINED_CONFIG}: its hparams do not build a {module_class.__name__} ({error})."
+        ) from None
+    module.load_state_dict(_read_pretrained_weights(folder, module))
+    trained = tuple(config.get("trained_directions") or module.directions)
+    if not set(trained) <= set(module.directions):
+        raise CheckpointError(
+            f"{folder / PRETRAINED_CONFIG}: trained_directions {list(trained)} are not directions a "
+            f"{module_class.__name__} translates ({', '.join(module.directions)})."
+        )
+    module.trained_directions = trained
+    module.card_info = dict(config.get("card") or {})
+    return module.to(map_location)
+
+
+def push_to_hub(
+    module: Any,
+    repo_id: str,
+    private: Optional[bool] = None,
+    commit_message: str = "Upload cyclegan_pl model",
+    token: Optional[str] = None,
+    **card: Any,
+) -> str:
+    """Upload the :func:`save_pretrained` folder of ``module`` to a Hugging Face Hub model repo (created if new).
+
+    Needs ``huggingface_hub`` (``pip install 'cyclegan_pl[hub]'``) and a Hub token (``hf auth
+    login`` or ``token``). Returns the URL of the commit.
+    """
+    hub = _import_hub(f"push_to_hub('{repo_id}')")
+    api = hub.HfApi(token=token)
+    staging = Path(tempfile.mkdtemp(prefix="cyclegan_pl_push_"))
+    try:
+        save_pretrained(module, staging, **{"name": repo_id.rsplit("/", 1)[-1], **card})
+        api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+        commit = api.upload_folder(
+            repo_id=repo_id, folder_path=str(staging), commit_message=commit_message, repo_type="model"
+        )
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return str(getattr(commit, "commit_url", commit))
 
 
 def is_pretrained_source(source: Union[str, Path]) -> bool:
-    """Whether ``source`` names a :meth:`~ImageTranslationModule.save_pretrained` folder or Hub repo
+    """Whether ``source`` names a :func:`save_pretrained` folder or Hub repo
     (a folder, or ``hf://owner/name``) rather than a checkpoint file."""
     return bool(HUB_PREFIX.match(str(source))) or Path(source).is_dir()
 
@@ -266,16 +295,14 @@ def _read_pretrained_config(folder: Path) -> Dict[str, Any]:
     return config
 
 
-def _pretrained_class(config: Dict[str, Any], folder: Path) -> Type[ImageTranslationModule]:
-    from cyclegan_pl.models import METHODS
-
-    name = str(config.get("class_path", "")).rsplit(".", 1)[-1]
-    if name not in METHODS:
+def _pretrained_class(config: Dict[str, Any], folder: Path) -> Any:
+    module_class = METHODS.from_class_path(config.get("class_path"))
+    if module_class is None:
         raise CheckpointError(
             f"{folder / PRETRAINED_CONFIG} names the class {config.get('class_path')!r}, none of the methods "
-            f"{', '.join(METHODS.names())}."
+            f"{', '.join(cls.__name__ for cls in METHODS.classes())}."
         )
-    return METHODS.get(name)
+    return module_class
 
 
 def _read_pretrained_weights(folder: Path, module: nn.Module) -> Dict[str, Tensor]:
@@ -302,14 +329,13 @@ def _read_pretrained_weights(folder: Path, module: nn.Module) -> Dict[str, Tenso
     return state
 
 
-def _model_card(
-    method: str, all_directions: Sequence[str], config: Dict[str, Any], card: Dict[str, Any], folder: Path
-) -> str:
+def _model_card(method_class: Any, config: Dict[str, Any], card: Dict[str, Any], folder: Path) -> str:
     """The README.md of a save_pretrained folder: front matter for the Hub, then the facts."""
     hp = config["hparams"]
+    method = method_class.__name__
+    all_directions = [translation.direction for translation in method_class.translations]
     directions = config["trained_directions"]
     dataset = card.get("dataset")
-    kind = "unpaired image-to-image translation" if method == "CycleGAN" else "paired image-to-image translation"
     lines = ["---", "library_name: cyclegan_pl", "pipeline_tag: image-to-image", "tags:"]
     lines += [f"- {tag}" for tag in ("image-to-image", method.lower(), "pytorch-lightning")]
     if dataset:
@@ -319,7 +345,7 @@ def _model_card(
         lines += [str(card["description"]), ""]
     only = " only" if len(directions) < len(all_directions) else ""
     rows = [
-        ("method", f"{method} ({kind})"),
+        ("method", f"{method}: {method_class.card_summary}"),
         ("translates", " and ".join(directions) + only),
         ("dataset", dataset or "not recorded"),
         ("epochs", card.get("epochs", "not recorded")),

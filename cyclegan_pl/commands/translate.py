@@ -1,12 +1,17 @@
-"""Translating a folder of images (or one image) with a trained checkpoint."""
+"""``translate``: a folder of images (or one image) through a trained model."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal, Optional
 
+import lightning.pytorch as pl
+
+from cyclegan_pl.callbacks import ImageWriter
+from cyclegan_pl.data import ImageFolderDataset, image_folder_loader
 from cyclegan_pl.directions import Direction
 from cyclegan_pl.errors import OptionError
+from cyclegan_pl.weights import load_checkpoint
 
 
 def translate(
@@ -40,23 +45,18 @@ def translate(
         eval_mode: override the model's ``eval_mode`` (True: dropout off and BatchNorm running
             statistics, deterministic output); None keeps what the model was trained with.
     """
-    import lightning.pytorch as pl
-
-    from cyclegan_pl.callbacks import ImageWriter
-    from cyclegan_pl.data import ImageFolderDataset, image_folder_loader
-    from cyclegan_pl.models import load_checkpoint
-
     if not Path(input).exists():
-        raise OptionError(f"--input {input} does not exist; pass an image file or a folder of images.")
+        raise OptionError(f"input={input} does not exist; pass an image file or a folder of images.", option="input")
     if batch_size < 1:
-        raise OptionError(f"--batch_size must be >= 1, got {batch_size}.")
+        raise OptionError(f"batch_size={batch_size}: must be >= 1.", option="batch_size")
     writer = ImageWriter(output_dir=output, extension=extension)
     module = load_checkpoint(ckpt_path)
-    module.translation(direction, what="--direction")
-    module.predict_direction = direction
+    module.translation(direction)
     if eval_mode is not None:
         module.eval_mode = eval_mode
-    dataset = ImageFolderDataset(input, channels=module.source_channels(direction), exclude=[output])
+    dataset = ImageFolderDataset(
+        input, channels=module.source_channels(direction), exclude=[output], dtype="uint8", direction=direction
+    )
     trainer = pl.Trainer(
         accelerator=device,
         devices=1,

@@ -13,16 +13,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from cyclegan_pl.checkpoints import SafeCheckpointIO
 from cyclegan_pl.errors import CheckpointError
+from cyclegan_pl.weights import SafeCheckpointIO
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 # Saves `last.ckpt` again and again with growing content through the plugin Lightning uses,
 # printing each generation once it is in place.
 WRITER = """
 import sys, torch
-from cyclegan_pl.checkpoints import SafeCheckpointIO
+from cyclegan_pl.weights import SafeCheckpointIO
 io, path = SafeCheckpointIO(), sys.argv[1]
 payload = torch.randn(6_000_000)  # ~24 MB: a save takes long enough to be interrupted
 for generation in range(10_000):
@@ -92,11 +92,9 @@ def _payload(path: Path, content) -> Path:
 def _entry_points(tmp_path: Path, marker: Path):
     """(name, call) for every way the package reads a checkpoint or a .pth file."""
     from cyclegan_pl.cli import main
-    from cyclegan_pl.export import export
-    from cyclegan_pl.models import load_checkpoint
-    from cyclegan_pl.networks import define_generator, load_reference_state_dict
-    from cyclegan_pl.reference_import import import_reference
-    from cyclegan_pl.translate import translate
+    from cyclegan_pl.commands import export, import_reference, translate
+    from cyclegan_pl.networks import define_generator
+    from cyclegan_pl.weights import load_checkpoint, load_reference_state_dict
 
     ckpt = _payload(tmp_path / "shared.ckpt", {"state_dict": {"gen_ab.model.1.weight": Payload(marker)}})
     pth = _payload(tmp_path / "run" / "latest_net_G_A.pth", {"model.1.weight": Payload(marker)})

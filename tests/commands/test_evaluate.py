@@ -16,9 +16,9 @@ from cyclegan_pl.cli import main
 from cyclegan_pl.data.image import list_images, read_image, to_uint8
 from cyclegan_pl.data.transforms import to_float
 from cyclegan_pl.metrics import StandInFeatures, folder_metrics, paired_metrics
-from cyclegan_pl.models import load_checkpoint
+from cyclegan_pl.weights import load_checkpoint
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 STAND_IN = "cyclegan_pl.metrics.StandInFeatures"
 
 

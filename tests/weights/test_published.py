@@ -14,9 +14,12 @@ from torch import nn
 
 from cyclegan_pl import CUT, CycleGAN, Pix2Pix, load_checkpoint
 from cyclegan_pl.cli import main
+from cyclegan_pl.commands import download_model
 from cyclegan_pl.errors import DownloadError, OptionError
 from cyclegan_pl.networks import PatchProjection, define_discriminator, define_generator
-from cyclegan_pl.published_models import PUBLISHED_MODELS, download_model
+from cyclegan_pl.weights import published_models
+
+PUBLISHED_MODELS = published_models()
 
 CUT_ARCHIVE = "/CUT/pretrained_models.tar"
 
@@ -125,9 +128,12 @@ def test_registry_has_the_published_names_and_urls():
     # FastCUT's published options (docs/method.md#cut-and-fastcut), written out here on purpose.
     fastcut = {"nce_idt": False, "lambda_nce": 10.0, "flip_equivariance": True}
     assert cityscapes.url() == "http://efrosgans.eecs.berkeley.edu/CUT/pretrained_models.tar"
-    assert cityscapes.run_folder == "cityscapes_fastcut_pretrained" and dict(cityscapes.hparams) == fastcut
+    # Every published CUT network is blur-pooled.
+    assert cityscapes.run_folder == "cityscapes_fastcut_pretrained"
+    assert dict(cityscapes.hparams) == {"antialias": True, **fastcut}
     assert PUBLISHED_MODELS.get("cut_cat2dog").run_folder == "cat2dog_cut_pretrained"
-    assert dict(PUBLISHED_MODELS.get("cut_cat2dog").hparams) == {}  # CUT's options are the module's defaults
+    # CUT's options are the module's defaults.
+    assert dict(PUBLISHED_MODELS.get("cut_cat2dog").hparams) == {"antialias": True}
 
 
 def test_download_gives_a_checkpoint_that_translates_as_the_published_network(tmp_path, server, published, capsys):
@@ -157,7 +163,7 @@ def test_download_gives_a_checkpoint_that_translates_as_the_published_network(tm
 def test_translate_command_on_a_real_test_image(tmp_path, server, published, data_root):
     from PIL import Image
 
-    from cyclegan_pl.translate import translate
+    from cyclegan_pl.commands import translate
 
     server.routes["/cyclegan/pretrained_models/zebra2horse.pth"] = (published[1], "ok")
     main(["download-model", "zebra2horse", "--root", str(tmp_path / "models")])
@@ -215,12 +221,12 @@ def test_a_file_put_in_place_by_hand_is_converted_offline(tmp_path, published):
 
 def test_pix2pix_models_make_pix2pix_checkpoints(tmp_path, server, monkeypatch):
     # A full unet_256 is 200 MB: the architecture is shrunk here; the check it must pass is the same.
-    from cyclegan_pl import published_models
+    import dataclasses
 
-    small = published_models.PublishedModel(
-        "pix2pix_edges2shoes", "pix2pix", "pix2pix/models-pytorch/edges2shoes.pth", "unet_32", "batch", "edges -> shoe"
-    )
-    monkeypatch.setattr(published_models.PUBLISHED_MODELS, "get", lambda name: small)
+    from cyclegan_pl.weights import published
+
+    small = dataclasses.replace(PUBLISHED_MODELS.get("pix2pix_edges2shoes"), generator="unet_32")
+    monkeypatch.setattr(published, "published_model", lambda name: small)
     torch.manual_seed(0)
     net = define_generator("unet_32", ngf=64, norm="batch", dropout=True)
     server.routes["/pix2pix/models-pytorch/edges2shoes.pth"] = (reference_bytes(net), "ok")
