@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Any, Literal
 
-from cyclegan_pl.weights.published import download_model as _download_model
+from cyclegan_pl import weights
 from cyclegan_pl.weights.published import published_model, published_models
 
 #: The published models' names: ``--help`` lists them and a typo fails when the command is parsed.
 PublishedName = Literal[tuple(published_models().names())]  # type: ignore[valid-type]
 
 
-def download_model(
-    name: PublishedName,  # type: ignore[valid-type]
-    root: Path = Path("models"),
-    url: Optional[str] = None,
-    overwrite: bool = False,
-    progress: bool = True,
-    timeout: float = 60.0,
-) -> Path:
+def download_model(name: PublishedName, **options: Any) -> Path:  # type: ignore[valid-type]
     """Download a published model and write a checkpoint ROOT/NAME.ckpt to translate with.
 
     A published generator file (CycleGAN: ResNet-9, instance norm; ``pix2pix_*``: U-Net 256,
@@ -34,16 +28,14 @@ def download_model(
         name: the published model (``--help`` lists them): CycleGAN's by their reference names
             (horse2zebra, style_monet...), pix2pix's with a ``pix2pix_`` prefix, CUT's and FastCUT's
             with ``cut_`` / ``fastcut_``.
-        root: folder that receives NAME.ckpt and NAME.pth (or NAME/ and the archive).
-        url: the file's URL instead of the authors' server (a mirror; see also
-            $CYCLEGAN_PL_MODEL_URL); for a model in an archive, the archive's.
-        overwrite: download and convert again even when the files are there (the archive too).
-        progress: show a progress bar on stderr.
-        timeout: seconds to wait for the server on connect and on each read.
+        **options: ``root``, ``url``, ``overwrite``, ``progress``, ``timeout`` of
+            :func:`cyclegan_pl.weights.download_model`.
     """
     info = published_model(name)
-    existing = (Path(root) / f"{name}.ckpt").is_file() and not overwrite
-    checkpoint = _download_model(name, root, url=url, overwrite=overwrite, progress=progress, timeout=timeout)
+    call = inspect.signature(weights.download_model).bind(name, **options)
+    call.apply_defaults()
+    existing = (Path(call.arguments["root"]) / f"{name}.ckpt").is_file() and not call.arguments["overwrite"]
+    checkpoint = weights.download_model(name, **options)
     if existing:
         print(f"{checkpoint} is already there (--overwrite downloads it again). Try it:")
     else:

@@ -59,12 +59,21 @@ from torch.nn.parallel import DistributedDataParallel
 from cyclegan_pl.data.transforms import IMAGE_KEYS, as_model_input
 from cyclegan_pl.directions import Direction, check_direction
 from cyclegan_pl.errors import OptionError
+from cyclegan_pl.losses import GANMode, build_gan_loss
 from cyclegan_pl.methods import class_path
 from cyclegan_pl.models.inference import inference_mode
 from cyclegan_pl.models.loss_log import LossLog
 from cyclegan_pl.models.network_options import compile_networks, enable_gradient_checkpointing
 from cyclegan_pl.models.nonfinite import NonFiniteCheck, NonFinitePolicy
 from cyclegan_pl.models.streams import StepGenerator, reseed_global_generators, step_seed
+from cyclegan_pl.networks import (
+    DiscriminatorName,
+    GeneratorName,
+    InitType,
+    NormName,
+    define_discriminator,
+    define_generator,
+)
 from cyclegan_pl.networks.padding import crop_to, pad_to_multiple
 from cyclegan_pl.weights.checkpoints import CHECKPOINT_KEY
 from cyclegan_pl.weights.hub import PretrainedMixin
@@ -120,10 +129,19 @@ def frozen(*modules: nn.Module) -> Iterator[None]:
 class ImageTranslationModule(PretrainedMixin, pl.LightningModule):
     """Base LightningModule for GAN image translation with manual optimisation.
 
-    The options every method shares are declared here, keyword-only; each method declares its
-    own (architecture choices with the method's defaults, loss weights) and passes these on.
+    The options every method shares are declared here, keyword-only, with CycleGAN's published
+    values as defaults; a method declares its own options (loss weights...), re-declares a shared
+    one whose published value differs (pix2pix's ``generator``...) and passes them all on.
 
     Args:
+        generator: generator architecture: ``resnet_9blocks``, ``resnet_6blocks``,
+            ``resnet_<N>blocks``, ``unet_256``, ``unet_128``, ``unet_<side>``.
+        discriminator: discriminator architecture: ``basic`` (70x70 PatchGAN), ``n_layers``,
+            ``pixel``.
+        norm: normalisation layer: ``instance``, ``batch`` or ``none``.
+        dropout: dropout (0.5) in the generators' residual / U-Net blocks.
+        init_type: weight initialisation: ``normal``, ``xavier``, ``kaiming``, ``orthogonal``.
+        gan_mode: adversarial loss: ``lsgan``, ``vanilla``, ``wgangp``, ``hinge``.
         ngf: number of generator filters in the first conv layer.
         ndf: number of discriminator filters in the first conv layer.
         n_layers_d: number of strided layers when ``discriminator`` is ``n_layers``.
@@ -167,6 +185,9 @@ class ImageTranslationModule(PretrainedMixin, pl.LightningModule):
     translations: ClassVar[Tuple[Translation, ...]] = ()
     #: the reference code's network names (``<epoch>_net_<NAME>.pth``) -> our attributes
     reference_networks: ClassVar[Mapping[str, str]] = {}
+    #: how well a reference generator of each (kind, anti-aliased) fits: 2 the published
+    #: architecture, 1 one the options build (see :meth:`reference_fit`)
+    reference_generators: ClassVar[Mapping[Tuple[str, bool], int]] = {}
     #: what the method is, in one sentence for model cards
     card_summary: ClassVar[str] = ""
     #: the models the method's authors published (``download-model``)
@@ -181,6 +202,12 @@ class ImageTranslationModule(PretrainedMixin, pl.LightningModule):
     def __init__(
         self,
         *,
+        generator: GeneratorName = "resnet_9blocks",  # type: ignore[valid-type]
+        discriminator: DiscriminatorName = "basic",  # type: ignore[valid-type]
+        norm: NormName = "instance",  # type: ignore[valid-type]
+        dropout: bool = False,
+        init_type: InitType = "normal",  # type: ignore[valid-type]
+        gan_mode: GANMode = "lsgan",  # type: ignore[valid-type]
         ngf: int = 64,
         ndf: int = 64,
         n_layers_d: int = 3,
@@ -211,6 +238,7 @@ class ImageTranslationModule(PretrainedMixin, pl.LightningModule):
         self.card_info: Dict[str, Any] = {}
         #: the pools attached for training, by the names of ``image_pools``
         self.attached_pools: Dict[str, ImagePool] = {}
+        self.gan_loss = build_gan_loss(gan_mode)
         self.nonfinite = NonFiniteCheck(on_nonfinite)
         self.loss_log = LossLog(self.progress_bar_losses)
         #: the run's seed of the per-step random streams (kept in checkpoints)
@@ -222,10 +250,11 @@ class ImageTranslationModule(PretrainedMixin, pl.LightningModule):
     def reference_fit(cls, generator: Mapping[str, Any]) -> int:
         """How well a reference generator (``describe_state_dict``) fits this method.
 
-        2: the method's published architecture; 1: one its options can build; 0: none. Picks the
-        method of a lone generator file, or of a run folder whose file names several methods share.
+        2: the method's published architecture; 1: one its options can build; 0: none (from
+        ``reference_generators``). Picks the method of a lone generator file, or of a run folder
+        whose file names several methods share.
         """
-        return 0
+        return cls.reference_generators.get((generator["kind"], bool(generator["antialias"])), 0)
 
     @classmethod
     def reference_options(cls, generator: Mapping[str, Any], direction: str) -> Dict[str, Any]:
@@ -332,7 +361,41 @@ class ImageTranslationModule(PretrainedMixin, pl.LightningModule):
         # Every loader's batch (uint8 from the data modules, or float of your own) arrives prepared.
         return self.prepare_batch(batch)
 
-    # --- set-up -------------------------------------------------------------------------------
+    # --- networks -------------------------------------------------------------------------------
+    def build_generator(self, input_nc: int, output_nc: int, **options: Any) -> nn.Module:
+        """A generator of the ``generator`` option with the shared width, norm, dropout and initialisation.
+
+        Args:
+            input_nc: channels it reads.
+            output_nc: channels it writes.
+            **options: further builder arguments (e.g. ``antialias``).
+        """
+        hp = self.hparams
+        return define_generator(
+            hp.generator,
+            input_nc,
+            output_nc,
+            ngf=hp.ngf,
+            dropout=hp.dropout,
+            **self._shared_network_options(),
+            **options,
+        )
+
+    def build_discriminator(self, input_nc: int, **options: Any) -> nn.Module:
+        """A discriminator of the ``discriminator`` option with the shared width, depth, norm and initialisation.
+
+        Args:
+            input_nc: channels it judges (input and output stacked for a conditional one).
+            **options: further builder arguments (e.g. ``antialias``).
+        """
+        hp = self.hparams
+        return define_discriminator(
+            hp.discriminator, input_nc, ndf=hp.ndf, n_layers=hp.n_layers_d, **self._shared_network_options(), **options
+        )
+
+    def _shared_network_options(self) -> Dict[str, Any]:
+        return dict(norm=self.hparams.norm, init_type=self.hparams.init_type, init_gain=self.hparams.init_gain)
+
     def _apply_network_options(self) -> None:
         """Called by each method at the end of ``__init__``, once its networks exist."""
         if self.hparams.gradient_checkpointing:

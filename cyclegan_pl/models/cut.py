@@ -9,19 +9,14 @@ import torch
 from torch import Tensor, nn
 
 from cyclegan_pl.errors import OptionError
-from cyclegan_pl.losses import GANMode, build_gan_loss, gradient_penalty, patch_nce_loss
+from cyclegan_pl.losses import gradient_penalty, patch_nce_loss
 from cyclegan_pl.methods import register_method
 from cyclegan_pl.models.base import ImageTranslationModule, Translation, frozen
 from cyclegan_pl.models.streams import StepGenerator
 from cyclegan_pl.networks import (
-    DiscriminatorName,
-    GeneratorName,
     InitType,
-    NormName,
     PatchProjection,
     ResnetGenerator,
-    define_discriminator,
-    define_generator,
     draw_patch_ids,
     init_weights,
 )
@@ -68,13 +63,7 @@ class CUT(ImageTranslationModule):
     methods are those of :class:`ImageTranslationModule`.
 
     Args:
-        generator: generator architecture; a ResNet (``resnet_9blocks``, ``resnet_<N>blocks``),
-            whose ``model`` entries the ``nce_layers`` index.
-        discriminator: discriminator architecture (``basic``, ``n_layers``).
-        norm: normalisation layer (``instance``, ``batch``, ``none``).
-        dropout: Dropout(0.5) in the generator's residual blocks.
-        init_type: weight initialisation of G, D and F (``xavier`` as published).
-        gan_mode: adversarial loss (``lsgan``, ``vanilla``, ``wgangp``, ``hinge``).
+        init_type: weight initialisation of G, D and F; the published CUT's is ``xavier``.
         antialias: blur-pooled G and D (the published networks); False uses CycleGAN's strided
             layers (then ``nce_layers`` index that network's entries).
         lambda_gan: weight of the generator's adversarial loss.
@@ -95,6 +84,8 @@ class CUT(ImageTranslationModule):
     method_name = "cut"
     translations = (Translation("AtoB", source="real_A", output="fake_B", target="real_B", generator="gen"),)
     reference_networks = {"G": "gen", "D": "disc", "F": "projection"}
+    # The published networks are anti-aliased ResNets; a plain ResNet is an option.
+    reference_generators = {("resnet", True): 2, ("resnet", False): 1}
     card_summary = (
         "unpaired image-to-image translation with a patch-wise contrastive loss, one generator and no cycle "
         "(Park et al., ECCV 2020)."
@@ -125,12 +116,7 @@ class CUT(ImageTranslationModule):
 
     def __init__(
         self,
-        generator: GeneratorName = "resnet_9blocks",  # type: ignore[valid-type]
-        discriminator: DiscriminatorName = "basic",  # type: ignore[valid-type]
-        norm: NormName = "instance",  # type: ignore[valid-type]
-        dropout: bool = False,
         init_type: InitType = "xavier",  # type: ignore[valid-type]
-        gan_mode: GANMode = "lsgan",  # type: ignore[valid-type]
         antialias: bool = True,
         lambda_gan: float = 1.0,
         lambda_nce: float = 1.0,
@@ -143,7 +129,7 @@ class CUT(ImageTranslationModule):
         projection_units: int = 256,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(init_type=init_type, **kwargs)
         hp = self.hparams
         if nce_idt and lambda_nce > 0 and hp.input_nc != hp.output_nc:
             raise OptionError(
@@ -157,45 +143,18 @@ class CUT(ImageTranslationModule):
             )
         if num_patches < 1:
             raise OptionError(f"num_patches={num_patches}: must be at least 1.", option="num_patches")
-        self.gen = define_generator(
-            generator,
-            hp.input_nc,
-            hp.output_nc,
-            ngf=hp.ngf,
-            norm=norm,
-            dropout=dropout,
-            init_type=init_type,
-            init_gain=hp.init_gain,
-            antialias=antialias,
-        )
+        self.gen = self.build_generator(hp.input_nc, hp.output_nc, antialias=antialias)
         if not isinstance(self.gen, ResnetGenerator):
             raise OptionError(
-                f"generator={generator}: CUT compares features of the generator's `model` entries, which "
+                f"generator={hp.generator}: CUT compares features of the generator's `model` entries, which "
                 "needs a ResNet generator (resnet_9blocks, resnet_<N>blocks).",
                 option="generator",
             )
-        self.disc = define_discriminator(
-            discriminator,
-            hp.output_nc,
-            ndf=hp.ndf,
-            n_layers=hp.n_layers_d,
-            norm=norm,
-            init_type=init_type,
-            init_gain=hp.init_gain,
-            antialias=antialias,
-        )
+        self.disc = self.build_discriminator(hp.output_nc, antialias=antialias)
         channels = self.gen.feature_channels(list(nce_layers))
         self.projection = init_weights(PatchProjection(channels, projection_units), init_type, hp.init_gain)
-        self.gan_loss = build_gan_loss(gan_mode)
         self.patch_stream = StepGenerator(PATCH_STREAM)
         self._apply_network_options()
-
-    @classmethod
-    def reference_fit(cls, generator: Mapping[str, Any]) -> int:
-        """The published networks are anti-aliased ResNets; a plain ResNet is an option."""
-        if generator["kind"] != "resnet":
-            return 0
-        return 2 if generator["antialias"] else 1
 
     @classmethod
     def reference_options(cls, generator: Mapping[str, Any], direction: str) -> Dict[str, Any]:

@@ -9,17 +9,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from cyclegan_pl.errors import OptionError
-from cyclegan_pl.losses import GANMode, build_gan_loss, gradient_penalty
+from cyclegan_pl.losses import gradient_penalty
 from cyclegan_pl.methods import register_method
 from cyclegan_pl.models.base import ImageTranslationModule, Translation, frozen
-from cyclegan_pl.networks import (
-    DiscriminatorName,
-    GeneratorName,
-    InitType,
-    NormName,
-    define_discriminator,
-    define_generator,
-)
 from cyclegan_pl.weights.published import PublishedModel
 
 # The published generators (one ResNet-9 with instance norm each): name, what it translates, the
@@ -67,17 +59,11 @@ class CycleGAN(ImageTranslationModule):
     the published order (docs/method.md#cyclegan-training-step): forward, one generator step
     with the discriminators frozen, one discriminator step on fakes drawn through the image
     pools ``fake_A`` / ``fake_B`` (attached by the ``ImagePoolCallback``; without it D sees the
-    current fakes, with a warning). The options shared with the other methods (widths, learning rate,
-    channels, speed options...) are those of :class:`ImageTranslationModule`.
+    current fakes, with a warning). The options shared with the other methods (architecture,
+    widths, learning rate, channels, speed options...) are those of :class:`ImageTranslationModule`,
+    whose defaults are CycleGAN's published ones.
 
     Args:
-        generator: generator architecture (``resnet_9blocks``, ``resnet_6blocks``,
-            ``resnet_<N>blocks``, ``unet_256``, ``unet_128``, ``unet_<side>``).
-        discriminator: discriminator architecture (``basic``, ``n_layers``, ``pixel``).
-        norm: normalisation layer (``instance``, ``batch``, ``none``).
-        dropout: use dropout (0.5) in the generators' residual / U-Net blocks.
-        init_type: weight initialisation (``normal``, ``xavier``, ``kaiming``, ``orthogonal``).
-        gan_mode: adversarial loss (``lsgan``, ``vanilla``, ``wgangp``, ``hinge``).
         lambda_a: weight of the cycle loss A -> B -> A.
         lambda_b: weight of the cycle loss B -> A -> B.
         lambda_identity: identity loss weight, relative to the cycle weights (the identity term
@@ -92,6 +78,8 @@ class CycleGAN(ImageTranslationModule):
     )
     # The reference's D_A judges domain B images (it is trained against G_A's fakes): our disc_b.
     reference_networks = {"G_A": "gen_ab", "G_B": "gen_ba", "D_A": "disc_b", "D_B": "disc_a"}
+    # The published generators are ResNets; a U-Net is an option; there are no anti-aliased layers.
+    reference_generators = {("resnet", False): 2, ("unet", False): 1}
     card_summary = "unpaired image-to-image translation with cycle consistency (Zhu et al., ICCV 2017)."
     published_models = tuple(
         PublishedModel(
@@ -113,12 +101,6 @@ class CycleGAN(ImageTranslationModule):
 
     def __init__(
         self,
-        generator: GeneratorName = "resnet_9blocks",  # type: ignore[valid-type]
-        discriminator: DiscriminatorName = "basic",  # type: ignore[valid-type]
-        norm: NormName = "instance",  # type: ignore[valid-type]
-        dropout: bool = False,
-        init_type: InitType = "normal",  # type: ignore[valid-type]
-        gan_mode: GANMode = "lsgan",  # type: ignore[valid-type]
         lambda_a: float = 10.0,
         lambda_b: float = 10.0,
         lambda_identity: float = 0.5,
@@ -132,21 +114,11 @@ class CycleGAN(ImageTranslationModule):
                 f"(got {hp.input_nc} and {hp.output_nc}); set lambda_identity=0.",
                 option="lambda_identity",
             )
-        gen_kwargs = dict(ngf=hp.ngf, norm=norm, dropout=dropout, init_type=init_type, init_gain=hp.init_gain)
-        disc_kwargs = dict(ndf=hp.ndf, n_layers=hp.n_layers_d, norm=norm, init_type=init_type, init_gain=hp.init_gain)
-        self.gen_ab = define_generator(generator, hp.input_nc, hp.output_nc, **gen_kwargs)
-        self.gen_ba = define_generator(generator, hp.output_nc, hp.input_nc, **gen_kwargs)
-        self.disc_a = define_discriminator(discriminator, hp.input_nc, **disc_kwargs)
-        self.disc_b = define_discriminator(discriminator, hp.output_nc, **disc_kwargs)
-        self.gan_loss = build_gan_loss(gan_mode)
+        self.gen_ab = self.build_generator(hp.input_nc, hp.output_nc)
+        self.gen_ba = self.build_generator(hp.output_nc, hp.input_nc)
+        self.disc_a = self.build_discriminator(hp.input_nc)
+        self.disc_b = self.build_discriminator(hp.output_nc)
         self._apply_network_options()
-
-    @classmethod
-    def reference_fit(cls, generator: Mapping[str, Any]) -> int:
-        """The published generators are ResNets; a U-Net is an option; anti-aliased networks are not."""
-        if generator["antialias"]:
-            return 0
-        return {"resnet": 2, "unet": 1}.get(generator["kind"], 0)
 
     @classmethod
     def reference_option_fixes(cls, options: Mapping[str, Any]) -> Dict[str, Any]:

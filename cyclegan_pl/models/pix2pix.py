@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Mapping
+from typing import Any, Dict, List
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from cyclegan_pl.losses import GANMode, build_gan_loss, gradient_penalty
+from cyclegan_pl.losses import GANMode, gradient_penalty
 from cyclegan_pl.methods import register_method
 from cyclegan_pl.models.base import ImageTranslationModule, Translation, frozen
 from cyclegan_pl.networks import (
-    DiscriminatorName,
     GeneratorName,
-    InitType,
     NormName,
-    define_discriminator,
-    define_generator,
 )
 from cyclegan_pl.weights.published import PublishedModel
 
@@ -44,17 +40,15 @@ class Pix2Pix(ImageTranslationModule):
     generator step with the discriminator frozen. Batches carry the input as ``A`` and the target
     as ``B`` (the datamodule applies ``direction``). Inference keeps the reference's test-time
     train mode unless ``eval_mode`` (an option of :class:`ImageTranslationModule`, like the
-    widths, learning rate, channels and speed options); ``batched_calls`` judges the real and
+    architecture, widths, learning rate, channels and speed options); ``batched_calls`` judges the real and
     fake pairs in one discriminator call, which is not exact with batch norm.
 
     Args:
-        generator: generator architecture (``unet_256``, ``unet_128``, ``unet_<side>``,
-            ``resnet_9blocks``, ...).
-        discriminator: discriminator architecture (``basic``, ``n_layers``, ``pixel``).
-        norm: normalisation layer (``batch``, ``instance``, ``none``).
-        dropout: use dropout (0.5) in the generator (pix2pix's source of noise).
-        init_type: weight initialisation (``normal``, ``xavier``, ``kaiming``, ``orthogonal``).
-        gan_mode: adversarial loss (``vanilla``, ``lsgan``, ``wgangp``, ``hinge``).
+        generator: generator architecture (see :class:`ImageTranslationModule`); the published
+            pix2pix's is ``unet_256``.
+        norm: normalisation layer; the published pix2pix's is ``batch``.
+        dropout: dropout (0.5) in the generator, pix2pix's source of noise.
+        gan_mode: adversarial loss; the published pix2pix's is ``vanilla``.
         lambda_l1: weight of the L1 term between output and target.
     """
 
@@ -62,6 +56,8 @@ class Pix2Pix(ImageTranslationModule):
     paired = True
     translations = (Translation("AtoB", source="input", output="output", target="target", generator="gen"),)
     reference_networks = {"G": "gen", "D": "disc"}
+    # The published generators are U-Nets; a ResNet is an option; there are no anti-aliased layers.
+    reference_generators = {("unet", False): 2, ("resnet", False): 1}
     card_summary = "paired image-to-image translation with a conditional GAN (Isola et al., CVPR 2017)."
     published_models = tuple(
         PublishedModel(
@@ -86,44 +82,17 @@ class Pix2Pix(ImageTranslationModule):
     def __init__(
         self,
         generator: GeneratorName = "unet_256",  # type: ignore[valid-type]
-        discriminator: DiscriminatorName = "basic",  # type: ignore[valid-type]
         norm: NormName = "batch",  # type: ignore[valid-type]
         dropout: bool = True,
-        init_type: InitType = "normal",  # type: ignore[valid-type]
         gan_mode: GANMode = "vanilla",  # type: ignore[valid-type]
         lambda_l1: float = 100.0,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(generator=generator, norm=norm, dropout=dropout, gan_mode=gan_mode, **kwargs)
         hp = self.hparams
-        self.gen = define_generator(
-            generator,
-            hp.input_nc,
-            hp.output_nc,
-            ngf=hp.ngf,
-            norm=norm,
-            dropout=dropout,
-            init_type=init_type,
-            init_gain=hp.init_gain,
-        )
-        self.disc = define_discriminator(
-            discriminator,
-            hp.input_nc + hp.output_nc,
-            ndf=hp.ndf,
-            n_layers=hp.n_layers_d,
-            norm=norm,
-            init_type=init_type,
-            init_gain=hp.init_gain,
-        )
-        self.gan_loss = build_gan_loss(gan_mode)
+        self.gen = self.build_generator(hp.input_nc, hp.output_nc)
+        self.disc = self.build_discriminator(hp.input_nc + hp.output_nc)
         self._apply_network_options()
-
-    @classmethod
-    def reference_fit(cls, generator: Mapping[str, Any]) -> int:
-        """The published generators are U-Nets; a ResNet is an option; anti-aliased networks are not."""
-        if generator["antialias"]:
-            return 0
-        return {"unet": 2, "resnet": 1}.get(generator["kind"], 0)
 
     def discriminators(self) -> List[nn.Module]:
         return [self.disc]

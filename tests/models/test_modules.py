@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import copy
+import inspect
 
 import lightning.pytorch as pl
 import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from cyclegan_pl import CycleGAN, Pix2Pix
+from cyclegan_pl import CUT, CycleGAN, Pix2Pix
 from cyclegan_pl.errors import NonFiniteLossError
 from cyclegan_pl.weights import load_checkpoint
 
@@ -17,15 +18,24 @@ TINY_CYCLEGAN = dict(generator="resnet_2blocks", ngf=8, ndf=8)
 TINY_PIX2PIX = dict(generator="unet_32", ngf=8, ndf=8)
 
 
+def declared_default(cls, name: str):
+    """The default of ``name`` a config of ``cls`` gets: from the first __init__ in the MRO declaring it."""
+    for klass in cls.__mro__:
+        parameter = inspect.signature(klass.__init__).parameters.get(name) if "__init__" in vars(klass) else None
+        if parameter is not None:
+            return parameter.default
+    raise KeyError(name)
+
+
 def test_defaults_are_the_published_recipe():
-    cyclegan = CycleGAN.__init__.__defaults__
     hp = CycleGAN(**TINY_CYCLEGAN).hparams
     assert (hp.discriminator, hp.norm, hp.dropout, hp.gan_mode) == ("basic", "instance", False, "lsgan")
     assert (hp.lambda_a, hp.lambda_b, hp.lambda_identity) == (10.0, 10.0, 0.5)
     assert (hp.lr, hp.beta1, hp.beta2, hp.init_type, hp.init_gain) == (2e-4, 0.5, 0.999, "normal", 0.02)
-    assert cyclegan[0] == "resnet_9blocks"
+    assert declared_default(CycleGAN, "generator") == "resnet_9blocks"
     hp = Pix2Pix(**TINY_PIX2PIX).hparams
-    assert Pix2Pix.__init__.__defaults__[0] == "unet_256"
+    assert declared_default(Pix2Pix, "generator") == "unet_256"
+    assert declared_default(CUT, "init_type") == "xavier" and CUT(ngf=8, ndf=8).hparams.init_type == "xavier"
     assert (hp.norm, hp.dropout, hp.gan_mode, hp.lambda_l1, hp.eval_mode) == ("batch", True, "vanilla", 100.0, False)
 
 

@@ -139,7 +139,7 @@ def test_registry_has_the_published_names_and_urls():
 def test_download_gives_a_checkpoint_that_translates_as_the_published_network(tmp_path, server, published, capsys):
     net, body = published
     server.routes["/cyclegan/pretrained_models/horse2zebra.pth"] = (body, "ok")
-    ckpt = download_model("horse2zebra", tmp_path / "models", progress=False)
+    ckpt = download_model("horse2zebra", root=tmp_path / "models", progress=False)
     assert ckpt == tmp_path / "models" / "horse2zebra.ckpt"
     assert sorted(p.name for p in ckpt.parent.iterdir()) == ["horse2zebra.ckpt", "horse2zebra.pth"]
     out = capsys.readouterr().out
@@ -156,7 +156,7 @@ def test_download_gives_a_checkpoint_that_translates_as_the_published_network(tm
 
     # A second call keeps the files; nothing is downloaded again.
     requests = len(server.requests)
-    assert download_model("horse2zebra", tmp_path / "models", progress=False) == ckpt
+    assert download_model("horse2zebra", root=tmp_path / "models", progress=False) == ckpt
     assert len(server.requests) == requests
 
 
@@ -200,9 +200,9 @@ def test_a_file_of_another_architecture_is_refused(tmp_path, server):
         "ok",
     )
     with pytest.raises(DownloadError, match=r"not the resnet_9blocks generator(.|\n)*resnet_6blocks"):
-        download_model("style_monet", tmp_path, progress=False)
+        download_model("style_monet", root=tmp_path, progress=False)
     with pytest.raises(DownloadError, match=r"not the unet_256 generator \(batch norm\)(.|\n)*unet_32"):
-        download_model("pix2pix_facades_label2photo", tmp_path, progress=False)
+        download_model("pix2pix_facades_label2photo", root=tmp_path, progress=False)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -211,11 +211,11 @@ def test_a_file_put_in_place_by_hand_is_converted_offline(tmp_path, published):
         probe.bind(("127.0.0.1", 0))
         closed = f"http://127.0.0.1:{probe.getsockname()[1]}/horse2zebra.pth"
     with pytest.raises(DownloadError) as error:
-        download_model("horse2zebra", tmp_path, url=closed, progress=False, timeout=5)
+        download_model("horse2zebra", root=tmp_path, url=closed, progress=False, timeout=5)
     assert closed in str(error.value) and list(tmp_path.iterdir()) == []
 
     (tmp_path / "horse2zebra.pth").write_bytes(published[1])
-    module = load_checkpoint(download_model("horse2zebra", tmp_path, url=closed, progress=False))
+    module = load_checkpoint(download_model("horse2zebra", root=tmp_path, url=closed, progress=False))
     assert module.gen_ab.state_dict()["model.1.weight"].equal(published[0].state_dict()["model.1.weight"])
 
 
@@ -230,7 +230,7 @@ def test_pix2pix_models_make_pix2pix_checkpoints(tmp_path, server, monkeypatch):
     torch.manual_seed(0)
     net = define_generator("unet_32", ngf=64, norm="batch", dropout=True)
     server.routes["/pix2pix/models-pytorch/edges2shoes.pth"] = (reference_bytes(net), "ok")
-    module = load_checkpoint(download_model("pix2pix_edges2shoes", tmp_path, progress=False))
+    module = load_checkpoint(download_model("pix2pix_edges2shoes", root=tmp_path, progress=False))
     assert isinstance(module, Pix2Pix) and module.hparams.dropout is True
     module.eval_mode = True
     x = torch.rand(1, 3, 32, 32) * 2 - 1
@@ -241,7 +241,7 @@ def test_pix2pix_models_make_pix2pix_checkpoints(tmp_path, server, monkeypatch):
 def test_cut_models_come_out_of_one_archive_downloaded_once(tmp_path, server, cut_archive, capsys):
     server.routes[CUT_ARCHIVE] = (cut_archive.body, "ok")
     root = tmp_path / "models"
-    ckpt = download_model("cut_horse2zebra", root, progress=False)
+    ckpt = download_model("cut_horse2zebra", root=root, progress=False)
     assert ckpt == root / "cut_horse2zebra.ckpt"
     assert sorted(p.name for p in (root / "cut_horse2zebra").iterdir()) == [
         "latest_net_D.pth",
@@ -284,7 +284,7 @@ def test_cut_models_come_out_of_one_archive_downloaded_once(tmp_path, server, cu
     with socket.socket() as probe:  # a port nothing listens on
         probe.bind(("127.0.0.1", 0))
         closed = f"http://127.0.0.1:{probe.getsockname()[1]}/pretrained_models.tar"
-    assert download_model("cut_horse2zebra", root, url=closed, progress=False) == root / "cut_horse2zebra.ckpt"
+    assert download_model("cut_horse2zebra", root=root, url=closed, progress=False) == root / "cut_horse2zebra.ckpt"
 
 
 def test_a_cut_archive_without_the_run_folder_or_with_other_networks_is_refused(tmp_path, server):
@@ -295,7 +295,7 @@ def test_a_cut_archive_without_the_run_folder_or_with_other_networks_is_refused(
     root = tmp_path / "models"
     archive = root / "cut_pretrained_models.tar"
     with pytest.raises(DownloadError) as error:
-        download_model("cut_cat2dog", root, progress=False)
+        download_model("cut_cat2dog", root=root, progress=False)
     message = str(error.value)
     assert f"{archive} (downloaded from {server.base}{CUT_ARCHIVE}) holds no run folder cat2dog_cut_pretrained/" in (
         message
@@ -304,13 +304,13 @@ def test_a_cut_archive_without_the_run_folder_or_with_other_networks_is_refused(
     assert list(root.iterdir()) == []
 
     with pytest.raises(DownloadError, match=r"does not hold the anti-aliased resnet_9blocks generator(.|\n)*ngf"):
-        download_model("fastcut_cat2dog", root, progress=False)
+        download_model("fastcut_cat2dog", root=root, progress=False)
     assert list(root.iterdir()) == []  # neither the archive nor the copied folder is left
 
     # An archive already there is kept (other names may need it); the message says how to replace it.
     archive.write_bytes(body)
     with pytest.raises(DownloadError, match=r"holds no run folder cat2dog_cut_pretrained/.*--overwrite"):
-        download_model("cut_cat2dog", root, progress=False)
+        download_model("cut_cat2dog", root=root, progress=False)
     assert [p.name for p in root.iterdir()] == [archive.name]
     assert server.requests.count(CUT_ARCHIVE) == 2
 
@@ -326,5 +326,5 @@ def test_an_unsafe_member_of_the_cut_archive_is_refused(tmp_path, server, member
     server.routes[CUT_ARCHIVE] = (tar_bytes({member: content}), "ok")
     root = tmp_path / "models"
     with pytest.raises(DownloadError, match=f"{refusal}: '{member}'|'{member}' is {refusal}"):
-        download_model("cut_horse2zebra", root, progress=False)
+        download_model("cut_horse2zebra", root=root, progress=False)
     assert list(root.iterdir()) == [] and not (tmp_path / "horse2zebra_cut_pretrained").exists()
