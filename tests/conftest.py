@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Sequence, Tuple
 
-import lightning.pytorch  # noqa: F401 - see below
+import lightning.pytorch as pl  # imported first: see below
 import pytest
 
 # No test may reach the network: wandb runs offline and syncs nothing.
@@ -104,6 +104,29 @@ def file_server() -> Iterator[_ServedFiles]:
 
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def quiet_trainer(**kwargs) -> pl.Trainer:
+    """A quiet CPU Trainer (one epoch; no logger, checkpoints, bars, summary or validation), ``kwargs`` on top."""
+    options = dict(
+        accelerator="cpu",
+        devices=1,
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+    )
+    options.update(kwargs)
+    return pl.Trainer(**options)
+
+
+@pytest.fixture(scope="session")
+def make_trainer() -> Callable[..., pl.Trainer]:
+    """make_trainer(**trainer_kwargs): :func:`quiet_trainer`, the suite's one quiet-Trainer factory."""
+    return quiet_trainer
+
 
 #: Options that shrink a shipped config for a test: the recipe stays, the networks and images shrink.
 TINY_FIT_OPTIONS = (

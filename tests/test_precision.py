@@ -24,23 +24,21 @@ def batches(n: int = 2) -> list:
     return [{"A": image(), "B": image(), "A_paths": ["a"], "B_paths": ["b"]} for _ in range(n)]
 
 
-def fit(module, **trainer_kwargs) -> pl.Trainer:
-    trainer = pl.Trainer(
-        accelerator="cpu",
-        max_epochs=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        **trainer_kwargs,
-    )
-    trainer.fit(module, DataLoader(batches(), batch_size=None))
-    return trainer
+@pytest.fixture
+def fit(make_trainer):
+    """fit(module, **trainer_kwargs): one epoch over two tiny batches."""
+
+    def run(module, **trainer_kwargs) -> pl.Trainer:
+        trainer = make_trainer(**trainer_kwargs)
+        trainer.fit(module, DataLoader(batches(), batch_size=None))
+        return trainer
+
+    return run
 
 
 @pytest.mark.parametrize("kind", ["cyclegan", "pix2pix"])
 @pytest.mark.parametrize("precision", ["bf16-mixed", "16-mixed"])
-def test_mixed_precision_trains(kind, precision):
+def test_mixed_precision_trains(kind, precision, fit):
     module = MODULES[kind]()
     initial = copy.deepcopy(module.state_dict())
     if precision == "16-mixed":
@@ -59,7 +57,7 @@ def test_mixed_precision_trains(kind, precision):
 
 
 @pytest.mark.parametrize("kind", ["cyclegan", "pix2pix"])
-def test_fp16_overflow_is_skipped_by_the_scaler(kind):
+def test_fp16_overflow_is_skipped_by_the_scaler(kind, fit):
     module = MODULES[kind]()
     initial = copy.deepcopy(module.state_dict())
     # A loss scale this large overflows every fp16 gradient: each step must be skipped and the

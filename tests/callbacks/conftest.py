@@ -60,23 +60,6 @@ def tiny_pix2pix(**kwargs) -> Pix2Pix:
     return Pix2Pix(generator="unet_32", ngf=8, ndf=8, **kwargs)
 
 
-def make_trainer(root, callbacks: List[pl.Callback], max_epochs: int = 1, **kwargs) -> pl.Trainer:
-    options = dict(
-        accelerator="cpu",
-        devices=1,
-        max_epochs=max_epochs,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        default_root_dir=str(root),
-        callbacks=callbacks,
-    )
-    options.update(kwargs)
-    return pl.Trainer(**options)
-
-
 class Probe(pl.Callback):
     """Runs a function at a chosen hook and keeps what it returns."""
 
@@ -104,9 +87,15 @@ def pix2pix() -> Callable[..., Pix2Pix]:
 
 
 @pytest.fixture
-def trainer_for() -> Callable[..., pl.Trainer]:
-    """trainer_for(root, callbacks, max_epochs=1, **kwargs): a quiet CPU Trainer."""
-    return make_trainer
+def trainer_for(make_trainer) -> Callable[..., pl.Trainer]:
+    """trainer_for(root, callbacks, max_epochs=1, **kwargs): a quiet Trainer writing under ``root``
+    that runs validation when asked (no sanity check)."""
+
+    def build(root, callbacks: List[pl.Callback], max_epochs: int = 1, **kwargs) -> pl.Trainer:
+        options = dict(max_epochs=max_epochs, limit_val_batches=None, num_sanity_val_steps=0)
+        return make_trainer(default_root_dir=str(root), callbacks=callbacks, **{**options, **kwargs})
+
+    return build
 
 
 @pytest.fixture

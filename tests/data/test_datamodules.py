@@ -214,19 +214,7 @@ class _Recorder(pl.LightningModule):
         return batch["relpath"]
 
 
-def _trainer(**kwargs) -> pl.Trainer:
-    return pl.Trainer(
-        accelerator="cpu",
-        devices=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        **kwargs,
-    )
-
-
-def test_fit_pairs_change_per_epoch_and_repeat_across_runs(tmp_path, helpers):
+def test_fit_pairs_change_per_epoch_and_repeat_across_runs(tmp_path, helpers, make_trainer):
     helpers.make_unpaired(tmp_path / "set", n_a=4, n_b=12, size=16)
 
     def run(num_workers: int) -> dict:
@@ -241,7 +229,7 @@ def test_fit_pairs_change_per_epoch_and_repeat_across_runs(tmp_path, helpers):
             batch_dtype="float32",
         )
         model = _Recorder()
-        _trainer(max_epochs=2, limit_val_batches=0).fit(model, dm)
+        make_trainer(max_epochs=2).fit(model, dm)
         return model.seen
 
     first, again = run(0), run(1)
@@ -249,14 +237,14 @@ def test_fit_pairs_change_per_epoch_and_repeat_across_runs(tmp_path, helpers):
     assert len(first[0]) == 12 and sorted(first[0]) != sorted(first[1])
 
 
-def test_predict_groups_sizes_in_a_trainer(tmp_path):
+def test_predict_groups_sizes_in_a_trainer(tmp_path, make_trainer):
     folder = tmp_path / "in"
     folder.mkdir()
     for i, (h, w) in enumerate([(20, 28), (24, 24), (20, 28), (24, 24), (20, 28)]):
         Image.new("RGB", (w, h), (i * 40, 0, 0)).save(folder / f"{i}.png")
     dm = UnpairedDataModule(str(tmp_path / "unused"), predict_dir=str(folder), val_batch_size=2, num_workers=0)
     model = _Recorder()
-    out = _trainer().predict(model, datamodule=dm)
+    out = make_trainer().predict(model, datamodule=dm)
     assert sorted(name for batch in out for name in batch) == [f"{i}.png" for i in range(5)]
     assert [shape for shape, _ in model.predicted] == [(2, 3, 20, 28), (2, 3, 24, 24), (1, 3, 20, 28)]
 

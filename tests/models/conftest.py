@@ -26,33 +26,12 @@ def make_batch() -> Callable[..., dict]:
     return _batch
 
 
-def _trainer(**kwargs) -> pl.Trainer:
-    options = dict(
-        accelerator="cpu",
-        max_epochs=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-    )
-    options.update(kwargs)
-    return pl.Trainer(**options)
-
-
-@pytest.fixture(scope="session")
-def make_trainer() -> Callable[..., pl.Trainer]:
-    """make_trainer(**trainer_kwargs): a quiet CPU Trainer (no logger, checkpoints, bars or
-    validation, one epoch) with the given options on top."""
-    return _trainer
-
-
 @pytest.fixture
-def fit_batches() -> Callable[..., pl.Trainer]:
+def fit_batches(make_trainer) -> Callable[..., pl.Trainer]:
     """fit_batches(module, batches, **trainer_kwargs): one epoch over the given batches."""
 
     def fit(module: pl.LightningModule, batches: list, **trainer_kwargs) -> pl.Trainer:
-        trainer = _trainer(**trainer_kwargs)
+        trainer = make_trainer(**trainer_kwargs)
         trainer.fit(module, train_dataloaders=DataLoader(batches, batch_size=None))
         return trainer
 

@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import copy
 
-import lightning.pytorch as pl
 import pytest
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader
 
 from cyclegan_pl import CUT
 from cyclegan_pl.errors import OptionError
@@ -40,19 +38,6 @@ def make_batches(n: int, count: int, size: int = 32) -> list:
         }
         for _ in range(count)
     ]
-
-
-def fit(module: pl.LightningModule, batches: list) -> None:
-    trainer = pl.Trainer(
-        accelerator="cpu",
-        max_epochs=1,
-        limit_val_batches=0,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
-    trainer.fit(module, train_dataloaders=DataLoader(batches, batch_size=None))
 
 
 def assert_same_weights(expected: dict, module: torch.nn.Module, prefix: str) -> None:
@@ -178,7 +163,7 @@ CASES = {
 
 
 @pytest.mark.parametrize("case", list(CASES))
-def test_cut_iterations_match_reference(case, monkeypatch):
+def test_cut_iterations_match_reference(case, monkeypatch, fit_batches):
     options, flip, batch_size, iterations = CASES[case]
     torch.manual_seed(0)
     module = CUT(ngf=8, ndf=8, **options)
@@ -188,7 +173,7 @@ def test_cut_iterations_match_reference(case, monkeypatch):
     net_g, net_d, net_f = (copy.deepcopy(m) for m in (module.gen, module.disc, module.projection))
     initial = copy.deepcopy(module.state_dict())
     batches = make_batches(batch_size, iterations)
-    fit(module, batches)
+    fit_batches(module, batches)
 
     reference_iterations(
         net_g,
@@ -245,21 +230,11 @@ def test_cut_option_errors(options, message):
         CUT(ngf=8, ndf=8, **options)
 
 
-def test_linear_decay_schedules_all_three_optimizers():
+def test_linear_decay_schedules_all_three_optimizers(fit_batches):
     from cyclegan_pl import LinearDecay
 
     module = CUT(ngf=8, ndf=8, nce_layers=(0, 4), num_patches=8)
-    trainer = pl.Trainer(
-        accelerator="cpu",
-        max_epochs=1,
-        limit_val_batches=0,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=[LinearDecay(n_epochs=0, n_epochs_decay=1)],
-    )
-    trainer.fit(module, train_dataloaders=DataLoader(make_batches(1, 1), batch_size=None))
+    trainer = fit_batches(module, make_batches(1, 1), callbacks=[LinearDecay(n_epochs=0, n_epochs_decay=1)])
     assert len(trainer.optimizers) == 3
     # factor(0) = 1 - 1 / (1 + 1)
     assert [opt.param_groups[0]["lr"] for opt in trainer.optimizers] == [1e-4, 1e-4, 1e-4]

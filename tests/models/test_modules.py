@@ -165,11 +165,11 @@ def test_inference_mode_reference_vs_eval():
     torch.testing.assert_close(module.translate(images), module.translate(images), rtol=0, atol=0)
 
 
-def test_visuals_and_evaluation_metrics(make_batch):
+def test_visuals_and_evaluation_metrics(make_batch, make_trainer):
     module = CycleGAN(**TINY_CYCLEGAN)
     batch = make_batch(n=2)
     assert list(module.visuals(batch)) == ["real_A", "fake_B", "rec_A", "real_B", "fake_A", "rec_B"]
-    trainer = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer = make_trainer(limit_val_batches=None)
     metrics = trainer.validate(module, DataLoader([batch], batch_size=None), verbose=False)[0]
     assert {"val/cycle_a", "val/cycle_b", "val/idt_a", "val/idt_b"} <= set(metrics)
     pix = Pix2Pix(**TINY_PIX2PIX)

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import copy
 
-import lightning.pytorch as pl
 import pytest
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader
 
 from cyclegan_pl import CycleGAN, Pix2Pix
 from cyclegan_pl.seeding import hash_seed
@@ -34,20 +32,6 @@ def fixed_batch(size: int = 32, n: int = 1) -> dict:
     }
 
 
-def fit_one_iteration(module: pl.LightningModule, batch: dict) -> None:
-    trainer = pl.Trainer(
-        accelerator="cpu",
-        max_epochs=1,
-        limit_train_batches=1,
-        limit_val_batches=0,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
-    trainer.fit(module, train_dataloaders=DataLoader([batch], batch_size=None))
-
-
 def assert_same_weights(expected: dict, module: torch.nn.Module, prefix: str) -> None:
     actual = module.state_dict()
     assert actual.keys() == expected.keys()
@@ -62,14 +46,14 @@ def set_requires_grad(nets, flag: bool) -> None:
 
 
 @pytest.mark.parametrize("gan_mode,lambda_identity", [("lsgan", 0.5), ("vanilla", 0.0)])
-def test_cyclegan_iteration_matches_reference(gan_mode, lambda_identity):
+def test_cyclegan_iteration_matches_reference(gan_mode, lambda_identity, fit_batches):
     torch.manual_seed(0)
     module = CycleGAN(generator="resnet_6blocks", ngf=8, ndf=8, gan_mode=gan_mode, lambda_identity=lambda_identity)
     g_a, g_b = copy.deepcopy(module.gen_ab), copy.deepcopy(module.gen_ba)
     d_a, d_b = copy.deepcopy(module.disc_b), copy.deepcopy(module.disc_a)  # reference D_A judges B
     initial_g_a = copy.deepcopy(g_a.state_dict())
     batch = fixed_batch()
-    fit_one_iteration(module, batch)
+    fit_batches(module, [batch])
 
     # The CycleGAN step of docs/method.md#cyclegan-training-step, written out with the reference code's names.
     def gan(pred, real):
@@ -113,7 +97,7 @@ def test_cyclegan_iteration_matches_reference(gan_mode, lambda_identity):
 # unet_32 has no dropout block; unet_64 has one 8*ngf block with Dropout(0.5), as the published
 # unet_256 has three: the masks drawn on both sides must agree.
 @pytest.mark.parametrize("generator,size", [("unet_32", 32), ("unet_64", 64)])
-def test_pix2pix_iteration_matches_reference(generator, size):
+def test_pix2pix_iteration_matches_reference(generator, size, fit_batches):
     torch.manual_seed(0)
     module = Pix2Pix(generator=generator, ngf=8, ndf=8)
     has_dropout = any(isinstance(m, torch.nn.Dropout) for m in module.gen.modules())
@@ -121,7 +105,7 @@ def test_pix2pix_iteration_matches_reference(generator, size):
     net_g, net_d = copy.deepcopy(module.gen), copy.deepcopy(module.disc)
     initial_g = copy.deepcopy(net_g.state_dict())
     batch = fixed_batch(size=size, n=2)
-    fit_one_iteration(module, batch)
+    fit_batches(module, [batch])
 
     opt_g = torch.optim.Adam(net_g.parameters(), lr=2e-4, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(net_d.parameters(), lr=2e-4, betas=(0.5, 0.999))

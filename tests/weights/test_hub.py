@@ -107,15 +107,14 @@ def test_model_card_names_method_dataset_epochs_command_and_numbers(tmp_path):
         module.save_pretrained(tmp_path / "x", epoch=3)
 
 
-def test_checkpoint_card_and_translate_and_export_accept_the_folder(tmp_path):
-    import lightning.pytorch as pl
+def test_checkpoint_card_and_translate_and_export_accept_the_folder(tmp_path, make_trainer):
 
     from cyclegan_pl.commands import export, translate
 
     torch.manual_seed(0)
     module = CycleGAN(**TINY_CYCLEGAN)
     module.card_info = {"dataset": "horse2zebra"}
-    trainer = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer = make_trainer(limit_val_batches=None)
     trainer.strategy.connect(module)
     trainer.save_checkpoint(tmp_path / "m.ckpt")
     from_ckpt = load_checkpoint(tmp_path / "m.ckpt")

@@ -79,20 +79,6 @@ def images(size: int = 32, n: int = 1, seed: int = 1) -> torch.Tensor:
     return torch.rand(n, 3, size, size, generator=torch.Generator().manual_seed(seed)) * 2 - 1
 
 
-def tiny_trainer(**kwargs) -> pl.Trainer:
-    options = dict(
-        accelerator="cpu",
-        devices=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-    )
-    options.update(kwargs)
-    return pl.Trainer(**options)
-
-
 def test_cyclegan_run_fills_every_network_under_our_names(tmp_path):
     nets = save_cyclegan_run(tmp_path / "run")
     output = import_reference(tmp_path / "run", tmp_path / "out" / "imported.ckpt")
@@ -181,7 +167,7 @@ class _EpochRecorder(pl.Callback):
         self.epochs.append(trainer.current_epoch)
 
 
-def test_lightning_predict_and_resumed_fit_accept_the_import(tmp_path):
+def test_lightning_predict_and_resumed_fit_accept_the_import(tmp_path, make_trainer):
     nets = save_cyclegan_run(tmp_path / "run", label="3")
     ckpt = import_reference(tmp_path / "run", tmp_path / "imported.ckpt")
     hparams = {
@@ -193,14 +179,14 @@ def test_lightning_predict_and_resumed_fit_accept_the_import(tmp_path):
     x = images()
     batch = {"image": x, "path": ["/data/a.png"], "relpath": ["a.png"]}
     torch.manual_seed(123)
-    (prediction,) = tiny_trainer().predict(CycleGAN(**hparams), DataLoader([batch], batch_size=None), ckpt_path=ckpt)
+    (prediction,) = make_trainer().predict(CycleGAN(**hparams), DataLoader([batch], batch_size=None), ckpt_path=ckpt)
     with torch.no_grad():
         torch.testing.assert_close(prediction["images"], nets["G_A"](x), rtol=0, atol=0)
 
     torch.manual_seed(123)
     module = CycleGAN(**hparams)
     recorder = _EpochRecorder()
-    trainer = tiny_trainer(max_epochs=4, callbacks=[recorder])
+    trainer = make_trainer(max_epochs=4, callbacks=[recorder])
     train_batch = {"A": images(seed=2), "B": images(seed=3), "A_paths": ["a.png"], "B_paths": ["b.png"]}
     trainer.fit(module, DataLoader([train_batch], batch_size=None), ckpt_path=ckpt)
     assert recorder.epochs == [3]  # continues after the 3 epochs named by the files
