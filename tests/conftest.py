@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Sequence, Tuple
@@ -47,16 +48,23 @@ class _ServedFiles:
 
     Attributes:
         routes: URL path -> (body, how); how is ``ok`` (the body with its Content-Length),
-            ``no_length`` (no Content-Length header) or ``dropped`` (Content-Length of the whole
-            body, half of it, then the connection closes: a server stopping mid-way).
+            ``no_length`` (no Content-Length header), ``dropped`` (Content-Length of the whole
+            body, half of it, then the connection closes: a server stopping mid-way), ``slow``
+            (the body ``trickle[0]`` bytes at a time, ``trickle[1]`` seconds apart), ``slow_head``
+            (the status line and headers trickled so), ``length`` (the Content-Length header
+            ``length``, e.g. ``-5``) or ``loop`` (a redirect to itself).
+        trickle: bytes per write and seconds between writes of the slow modes.
+        length: the Content-Length header of the ``length`` mode.
         requests: the URL paths asked for, in order.
         base: the server's URL, ``http://127.0.0.1:PORT``.
     """
 
-    HOWS = ("ok", "no_length", "dropped")
+    HOWS = ("ok", "no_length", "dropped", "slow", "slow_head", "length", "loop")
 
     def __init__(self) -> None:
         self.routes: Dict[str, Tuple[bytes, str]] = {}
+        self.trickle: Tuple[int, float] = (1, 0.2)
+        self.length = "-5"
         self.requests: List[str] = []
         self.base = ""
 
@@ -72,10 +80,21 @@ def _file_handler(files: _ServedFiles):
             if how not in files.HOWS:  # a typo in a test would otherwise serve the body as "ok"
                 self.send_error(500, f"unknown serving mode {how!r}; use one of {files.HOWS}")
                 return
+            if how == "loop":
+                self.send_response(302)
+                self.send_header("Location", self.path)
+                self.end_headers()
+                return
+            if how == "slow_head":
+                self._trickle(f"HTTP/1.0 200 OK\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
+                return
             self.send_response(200)
             if how != "no_length":
-                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Content-Length", files.length if how == "length" else str(len(body)))
             self.end_headers()
+            if how == "slow":
+                self._trickle(body)
+                return
             if how == "dropped":
                 self.wfile.write(body[: len(body) // 2])
                 self.wfile.flush()
@@ -83,6 +102,16 @@ def _file_handler(files: _ServedFiles):
                 self.connection.shutdown(socket.SHUT_RDWR)
                 return
             self.wfile.write(body)
+
+        def _trickle(self, data: bytes) -> None:
+            step, pause = files.trickle
+            for start in range(0, len(data), step):
+                try:
+                    self.wfile.write(data[start : start + step])
+                    self.wfile.flush()
+                except OSError:  # the client gave up
+                    return
+                time.sleep(pause)
 
         def log_message(self, *args):
             pass

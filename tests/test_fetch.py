@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import io
 import tarfile
+import time
 import zipfile
 from pathlib import Path
 
 import pytest
 
 from cyclegan_pl.errors import DownloadError
-from cyclegan_pl.fetch import extract_archive, extract_tar_members
+from cyclegan_pl.fetch import extract_archive, extract_tar_members, fetch
 
 MB = 1_000_000
 
@@ -93,3 +94,64 @@ def test_a_zip_member_over_the_cap_is_refused(tmp_path):
     assert not (tmp_path / "out").exists()
     extract_archive(archive, tmp_path / "out", max_member_bytes=5000)
     assert (tmp_path / "out" / "data" / "trainA" / "big.png").read_bytes() == b"\0" * 5000
+
+
+def download(server, tmp_path, how: str, body: bytes = b"12345", **options):
+    """fetch ``body`` served in mode ``how``; (the error, seconds taken), or (None, seconds)."""
+    server.routes["/file.bin"] = (body, how)
+    start = time.monotonic()
+    try:
+        fetch(server.base + "/file.bin", tmp_path / "file.bin", what="a file", manual_step="copy it.", **options)
+    except DownloadError as error:
+        return error, time.monotonic() - start
+    return None, time.monotonic() - start
+
+
+def test_a_server_trickling_bytes_trips_the_minimum_rate(tmp_path, file_server):
+    # One byte every 0.2 s never trips a 1 s read timeout; 20 bytes would take 4 s.
+    error, seconds = download(file_server, tmp_path, "slow", b"x" * 20, progress=False, timeout=1)
+    assert error is not None and seconds < 3
+    message = str(error)
+    assert "slower than 1024 bytes/s" in message and "min_rate" in message and "\n" not in message
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_whole_download_has_a_deadline(tmp_path, file_server):
+    file_server.trickle = (100, 0.1)  # 1000 bytes/s: fast enough, but 3000 bytes take 3 s
+    error, seconds = download(file_server, tmp_path, "slow", b"x" * 3000, progress=False, deadline=1, min_rate=10)
+    assert error is not None and seconds < 2.5
+    assert "did not finish within 1 s" in str(error) and "deadline" in str(error)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_deadline_covers_a_server_trickling_its_headers(tmp_path, file_server):
+    file_server.trickle = (1, 0.1)  # ~40 header bytes: 4 s
+    error, seconds = download(file_server, tmp_path, "slow_head", progress=False, timeout=1, deadline=1)
+    assert error is not None and seconds < 2.5
+    assert "did not finish within 1 s" in str(error)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_slow_but_steady_download_within_the_limits_completes(tmp_path, file_server):
+    file_server.trickle = (200, 0.05)
+    error, _ = download(
+        file_server, tmp_path, "slow", b"y" * 1000, progress=False, timeout=1, min_rate=100, deadline=30
+    )
+    assert error is None and (tmp_path / "file.bin").read_bytes() == b"y" * 1000
+
+
+@pytest.mark.parametrize("length", ["-5", "five"])
+def test_a_bogus_content_length_is_one_clear_line(tmp_path, file_server, length):
+    file_server.length = length
+    error, _ = download(file_server, tmp_path, "length", progress=False)
+    message = str(error)
+    assert f"invalid Content-Length '{length}'" in message and "copy it." in message
+    assert "of -5 bytes" not in message and "invalid literal" not in message and "\n" not in message
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_redirect_loop_is_one_line(tmp_path, file_server):
+    error, _ = download(file_server, tmp_path, "loop", progress=False)
+    message = str(error)
+    assert "\n" not in message and "redirects in a loop" in message and file_server.base in message
+    assert list(tmp_path.iterdir()) == []
