@@ -153,6 +153,11 @@ class StandInFeatures(nn.Module):
 def image_files(folder: PathLike, max_images: Optional[int] = None, what: str = "images") -> List[Path]:
     """The sorted image files under ``folder`` (recursive), the first ``max_images`` of them."""
     folder = Path(folder)
+    if folder.is_file():
+        raise DataLayoutError(
+            f"'{folder}' ({what}) is a file, not a folder of images: give the folder that holds them "
+            f"(e.g. '{folder.parent}')."
+        )
     if not folder.is_dir():
         raise DataLayoutError(f"Folder '{folder}' ({what}) does not exist.")
     files = list_images(folder)

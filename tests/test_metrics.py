@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from cyclegan_pl.errors import UserError, WeightsUnavailableError
+from cyclegan_pl.errors import DataLayoutError, UserError, WeightsUnavailableError
 from cyclegan_pl.metrics import (
     INCEPTION_WEIGHTS_ENV,
     StandInFeatures,
@@ -137,6 +137,17 @@ def test_too_few_images_is_a_user_error(tmp_path):
         folder_metrics(real, fake, StandInFeatures(), device="cpu")
     with pytest.raises(UserError, match="nowhere.*does not exist"):
         folder_metrics(tmp_path / "nowhere", fake, StandInFeatures(), device="cpu")
+
+
+def test_a_file_given_as_a_folder_is_named_a_file(tmp_path):
+    fake = write_folder(tmp_path / "fake", 4, seed=2)
+    image = write_folder(tmp_path / "real", 2, seed=1) / "000.png"
+    assert image.is_file()
+    with pytest.raises(DataLayoutError) as error:
+        folder_metrics(image, fake, StandInFeatures(), device="cpu")
+    message = str(error.value)
+    assert "does not exist" not in message and "\n" not in message
+    assert f"'{image}' (real images) is a file, not a folder" in message and str(image.parent) in message
 
 
 def test_missing_inception_weights_is_one_line_naming_file_hash_and_place(folders, tmp_path, monkeypatch):
