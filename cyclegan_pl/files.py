@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import os
 import pickle
 import re
@@ -224,6 +225,15 @@ def atomic_folder(path: PathLike, replace: bool = False) -> Iterator[Path]:
             raise _disk_full_error(target) from error
         raise
     _fsync_path(target.parent, directory=True)
+
+
+def file_sha256(path: PathLike) -> str:
+    """The sha256 of a file as 64 lowercase hex digits, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 _GLOBAL_NAME = re.compile(r"GLOBAL ([\w.]+)")

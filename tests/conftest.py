@@ -15,6 +15,7 @@ from typing import Callable, Dict, Iterator, List, Sequence, Tuple
 
 import lightning.pytorch  # noqa: F401 - see below
 import pytest
+import torch
 
 # No test may reach the network: wandb runs offline and syncs nothing.
 os.environ.setdefault("WANDB_MODE", "offline")
@@ -130,6 +131,71 @@ def file_server() -> Iterator[_ServedFiles]:
     yield files
     httpd.shutdown()
     httpd.server_close()
+
+
+@dataclass(frozen=True)
+class StandInInception:
+    """A weights file with the FID Inception network's tensors, random (tests cannot have the real ones).
+
+    Attributes:
+        path: the file.
+        sha256: its sha256 (not the published file's: tests set ``CYCLEGAN_PL_INCEPTION_SHA256``).
+        state_dict: the tensors in it.
+    """
+
+    path: Path
+    sha256: str
+    state_dict: Dict[str, torch.Tensor]
+
+
+@pytest.fixture(scope="session")
+def stand_in_inception(tmp_path_factory) -> StandInInception:
+    """The FID Inception network's tensors at random values in a file (built once, no network)."""
+    import hashlib
+
+    import torch_fidelity.feature_extractor_inceptionv3 as fidelity
+
+    with pytest.MonkeyPatch.context() as patch:  # build the network without any weights
+        patch.setattr(fidelity, "load_state_dict_from_url", lambda url, *args, **kwargs: {})
+        patch.setattr(fidelity.FeatureExtractorInceptionV3, "load_state_dict", lambda self, *args, **kwargs: None)
+        torch.manual_seed(0)
+        template = fidelity.FeatureExtractorInceptionV3("inception-v3-compat", ["2048"])
+    state_dict = {key: value.clone() for key, value in template.state_dict().items()}
+    path = tmp_path_factory.mktemp("inception") / "weights-inception-2015-12-05-6726825d.pth"
+    torch.save(state_dict, path)
+    return StandInInception(path, hashlib.sha256(path.read_bytes()).hexdigest(), state_dict)
+
+
+class _Payload:
+    """Unpickling this object runs ``Path(marker).touch()``: what a hostile weights file does."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+@pytest.fixture
+def pickle_payload() -> Callable[[Path, Path], Path]:
+    """pickle_payload(path, marker): write a torch file whose unpickling creates ``marker``; its path.
+
+    The fixture checks that the payload works: loaded as torch-fidelity loads weights
+    (``weights_only=False``) it creates a copy of the marker, so a test that asserts the marker
+    is absent can fail.
+    """
+
+    def write(path: Path, marker: Path) -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        probe = marker.with_name(marker.name + ".probe")
+        torch.save({"Conv2d_1a_3x3.conv.weight": _Payload(probe)}, path)
+        torch.load(path, weights_only=False)
+        assert probe.exists(), "the payload did not run when unpickled"
+        probe.unlink()
+        torch.save({"Conv2d_1a_3x3.conv.weight": _Payload(marker)}, path)
+        return path
+
+    return write
 
 
 REPO = Path(__file__).resolve().parents[1]
