@@ -259,7 +259,7 @@ def load_torch_file(path: PathLike, what: str = "checkpoint", map_location: Any 
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:
-        raise CheckpointError(f"{what} {path} {_unpickling_problem(error)}") from None
+        raise CheckpointError(f"{what} {path} {_unpickling_problem(error, path)}") from None
     except PermissionError as error:
         raise CheckpointError(f"{what} {path} cannot be read ({error.strerror}).") from None
     except Exception as error:  # noqa: BLE001 - whatever torch.load trips over is a property of the file
@@ -271,8 +271,11 @@ def load_torch_file(path: PathLike, what: str = "checkpoint", map_location: Any 
         ) from None
 
 
-def _unpickling_problem(error: pickle.UnpicklingError) -> str:
+def _unpickling_problem(error: pickle.UnpicklingError, path: Path) -> str:
     message = str(error)
+    if "Unsupported operand" in message:
+        # Not a pickle at all (an HTML page behind a login, text...): nothing in it names code.
+        return f"is not a PyTorch file (it begins with {_first_bytes(path)!r}); copy it again or pass another file."
     if "Weights only load failed" in message or "weights_only" in message:
         names = sorted(set(_GLOBAL_NAME.findall(message)))
         named = f" ({', '.join(names)})" if names else ""
@@ -282,3 +285,12 @@ def _unpickling_problem(error: pickle.UnpicklingError) -> str:
             "state_dict of tensors."
         )
     return f"is not a PyTorch checkpoint ({message.splitlines()[0] if message else 'cannot unpickle'})."
+
+
+def _first_bytes(path: Path, count: int = 40) -> str:
+    try:
+        with open(path, "rb") as handle:
+            start = handle.read(count)
+    except OSError:
+        return ""
+    return " ".join("".join(c if c.isprintable() else " " for c in start.decode("latin-1")).split())

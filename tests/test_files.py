@@ -132,6 +132,17 @@ def test_payload_never_runs_and_the_error_names_the_file_and_the_code(tmp_path):
     assert not marker.exists()
 
 
+def test_a_web_page_saved_as_weights_is_not_called_code(tmp_path):
+    # What a download behind a login page or a wrong link gives.
+    path = tmp_path / "latest_net_G.pth"
+    path.write_text("<!DOCTYPE html>\n<html><head><title>Sign in</title></head><body>login</body></html>\n")
+    with pytest.raises(CheckpointError) as error:
+        load_torch_file(path, "weights file")
+    message = str(error.value)
+    assert "would run code" not in message and "\n" not in message
+    assert f"weights file {path} is not a PyTorch file" in message and "<!DOCTYPE html>" in message
+
+
 @pytest.mark.parametrize(
     "content,expected",
     [
