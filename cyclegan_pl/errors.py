@@ -48,15 +48,45 @@ class DataLayoutError(UserError, FileNotFoundError):
 
 
 class BadImageError(UserError, OSError):
-    """An image file that cannot be decoded (corrupt, truncated or not an image)."""
+    """An image file that cannot be decoded (corrupt, truncated or not an image).
 
-    def __init__(self, path: object, reason: str) -> None:
+    Args:
+        path: the file.
+        reason: what went wrong.
+        advice: what to do (default: replace or delete the file). Callers that offer a way around
+            it (a dataset's ``skip_bad_images``) add it with :meth:`with_advice`, so that nobody is
+            told about an option their command does not take.
+    """
+
+    default_advice = "The file is corrupt, truncated or not an image: replace or delete it."
+
+    def __init__(self, path: object, reason: str, advice: str | None = None) -> None:
         self.path = str(path)
         self.reason = reason
-        super().__init__(
-            f"Cannot read image file '{self.path}': {reason}. The file is corrupt, truncated or "
-            "not an image: replace or delete it, or set `skip_bad_images=True` to skip such files."
-        )
+        self.advice = advice or self.default_advice
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        return f"Cannot read image file '{self.path}': {self.reason}. {self.advice}"
+
+    def with_advice(self, extra: str) -> BadImageError:
+        """The same error with ``extra`` appended to its advice."""
+        error = type(self).__new__(type(self))
+        error.path, error.reason, error.advice = self.path, self.reason, f"{self.advice} {extra}"
+        Exception.__init__(error, error._message())
+        return error
+
+
+class ImageTooLargeError(BadImageError):
+    """An image with more pixels than PIL's decompression-bomb limit (``PIL.Image.MAX_IMAGE_PIXELS``)."""
+
+    default_advice = (
+        "Shrink the image, or raise PIL.Image.MAX_IMAGE_PIXELS if the file is trusted "
+        "(the limit guards against decompression bombs)."
+    )
+
+    def _message(self) -> str:
+        return f"Image file '{self.path}' is too large: {self.reason}. {self.advice}"
 
 
 class CheckpointError(UserError, ValueError):

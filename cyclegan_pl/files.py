@@ -9,7 +9,8 @@ pages, downloaded datasets) goes through :func:`atomic_file` or :func:`atomic_fo
 * the file gets the permissions a plain ``open()`` would give it under the current umask
   (temporary files are created private, which must not leak into the result);
 * a temporary file or folder left by a killed writer (its process is gone) is removed on the
-  next write of the same target;
+  next write of the same target; only names this package makes count (``.<name>.cyclegan_pl-tmp-
+  <host>-<pid>-<random>.tmp``), so a user's ``.result.png.keep.tmp`` is never touched;
 * a full disk or quota stops with :class:`~cyclegan_pl.errors.DiskFullError` naming the target,
   whatever library did the writing.
 
@@ -24,10 +25,12 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import os
 import pickle
 import re
 import shutil
+import socket
 import tempfile
 import time
 from pathlib import Path
@@ -43,30 +46,43 @@ _DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 # Libraries that write through C++ (torch.jit.save, ONNX) lose the errno; below this much free
 # space a failed write is taken to be a full disk.
 _NEARLY_FULL_BYTES = 16 << 20
-# Temporary files of writers whose process id cannot be read (or another host's) are only
-# removed once they are this old.
+# Temporary files of writers on another host (whose process cannot be asked) are only removed
+# once they are this old.
 _STALE_SECONDS = 3600
+# Every temporary name carries this marker, the host and the writer's process id, so that the
+# clean-up recognizes what this package made and whether its writer is gone; anything else beside
+# a target (".result.png.keep.tmp", a user's folder) is never touched.
+_MARKER = "cyclegan_pl-tmp"
+
+
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9]", "", socket.gethostname())[:32] or "host"
 
 
 def _temporary_name(target: Path) -> str:
-    return f".{target.name}.{os.getpid()}-"
+    return f".{target.name}.{_MARKER}-{_host()}-{os.getpid()}-"
 
 
 def _remove_stale_temporaries(target: Path) -> None:
-    pattern = re.compile(re.escape(f".{target.name}.") + r"(?:(?P<pid>\d+)-)?[^.]*\.tmp")
+    pattern = re.compile(
+        re.escape(f".{target.name}.{_MARKER}-") + r"(?P<host>[A-Za-z0-9]+)-(?P<pid>\d+)-[A-Za-z0-9_]+\.tmp"
+    )
     try:
         entries = list(os.scandir(target.parent))
     except OSError:
         return
+    host = _host()
     for entry in entries:
         match = pattern.fullmatch(entry.name)
         if match is None or entry.is_symlink():
             continue
-        pid = match["pid"]
-        if pid is not None and _process_alive(int(pid)):
-            continue
-        if pid is None and time.time() - entry.stat().st_mtime < _STALE_SECONDS:
-            continue
+        if match["host"] == host:
+            if _process_alive(int(match["pid"])):
+                continue
+        else:
+            with contextlib.suppress(OSError):
+                if time.time() - entry.stat(follow_symlinks=False).st_mtime < _STALE_SECONDS:
+                    continue
         if entry.is_dir(follow_symlinks=False):
             shutil.rmtree(entry.path, ignore_errors=True)
         else:
@@ -191,7 +207,7 @@ def atomic_folder(path: PathLike, replace: bool = False) -> Iterator[Path]:
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_temporaries(target)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.{os.getpid()}-", suffix=".tmp", dir=target.parent))
+    staging = Path(tempfile.mkdtemp(prefix=_temporary_name(target), suffix=".tmp", dir=target.parent))
     try:
         yield staging
         os.chmod(staging, 0o777 & ~_umask())
@@ -209,6 +225,15 @@ def atomic_folder(path: PathLike, replace: bool = False) -> Iterator[Path]:
             raise _disk_full_error(target) from error
         raise
     _fsync_path(target.parent, directory=True)
+
+
+def file_sha256(path: PathLike) -> str:
+    """The sha256 of a file as 64 lowercase hex digits, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 _GLOBAL_NAME = re.compile(r"GLOBAL ([\w.]+)")
@@ -234,7 +259,7 @@ def load_torch_file(path: PathLike, what: str = "checkpoint", map_location: Any 
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:
-        raise CheckpointError(f"{what} {path} {_unpickling_problem(error)}") from None
+        raise CheckpointError(f"{what} {path} {_unpickling_problem(error, path)}") from None
     except PermissionError as error:
         raise CheckpointError(f"{what} {path} cannot be read ({error.strerror}).") from None
     except Exception as error:  # noqa: BLE001 - whatever torch.load trips over is a property of the file
@@ -246,8 +271,11 @@ def load_torch_file(path: PathLike, what: str = "checkpoint", map_location: Any 
         ) from None
 
 
-def _unpickling_problem(error: pickle.UnpicklingError) -> str:
+def _unpickling_problem(error: pickle.UnpicklingError, path: Path) -> str:
     message = str(error)
+    if "Unsupported operand" in message:
+        # Not a pickle at all (an HTML page behind a login, text...): nothing in it names code.
+        return f"is not a PyTorch file (it begins with {_first_bytes(path)!r}); copy it again or pass another file."
     if "Weights only load failed" in message or "weights_only" in message:
         names = sorted(set(_GLOBAL_NAME.findall(message)))
         named = f" ({', '.join(names)})" if names else ""
@@ -257,3 +285,12 @@ def _unpickling_problem(error: pickle.UnpicklingError) -> str:
             "state_dict of tensors."
         )
     return f"is not a PyTorch checkpoint ({message.splitlines()[0] if message else 'cannot unpickle'})."
+
+
+def _first_bytes(path: Path, count: int = 40) -> str:
+    try:
+        with open(path, "rb") as handle:
+            start = handle.read(count)
+    except OSError:
+        return ""
+    return " ".join("".join(c if c.isprintable() else " " for c in start.decode("latin-1")).split())

@@ -14,13 +14,20 @@ The default extractor is torchmetrics' copy of the FID Inception network (torch-
 ``inception-v3-compat``), which takes uint8 images at any size and resizes them to 299 px
 itself, with the TensorFlow-compatible bilinear resize of the reference FID code. Its weights
 (:data:`INCEPTION_WEIGHTS_FILE`) come from ``weights_path``, else ``$CYCLEGAN_PL_INCEPTION_WEIGHTS``,
-else the torch hub cache (downloaded there when online).
+else the torch hub cache (downloaded there when online). Whatever the source, the file must have
+the published sha256 (:data:`INCEPTION_WEIGHTS_SHA256`) and is read as tensors only
+(:func:`~cyclegan_pl.files.load_torch_file`), never by torch-fidelity's own unpickling loader: a
+file that is not the published one would give FIDs that compare with nothing, and a crafted one
+could run code. A deliberate other file (a conversion of your own; tests' stand-ins) is accepted
+when its sha256 is given by ``$CYCLEGAN_PL_INCEPTION_SHA256`` or the ``weights_sha256`` argument.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import re
+import threading
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -28,21 +35,37 @@ import torch
 from torch import Tensor, nn
 
 from cyclegan_pl.data.image import list_images, read_image, read_image_size
-from cyclegan_pl.errors import DataLayoutError, OptionError, WeightsUnavailableError
+from cyclegan_pl.errors import CheckpointError, DataLayoutError, DownloadError, OptionError, WeightsUnavailableError
+from cyclegan_pl.files import file_sha256, load_torch_file
 
 PathLike = Union[str, "os.PathLike[str]"]
 
 INCEPTION_WEIGHTS_FILE = "weights-inception-2015-12-05-6726825d.pth"
 INCEPTION_WEIGHTS_URL = "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/" + INCEPTION_WEIGHTS_FILE
-#: The first hex digits of the weights file's sha256 (torch hub checks them on download).
-INCEPTION_WEIGHTS_SHA256_PREFIX = "6726825d"
+#: The sha256 of the published weights file. torch-fidelity's code and docs give only its first
+#: 8 hex digits (the 6726825d of the name, which torch hub's naming convention makes the hash
+#: prefix); the full value is the one several independent projects record for this file
+#: (95,628,359 bytes), and it begins with that documented prefix.
+INCEPTION_WEIGHTS_SHA256 = "6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2"
+#: The first hex digits of the weights file's sha256, as its name carries them.
+INCEPTION_WEIGHTS_SHA256_PREFIX = INCEPTION_WEIGHTS_SHA256[:8]
+#: The size in bytes of the published weights file.
+INCEPTION_WEIGHTS_BYTES = 95_628_359
 #: A local copy of the Inception weights, used when no ``weights_path`` is given.
 INCEPTION_WEIGHTS_ENV = "CYCLEGAN_PL_INCEPTION_WEIGHTS"
+#: The sha256 a deliberate other weights file must have (a conversion of your own, a test's
+#: stand-in), instead of the published file's; the ``weights_sha256`` argument does the same.
+INCEPTION_SHA256_ENV = "CYCLEGAN_PL_INCEPTION_SHA256"
 #: When set (to anything), nothing is downloaded: FID needs its weights already on disk.
 OFFLINE_ENV = "CYCLEGAN_PL_OFFLINE"
 
 KID_SUBSET_SIZE = 1000
 KID_SUBSETS = 100
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+# No file this much larger than the published one can be the Inception weights: it is refused
+# by its size, without reading it through to hash it.
+_MAX_WEIGHTS_BYTES = 2 * INCEPTION_WEIGHTS_BYTES
 
 
 # --- the Inception network ---------------------------------------------------------------------
@@ -55,22 +78,41 @@ def hub_checkpoint_dir() -> str:
 
 def _how_to_provide() -> str:
     return (
-        f"pass a copy of {INCEPTION_WEIGHTS_FILE} (sha256 {INCEPTION_WEIGHTS_SHA256_PREFIX}..., from "
+        f"pass a copy of {INCEPTION_WEIGHTS_FILE} (sha256 {INCEPTION_WEIGHTS_SHA256}, from "
         f"{INCEPTION_WEIGHTS_URL}) as weights_path (`evaluate --weights_path`, the FID callback's "
         f"weights_path), set {INCEPTION_WEIGHTS_ENV} to it, or put it in the torch hub cache "
         f"{hub_checkpoint_dir()} (set TORCH_HOME to move it)"
     )
 
 
-def inception_weights(weights_path: Optional[PathLike] = None) -> Optional[str]:
-    """The Inception weights file to use: ``weights_path``, else ``$CYCLEGAN_PL_INCEPTION_WEIGHTS``.
-
-    None means "torch hub's cache" (downloaded there when missing), which is refused when
-    ``$CYCLEGAN_PL_OFFLINE`` is set and the file is not cached.
+def expected_inception_sha256(weights_sha256: Optional[str] = None) -> str:
+    """The sha256 the Inception weights file must have: ``weights_sha256``, else
+    ``$CYCLEGAN_PL_INCEPTION_SHA256``, else the published file's (:data:`INCEPTION_WEIGHTS_SHA256`).
 
     Raises:
-        WeightsUnavailableError: the given file does not exist, or it is offline and not cached;
-            one line naming the file, its sha256 prefix and where to put it.
+        OptionError: the given value is not 64 hex digits.
+    """
+    option = "weights_sha256"
+    if weights_sha256 is None and os.environ.get(INCEPTION_SHA256_ENV):
+        weights_sha256, option = os.environ[INCEPTION_SHA256_ENV], INCEPTION_SHA256_ENV
+    if weights_sha256 is None:
+        return INCEPTION_WEIGHTS_SHA256
+    value = weights_sha256.strip().lower()
+    if not _SHA256.fullmatch(value):
+        raise OptionError(f"{option} must be a sha256 (64 hex digits), got {weights_sha256!r}.")
+    return value
+
+
+def inception_weights(weights_path: Optional[PathLike] = None) -> str:
+    """The Inception weights file to use: ``weights_path``, else ``$CYCLEGAN_PL_INCEPTION_WEIGHTS``,
+    else the torch hub cache's copy, downloaded there when it is missing (refused when
+    ``$CYCLEGAN_PL_OFFLINE`` is set). A download is checked against the published sha256 (or
+    the one given by ``$CYCLEGAN_PL_INCEPTION_SHA256``) and removed again if it differs.
+
+    Raises:
+        WeightsUnavailableError: the given file does not exist, or the weights are not on this
+            machine and cannot be downloaded; one line naming the file, its sha256 and where to put it.
+        CheckpointError: the download is not the expected file.
     """
     source = "weights_path"
     if weights_path is None and os.environ.get(INCEPTION_WEIGHTS_ENV):
@@ -81,42 +123,172 @@ def inception_weights(weights_path: Optional[PathLike] = None) -> Optional[str]:
             raise WeightsUnavailableError(f"FID {source} {weights_path} does not exist; {_how_to_provide()}.")
         return weights_path
     cached = Path(hub_checkpoint_dir()) / INCEPTION_WEIGHTS_FILE
-    if os.environ.get(OFFLINE_ENV) and not cached.is_file():
+    if cached.is_file():
+        return str(cached)
+    if os.environ.get(OFFLINE_ENV):
         raise WeightsUnavailableError(
             f"{OFFLINE_ENV} is set and the FID Inception weights are not on this machine: {_how_to_provide()}, "
             "or unset the variable to download them."
         )
-    return None
+    from cyclegan_pl.fetch import fetch
+
+    try:
+        fetch(
+            INCEPTION_WEIGHTS_URL,
+            cached,
+            what="the FID Inception weights",
+            manual_step=f"{_how_to_provide()}.",
+        )
+    except DownloadError as error:
+        raise WeightsUnavailableError(str(error)) from error
+    try:
+        check_inception_sha256(cached)
+    except CheckpointError:
+        cached.unlink(missing_ok=True)  # ours, just written: never trusted on a later run
+        raise
+    return str(cached)
 
 
-def build_inception(feature: int = 2048, weights_path: Optional[PathLike] = None, antialias: bool = False) -> nn.Module:
-    """The FID Inception network as a module from uint8 images (N, 3, H, W) to (N, ``feature``).
+def check_inception_sha256(path: PathLike, weights_sha256: Optional[str] = None) -> None:
+    """Refuse a weights file whose sha256 is not the expected one (:func:`expected_inception_sha256`).
+
+    Raises:
+        CheckpointError: one line naming the file, its sha256 (or size) and the expected sha256.
+    """
+    expected = expected_inception_sha256(weights_sha256)
+    size = os.path.getsize(path)
+    if size > _MAX_WEIGHTS_BYTES:
+        found = f"is {size} bytes (the published file has {INCEPTION_WEIGHTS_BYTES})"
+    else:
+        actual = file_sha256(path)
+        if actual == expected:
+            return
+        found = f"has sha256 {actual}"
+    published = expected == INCEPTION_WEIGHTS_SHA256
+    raise CheckpointError(
+        f"FID Inception weights file {path} {found}, not the "
+        + (
+            f"published {INCEPTION_WEIGHTS_FILE} (sha256 {expected}, from {INCEPTION_WEIGHTS_URL})"
+            if published
+            else f"expected sha256 {expected} (set by {INCEPTION_SHA256_ENV} or weights_sha256)"
+        )
+        + f": use the published file, or if this is a deliberate copy of your own, set {INCEPTION_SHA256_ENV} "
+        "(the FID callback's weights_sha256) to its sha256; its FID would not compare with published numbers."
+    )
+
+
+def load_inception_weights(path: PathLike, weights_sha256: Optional[str] = None) -> Dict[str, Tensor]:
+    """The tensors of an Inception weights file, after its sha256 check, loaded weights-only.
+
+    Raises:
+        CheckpointError: the file has another sha256, holds code or is not a state_dict of tensors.
+    """
+    check_inception_sha256(path, weights_sha256)
+    state_dict = load_torch_file(path, what="FID Inception weights file")
+    if not isinstance(state_dict, dict) or not all(
+        isinstance(key, str) and isinstance(value, Tensor) for key, value in state_dict.items()
+    ):
+        raise CheckpointError(f"FID Inception weights file {path} is not a state_dict of tensors.")
+    return state_dict
+
+
+# torch-fidelity's network loads its weights in its constructor with torch.load(weights_only=False)
+# (from a path, or from torch hub's cache); it is built here with a loader that hands it tensors
+# read by load_inception_weights instead, so no file reaches torch-fidelity's unpickler.
+_BUILD_LOCK = threading.Lock()
+
+
+def _inception_network(feature: int, antialias: bool, state_dict: Dict[str, Tensor], path: PathLike) -> nn.Module:
+    try:
+        import torch_fidelity.feature_extractor_inceptionv3 as fidelity
+        from torchmetrics.image.fid import NoTrainInceptionV3
+    except ImportError as error:
+        raise WeightsUnavailableError(
+            f"the FID Inception network needs the torch-fidelity package ({error}): `pip install torch-fidelity`."
+        ) from error
+    handed: List[str] = []
+
+    def hand_over(url: str, *args: Any, **kwargs: Any) -> Dict[str, Tensor]:
+        handed.append(url)
+        return state_dict
+
+    with _BUILD_LOCK:
+        original = fidelity.load_state_dict_from_url
+        fidelity.load_state_dict_from_url = hand_over
+        try:
+            network = NoTrainInceptionV3(
+                name="inception-v3-compat",
+                features_list=[str(feature)],
+                feature_extractor_weights_path=None,
+                antialias=antialias,
+            )
+        except RuntimeError as error:  # load_state_dict: missing, unexpected or reshaped tensors
+            first = " ".join(str(error).split())[:300]
+            raise CheckpointError(
+                f"FID Inception weights file {path} does not fit the Inception network ({first})."
+            ) from None
+        finally:
+            fidelity.load_state_dict_from_url = original
+    if handed != [fidelity.URL_INCEPTION_V3]:
+        raise RuntimeError(
+            "torch-fidelity built its Inception network without asking for its weights: unsupported version"
+        )
+    return network
+
+
+class FIDInception(nn.Module):
+    """The FID Inception network: images (N, 3, H, W) at any size to (N, ``num_features``) features.
+
+    Takes uint8 images, or float images in [0, 1], which are scaled to uint8 the way torchmetrics'
+    FID does (``(x * 255).byte()``), so the FID callback and ``evaluate`` feed it alike.
+
+    Args:
+        network: torchmetrics' ``NoTrainInceptionV3`` with its weights.
+        num_features: its feature size.
+    """
+
+    def __init__(self, network: nn.Module, num_features: int) -> None:
+        super().__init__()
+        self.network = network
+        self.num_features = num_features
+
+    def forward(self, images: Tensor) -> Tensor:
+        if images.dtype != torch.uint8:
+            images = (images * 255).byte()
+        return self.network(images)
+
+
+def build_inception(
+    feature: int = 2048,
+    weights_path: Optional[PathLike] = None,
+    antialias: bool = False,
+    weights_sha256: Optional[str] = None,
+) -> nn.Module:
+    """The FID Inception network as a module from images (N, 3, H, W) to (N, ``feature``).
+
+    The weights file is checked against its sha256 and read as tensors only: nothing in it runs.
 
     Args:
         feature: the feature layer: 64, 192, 768 or 2048 (the standard FID).
         weights_path: the weights file (see :func:`inception_weights`).
         antialias: resize to 299 px with antialiasing instead of the reference's TensorFlow-style
             bilinear resize.
+        weights_sha256: the sha256 a deliberate other weights file has (default:
+            ``$CYCLEGAN_PL_INCEPTION_SHA256``, else the published file's).
+
+    Returns:
+        A :class:`FIDInception` (uint8 or [0, 1] float images).
 
     Raises:
         WeightsUnavailableError: the weights or torch-fidelity are missing (one line).
+        CheckpointError: the weights file has another sha256, holds code or does not fit.
     """
+    if feature not in (64, 192, 768, 2048):
+        raise OptionError(f"the FID Inception feature must be 64, 192, 768 or 2048, got {feature}.")
+    expected_inception_sha256(weights_sha256)  # a malformed value is an error before any download
     path = inception_weights(weights_path)
-    try:
-        from torchmetrics.image.fid import NoTrainInceptionV3
-
-        network = NoTrainInceptionV3(
-            name="inception-v3-compat",
-            features_list=[str(feature)],
-            feature_extractor_weights_path=path,
-            antialias=antialias,
-        )
-    except Exception as err:  # noqa: BLE001 - package missing, offline download, bad file
-        raise WeightsUnavailableError(
-            f"the FID Inception network could not be built ({type(err).__name__}: {err}); it needs torch-fidelity "
-            f"and the weights: {_how_to_provide()}."
-        ) from err
-    return network
+    state_dict = load_inception_weights(path, weights_sha256)
+    return FIDInception(_inception_network(feature, antialias, state_dict, path), feature)
 
 
 class StandInFeatures(nn.Module):
@@ -153,6 +325,11 @@ class StandInFeatures(nn.Module):
 def image_files(folder: PathLike, max_images: Optional[int] = None, what: str = "images") -> List[Path]:
     """The sorted image files under ``folder`` (recursive), the first ``max_images`` of them."""
     folder = Path(folder)
+    if folder.is_file():
+        raise DataLayoutError(
+            f"'{folder}' ({what}) is a file, not a folder of images: give the folder that holds them "
+            f"(e.g. '{folder.parent}')."
+        )
     if not folder.is_dir():
         raise DataLayoutError(f"Folder '{folder}' ({what}) does not exist.")
     files = list_images(folder)
@@ -313,6 +490,7 @@ def folder_metrics(
     kid_subset_size: int = KID_SUBSET_SIZE,
     kid_subsets: int = KID_SUBSETS,
     seed: int = 0,
+    weights_sha256: Optional[str] = None,
 ) -> Dict[str, Any]:
     """FID and KID between the images under ``real_dir`` and those under ``fake_dir``.
 
@@ -331,6 +509,8 @@ def folder_metrics(
         kid_subset_size: KID subset size (capped at the smaller set).
         kid_subsets: number of KID subsets.
         seed: seed of the KID subsets.
+        weights_sha256: the sha256 of a deliberate other Inception weights file (default:
+            ``$CYCLEGAN_PL_INCEPTION_SHA256``, else the published file's).
 
     Returns:
         ``{"fid", "kid_mean", "kid_std", "real_count", "fake_count", "kid_subset_size", "kid_subsets"}``.
@@ -339,7 +519,7 @@ def folder_metrics(
     fake_files = image_files(fake_dir, max_images, "generated images")
     target = resolve_device(device)
     if feature_extractor is None:
-        feature_extractor = build_inception(feature, weights_path, antialias)
+        feature_extractor = build_inception(feature, weights_path, antialias, weights_sha256)
     feature_extractor = feature_extractor.to(target).eval()
     real = features_of(real_files, feature_extractor, batch_size, target)
     fake = features_of(fake_files, feature_extractor, batch_size, target)
@@ -390,13 +570,19 @@ def paired_metrics(target_dir: PathLike, output_dir: PathLike, max_images: Optio
 
 
 __all__ = [
+    "INCEPTION_SHA256_ENV",
+    "INCEPTION_WEIGHTS_BYTES",
     "INCEPTION_WEIGHTS_ENV",
     "INCEPTION_WEIGHTS_FILE",
+    "INCEPTION_WEIGHTS_SHA256",
     "INCEPTION_WEIGHTS_SHA256_PREFIX",
     "INCEPTION_WEIGHTS_URL",
     "OFFLINE_ENV",
+    "FIDInception",
     "StandInFeatures",
     "build_inception",
+    "check_inception_sha256",
+    "expected_inception_sha256",
     "distances",
     "features_of",
     "fid_from_features",
@@ -404,6 +590,7 @@ __all__ = [
     "folder_metrics",
     "inception_weights",
     "kid_from_features",
+    "load_inception_weights",
     "kid_subsets",
     "paired_metrics",
     "polynomial_mmd",

@@ -8,12 +8,14 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Sequence, Tuple
 
 import lightning.pytorch as pl  # imported first: see below
 import pytest
+import torch
 
 # No test may reach the network: wandb runs offline and syncs nothing.
 os.environ.setdefault("WANDB_MODE", "offline")
@@ -47,16 +49,23 @@ class _ServedFiles:
 
     Attributes:
         routes: URL path -> (body, how); how is ``ok`` (the body with its Content-Length),
-            ``no_length`` (no Content-Length header) or ``dropped`` (Content-Length of the whole
-            body, half of it, then the connection closes: a server stopping mid-way).
+            ``no_length`` (no Content-Length header), ``dropped`` (Content-Length of the whole
+            body, half of it, then the connection closes: a server stopping mid-way), ``slow``
+            (the body ``trickle[0]`` bytes at a time, ``trickle[1]`` seconds apart), ``slow_head``
+            (the status line and headers trickled so), ``length`` (the Content-Length header
+            ``length``, e.g. ``-5``) or ``loop`` (a redirect to itself).
+        trickle: bytes per write and seconds between writes of the slow modes.
+        length: the Content-Length header of the ``length`` mode.
         requests: the URL paths asked for, in order.
         base: the server's URL, ``http://127.0.0.1:PORT``.
     """
 
-    HOWS = ("ok", "no_length", "dropped")
+    HOWS = ("ok", "no_length", "dropped", "slow", "slow_head", "length", "loop")
 
     def __init__(self) -> None:
         self.routes: Dict[str, Tuple[bytes, str]] = {}
+        self.trickle: Tuple[int, float] = (1, 0.2)
+        self.length = "-5"
         self.requests: List[str] = []
         self.base = ""
 
@@ -72,10 +81,21 @@ def _file_handler(files: _ServedFiles):
             if how not in files.HOWS:  # a typo in a test would otherwise serve the body as "ok"
                 self.send_error(500, f"unknown serving mode {how!r}; use one of {files.HOWS}")
                 return
+            if how == "loop":
+                self.send_response(302)
+                self.send_header("Location", self.path)
+                self.end_headers()
+                return
+            if how == "slow_head":
+                self._trickle(f"HTTP/1.0 200 OK\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
+                return
             self.send_response(200)
             if how != "no_length":
-                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Content-Length", files.length if how == "length" else str(len(body)))
             self.end_headers()
+            if how == "slow":
+                self._trickle(body)
+                return
             if how == "dropped":
                 self.wfile.write(body[: len(body) // 2])
                 self.wfile.flush()
@@ -83,6 +103,16 @@ def _file_handler(files: _ServedFiles):
                 self.connection.shutdown(socket.SHUT_RDWR)
                 return
             self.wfile.write(body)
+
+        def _trickle(self, data: bytes) -> None:
+            step, pause = files.trickle
+            for start in range(0, len(data), step):
+                try:
+                    self.wfile.write(data[start : start + step])
+                    self.wfile.flush()
+                except OSError:  # the client gave up
+                    return
+                time.sleep(pause)
 
         def log_message(self, *args):
             pass
@@ -101,6 +131,71 @@ def file_server() -> Iterator[_ServedFiles]:
     yield files
     httpd.shutdown()
     httpd.server_close()
+
+
+@dataclass(frozen=True)
+class StandInInception:
+    """A weights file with the FID Inception network's tensors, random (tests cannot have the real ones).
+
+    Attributes:
+        path: the file.
+        sha256: its sha256 (not the published file's: tests set ``CYCLEGAN_PL_INCEPTION_SHA256``).
+        state_dict: the tensors in it.
+    """
+
+    path: Path
+    sha256: str
+    state_dict: Dict[str, torch.Tensor]
+
+
+@pytest.fixture(scope="session")
+def stand_in_inception(tmp_path_factory) -> StandInInception:
+    """The FID Inception network's tensors at random values in a file (built once, no network)."""
+    import hashlib
+
+    import torch_fidelity.feature_extractor_inceptionv3 as fidelity
+
+    with pytest.MonkeyPatch.context() as patch:  # build the network without any weights
+        patch.setattr(fidelity, "load_state_dict_from_url", lambda url, *args, **kwargs: {})
+        patch.setattr(fidelity.FeatureExtractorInceptionV3, "load_state_dict", lambda self, *args, **kwargs: None)
+        torch.manual_seed(0)
+        template = fidelity.FeatureExtractorInceptionV3("inception-v3-compat", ["2048"])
+    state_dict = {key: value.clone() for key, value in template.state_dict().items()}
+    path = tmp_path_factory.mktemp("inception") / "weights-inception-2015-12-05-6726825d.pth"
+    torch.save(state_dict, path)
+    return StandInInception(path, hashlib.sha256(path.read_bytes()).hexdigest(), state_dict)
+
+
+class _Payload:
+    """Unpickling this object runs ``Path(marker).touch()``: what a hostile weights file does."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+@pytest.fixture
+def pickle_payload() -> Callable[[Path, Path], Path]:
+    """pickle_payload(path, marker): write a torch file whose unpickling creates ``marker``; its path.
+
+    The fixture checks that the payload works: loaded as torch-fidelity loads weights
+    (``weights_only=False``) it creates a copy of the marker, so a test that asserts the marker
+    is absent can fail.
+    """
+
+    def write(path: Path, marker: Path) -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        probe = marker.with_name(marker.name + ".probe")
+        torch.save({"Conv2d_1a_3x3.conv.weight": _Payload(probe)}, path)
+        torch.load(path, weights_only=False)
+        assert probe.exists(), "the payload did not run when unpickled"
+        probe.unlink()
+        torch.save({"Conv2d_1a_3x3.conv.weight": _Payload(marker)}, path)
+        return path
+
+    return write
 
 
 REPO = Path(__file__).resolve().parents[1]

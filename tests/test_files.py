@@ -8,6 +8,7 @@ import random
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -50,17 +51,50 @@ def test_written_files_get_the_umask_mode_not_a_private_one(tmp_path, umask_022)
     assert (tmp_path / "dataset").stat().st_mode & 0o777 == 0o755
 
 
+def _killed_writer(target: Path) -> Path:
+    """Run a writer of ``target`` in another process that dies half-way; the temporary file it leaves."""
+    code = (
+        "import os, sys\n"
+        "from cyclegan_pl.files import atomic_file\n"
+        "with atomic_file(sys.argv[1]) as tmp:\n"
+        "    tmp.write_bytes(b'half a checkpoint')\n"
+        "    print(tmp.name, flush=True)\n"
+        "    os._exit(0)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code, str(target)], capture_output=True, text=True, check=True)
+    return target.parent / result.stdout.strip()
+
+
 def test_a_killed_writers_temporary_file_is_removed_on_the_next_save(tmp_path):
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    stale = tmp_path / f".last.ckpt.{int(dead.stdout)}-abc123.tmp"
-    stale.write_bytes(b"half a checkpoint")
-    alive = tmp_path / f".last.ckpt.{os.getppid()}-def456.tmp"  # a writer that is still running
-    alive.write_bytes(b"being written")
-    other = tmp_path / f".other.ckpt.{int(dead.stdout)}-abc123.tmp"  # another target's: not ours to touch
-    other.write_bytes(b"x")
-    atomic_torch_save({"generation": 1}, tmp_path / "last.ckpt")
+    stale = _killed_writer(tmp_path / "last.ckpt")
+    other = _killed_writer(tmp_path / "other.ckpt")  # another target's: not ours to touch now
+    assert stale.exists() and other.exists()
+    with atomic_file(tmp_path / "last.ckpt") as running:  # a writer that is still running (this process)
+        running.write_bytes(b"being written")
+        atomic_torch_save({"generation": 1}, tmp_path / "last.ckpt")
+        assert running.exists()
     assert not stale.exists()
-    assert alive.exists() and other.exists()
+    assert other.exists()
+
+
+def test_user_files_that_only_look_like_temporaries_are_kept(tmp_path):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    lookalikes = [
+        tmp_path / ".result.png.keep.tmp",
+        tmp_path / f".result.png.{int(dead.stdout)}-mine.tmp",  # a number, but not our marker
+        tmp_path / ".result.png.old.tmp",  # a folder
+    ]
+    lookalikes[0].write_text("the user's")
+    lookalikes[1].write_text("the user's")
+    lookalikes[2].mkdir()
+    (lookalikes[2] / "notes.txt").write_text("the user's")
+    day_ago = time.time() - 86400
+    for path in lookalikes:
+        os.utime(path, (day_ago, day_ago))
+    with atomic_file(tmp_path / "result.png") as tmp:
+        tmp.write_bytes(b"png")
+    assert [path.name for path in lookalikes if not path.exists()] == []
+    assert (lookalikes[2] / "notes.txt").read_text() == "the user's"
 
 
 def test_a_full_disk_is_one_line_and_keeps_the_previous_file(tmp_path, monkeypatch):
@@ -96,6 +130,17 @@ def test_payload_never_runs_and_the_error_names_the_file_and_the_code(tmp_path):
         load_torch_file(path, "--ckpt_path")
     assert len(str(error.value).splitlines()) == 1
     assert not marker.exists()
+
+
+def test_a_web_page_saved_as_weights_is_not_called_code(tmp_path):
+    # What a download behind a login page or a wrong link gives.
+    path = tmp_path / "latest_net_G.pth"
+    path.write_text("<!DOCTYPE html>\n<html><head><title>Sign in</title></head><body>login</body></html>\n")
+    with pytest.raises(CheckpointError) as error:
+        load_torch_file(path, "weights file")
+    message = str(error.value)
+    assert "would run code" not in message and "\n" not in message
+    assert f"weights file {path} is not a PyTorch file" in message and "<!DOCTYPE html>" in message
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -12,12 +14,21 @@ import torch
 from PIL import Image
 from torch import nn
 
-from cyclegan_pl.errors import UserError, WeightsUnavailableError
+from cyclegan_pl import metrics
+from cyclegan_pl.data.image import read_image, read_image_size
+from cyclegan_pl.errors import CheckpointError, DataLayoutError, OptionError, UserError, WeightsUnavailableError
 from cyclegan_pl.metrics import (
+    INCEPTION_SHA256_ENV,
     INCEPTION_WEIGHTS_ENV,
+    INCEPTION_WEIGHTS_FILE,
+    INCEPTION_WEIGHTS_SHA256,
+    INCEPTION_WEIGHTS_URL,
     StandInFeatures,
+    build_inception,
+    features_of,
     fid_from_features,
     folder_metrics,
+    image_files,
     kid_from_features,
     kid_subsets,
     paired_metrics,
@@ -139,6 +150,17 @@ def test_too_few_images_is_a_user_error(tmp_path):
         folder_metrics(tmp_path / "nowhere", fake, StandInFeatures(), device="cpu")
 
 
+def test_a_file_given_as_a_folder_is_named_a_file(tmp_path):
+    fake = write_folder(tmp_path / "fake", 4, seed=2)
+    image = write_folder(tmp_path / "real", 2, seed=1) / "000.png"
+    assert image.is_file()
+    with pytest.raises(DataLayoutError) as error:
+        folder_metrics(image, fake, StandInFeatures(), device="cpu")
+    message = str(error.value)
+    assert "does not exist" not in message and "\n" not in message
+    assert f"'{image}' (real images) is a file, not a folder" in message and str(image.parent) in message
+
+
 def test_missing_inception_weights_is_one_line_naming_file_hash_and_place(folders, tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
     monkeypatch.setenv("CYCLEGAN_PL_OFFLINE", "1")
@@ -177,33 +199,109 @@ def test_paired_metrics_match_numpy(tmp_path):
     assert same["ssim"] == pytest.approx(1.0) and same["l1"] == 0 and same["psnr"] == math.inf
 
 
-def test_default_extractor_is_the_fid_inception_from_the_weights_file(folders, tmp_path, monkeypatch):
-    """Inception with weights from $CYCLEGAN_PL_INCEPTION_WEIGHTS, no network: 2048-d features of
-    uint8 images of any size (a stand-in weights file with the right keys, written here)."""
-    import torch_fidelity.feature_extractor_inceptionv3 as inception
+# --- the Inception weights: checked against their sha256, loaded as tensors only ----------------
 
-    monkeypatch.setattr(
-        inception.FeatureExtractorInceptionV3, "load_state_dict", lambda self, state_dict, *args, **kwargs: None
-    )
-    monkeypatch.setattr(inception, "load_state_dict_from_url", lambda url, *args, **kwargs: {})
-    template = inception.FeatureExtractorInceptionV3("inception-v3-compat", ["2048"])
-    weights = tmp_path / "weights-inception-2015-12-05-6726825d.pth"
-    torch.save(template.state_dict(), weights)
-    monkeypatch.undo()
 
-    def no_network(url, *args, **kwargs):
-        raise AssertionError("the weights file must be used, nothing downloaded")
+@pytest.fixture
+def no_inception_anywhere(tmp_path, monkeypatch) -> Path:
+    """No weights configured, an empty hub cache, offline; the hub-cache file's path."""
 
-    monkeypatch.setattr(inception, "load_state_dict_from_url", no_network)
+    def no_network(url, *args, **kwargs):  # the code before issue 18 downloaded through torch hub
+        raise AssertionError(f"a test tried to download {url}")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
     monkeypatch.setenv("CYCLEGAN_PL_OFFLINE", "1")
-    monkeypatch.setenv(INCEPTION_WEIGHTS_ENV, str(weights))
-    from cyclegan_pl.metrics import build_inception, features_of, image_files
+    monkeypatch.delenv(INCEPTION_WEIGHTS_ENV, raising=False)
+    monkeypatch.delenv(INCEPTION_SHA256_ENV, raising=False)
+    return tmp_path / "torch_home" / "hub" / "checkpoints" / INCEPTION_WEIGHTS_FILE
 
+
+def sha256_of(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_the_published_sha256_is_recorded_in_full():
+    assert re.fullmatch(r"[0-9a-f]{64}", INCEPTION_WEIGHTS_SHA256)
+    assert INCEPTION_WEIGHTS_SHA256.startswith("6726825d") and INCEPTION_WEIGHTS_FILE.endswith("-6726825d.pth")
+
+
+@pytest.mark.parametrize("source", ["weights_path", "env", "hub_cache"])
+def test_a_pickle_payload_as_inception_weights_never_runs(
+    source, tmp_path, monkeypatch, no_inception_anywhere, pickle_payload
+):
+    marker = tmp_path / "payload_ran"
+    path = pickle_payload(no_inception_anywhere if source == "hub_cache" else tmp_path / "weights.pth", marker)
+    # Past the hash check on purpose: the loading itself must refuse to run the file's code.
+    monkeypatch.setenv(INCEPTION_SHA256_ENV, sha256_of(path))
+    if source == "env":
+        monkeypatch.setenv(INCEPTION_WEIGHTS_ENV, str(path))
+    with pytest.raises(UserError) as error:
+        build_inception(weights_path=path if source == "weights_path" else None)
+    assert not marker.exists(), "the payload ran"
+    assert isinstance(error.value, CheckpointError)
+    message = str(error.value)
+    assert str(path) in message and "would run code" in message and "\n" not in message
+
+
+def test_a_payload_with_another_hash_is_refused_unread(tmp_path, no_inception_anywhere, pickle_payload):
+    marker = tmp_path / "payload_ran"
+    path = pickle_payload(tmp_path / "weights.pth", marker)
+    with pytest.raises(UserError) as error:
+        build_inception(weights_path=path)
+    assert not marker.exists(), "the payload ran"
+    assert isinstance(error.value, CheckpointError) and "sha256" in str(error.value)
+
+
+def test_a_weights_file_of_another_hash_is_refused_naming_both_hashes(
+    no_inception_anywhere, stand_in_inception, folders
+):
+    # The right tensors with other values: before issue 18 it gave meaningless FIDs without a word.
+    with pytest.raises(CheckpointError) as error:
+        folder_metrics(*folders, weights_path=stand_in_inception.path, device="cpu")
+    message = str(error.value)
+    assert str(stand_in_inception.path) in message and "\n" not in message
+    assert f"sha256 {stand_in_inception.sha256}" in message and INCEPTION_WEIGHTS_SHA256 in message
+    assert INCEPTION_SHA256_ENV in message and INCEPTION_WEIGHTS_URL in message
+
+
+def test_a_deliberate_weights_file_is_used_when_its_hash_is_given(
+    folders, monkeypatch, no_inception_anywhere, stand_in_inception
+):
+    """Inception with weights from $CYCLEGAN_PL_INCEPTION_WEIGHTS, no network: 2048-d features of
+    uint8 images of any size (a stand-in weights file, allowed by its sha256)."""
+    monkeypatch.setenv(INCEPTION_WEIGHTS_ENV, str(stand_in_inception.path))
+    monkeypatch.setenv(INCEPTION_SHA256_ENV, stand_in_inception.sha256)
     network = build_inception()
-    assert all(torch.equal(network.state_dict()[k], v) for k, v in template.state_dict().items())
+    loaded = network.network.state_dict()
+    assert loaded.keys() == stand_in_inception.state_dict.keys()
+    assert all(torch.equal(loaded[k], v) for k, v in stand_in_inception.state_dict.items())
     real_dir, fake_dir = folders
     features = features_of(image_files(real_dir)[:3], network, device="cpu")
     assert features.shape == (3, 2048) and torch.isfinite(features).all()
+    # The same images as floats in [0, 1] (the FID callback's input) give the same features.
+    images = torch.stack([read_image(p) for p in image_files(real_dir)[:2] if read_image_size(p) == (24, 24)])
+    assert torch.equal(network(images), network(images.float() / 255))
     result = folder_metrics(real_dir, fake_dir, device="cpu", max_images=3)
     assert result["real_count"] == 3 and math.isfinite(result["fid"])
+    # The Python option does what the variable does.
+    monkeypatch.delenv(INCEPTION_SHA256_ENV)
+    build_inception(weights_sha256=stand_in_inception.sha256.upper())
+    with pytest.raises(OptionError, match="weights_sha256"):
+        build_inception(weights_sha256="6726825d")
+
+
+def test_missing_weights_are_downloaded_into_the_hub_cache_and_checked(
+    no_inception_anywhere, stand_in_inception, file_server, monkeypatch
+):
+    monkeypatch.delenv("CYCLEGAN_PL_OFFLINE")
+    monkeypatch.setattr(metrics, "INCEPTION_WEIGHTS_URL", file_server.base + "/weights.pth")
+    file_server.routes["/weights.pth"] = (b"<html>a login page</html>", "ok")
+    with pytest.raises(CheckpointError, match=r"sha256 .* not the published"):
+        build_inception()
+    assert not no_inception_anywhere.exists()  # not kept to be trusted next time
+    file_server.routes["/weights.pth"] = (stand_in_inception.path.read_bytes(), "ok")
+    monkeypatch.setenv(INCEPTION_SHA256_ENV, stand_in_inception.sha256)
+    network = build_inception()
+    assert sha256_of(no_inception_anywhere) == stand_in_inception.sha256
+    assert torch.equal(network.network.fc.weight, stand_in_inception.state_dict["fc.weight"])

@@ -15,15 +15,13 @@ from torch import Tensor, nn
 
 from cyclegan_pl.data.image import to_unit_range
 from cyclegan_pl.directions import domains, short_name
-from cyclegan_pl.errors import OptionError, WeightsUnavailableError
+from cyclegan_pl.errors import OptionError, UserError, WeightsUnavailableError
 from cyclegan_pl.metrics import (
-    INCEPTION_WEIGHTS_ENV,
     INCEPTION_WEIGHTS_FILE,
     INCEPTION_WEIGHTS_URL,
     OFFLINE_ENV,
+    build_inception,
     fid_from_features,
-    hub_checkpoint_dir,
-    inception_weights,
     kid_from_features,
 )
 
@@ -103,6 +101,7 @@ def build_fid_metric(
     feature_extractor: Optional[nn.Module] = None,
     antialias: bool = False,
     with_kid: bool = False,
+    weights_sha256: Optional[str] = None,
 ):
     """A torchmetrics ``FrechetInceptionDistance`` taking float images in [0, 1].
 
@@ -116,35 +115,24 @@ def build_fid_metric(
             TensorFlow-compatible bilinear resize of the standard FID implementations.
         with_kid: keep the features too, so that ``compute`` also sets ``kid`` (KID's mean and
             std from the same features).
+        weights_sha256: the sha256 of a deliberate other Inception weights file (default:
+            ``$CYCLEGAN_PL_INCEPTION_SHA256``, else the published file's).
 
     Raises:
-        WeightsUnavailableError: the Inception extractor cannot be built; the message says why and
-            how to provide the weights.
+        WeightsUnavailableError: the Inception extractor cannot be built (no weights here and no
+            download, or no torch-fidelity); the message says why and how to provide them.
+        CheckpointError: the weights file is not the published one (sha256), holds code or does
+            not fit the network.
     """
     from torchmetrics.image.fid import FrechetInceptionDistance
 
     metric_class = _fid_with_kid_class() if with_kid else FrechetInceptionDistance
-    if feature_extractor is not None:
-        feature_extractor.eval().requires_grad_(False)
-        return metric_class(feature=feature_extractor, normalize=True, reset_real_features=True)
-    weights_path = inception_weights(weights_path)
-    try:
-        return metric_class(
-            feature=feature,
-            normalize=True,
-            feature_extractor_weights_path=None if weights_path is None else str(weights_path),
-            antialias=antialias,
-        )
-    except ValueError:
-        raise
-    except Exception as err:  # noqa: BLE001 - package missing, offline download, bad file
-        raise WeightsUnavailableError(
-            f"the FID Inception network could not be built ({type(err).__name__}: {err}). It needs the "
-            "torch-fidelity package (`pip install torch-fidelity`) and the weights file "
-            f"{INCEPTION_WEIGHTS_FILE} ({INCEPTION_WEIGHTS_URL}): pass its path as the FID callback's "
-            f"weights_path, set {INCEPTION_WEIGHTS_ENV} to it, or put it in the torch hub cache {hub_checkpoint_dir()} "
-            "(set TORCH_HOME to move it)."
-        ) from err
+    if feature_extractor is None:
+        # Built here, from tensors checked and read by cyclegan_pl.metrics: torchmetrics would let
+        # torch-fidelity unpickle the file itself. It takes [0, 1] floats as torchmetrics' own does.
+        feature_extractor = build_inception(feature, weights_path, antialias, weights_sha256)
+    feature_extractor.eval().requires_grad_(False)
+    return metric_class(feature=feature_extractor, normalize=True, reset_real_features=True)
 
 
 class FID(pl.Callback):
@@ -164,8 +152,10 @@ class FID(pl.Callback):
 
     The default extractor is the standard FID Inception network, which needs the
     ``torch-fidelity`` package and its weights (``weights-inception-2015-12-05-6726825d.pth``,
-    downloaded to the torch hub cache when online). When it cannot be built, fit warns once at
-    the start and trains without FID, or raises at the start with ``strict``.
+    downloaded to the torch hub cache when online). When they are not available, fit warns once
+    at the start and trains without FID, or raises at the start with ``strict``. A weights file
+    that is there but wrong (not the published sha256, code in it, other tensors) always stops
+    fit at the start with one line: it is read as tensors only, never unpickled with its code.
 
     Args:
         every_n_epochs: compute FID in the validation of every this many epochs.
@@ -182,6 +172,10 @@ class FID(pl.Callback):
             None uses the whole validation set.
         antialias: resize to Inception's 299 px with antialiasing (torchmetrics' default); False
             uses the TensorFlow-compatible resize of the standard FID code and published numbers.
+        weights_sha256: the sha256 of a deliberate weights file other than the published one (a
+            conversion of your own), which is otherwise refused; default
+            ``$CYCLEGAN_PL_INCEPTION_SHA256``, else the published file's. Its FIDs compare with
+            nothing published.
     """
 
     def __init__(
@@ -193,6 +187,7 @@ class FID(pl.Callback):
         feature_extractor: Optional[nn.Module] = None,
         max_images: Optional[int] = None,
         antialias: bool = False,
+        weights_sha256: Optional[str] = None,
     ) -> None:
         super().__init__()
         if every_n_epochs < 1:
@@ -206,6 +201,7 @@ class FID(pl.Callback):
         self.feature_extractor = feature_extractor
         self.max_images = max_images
         self.antialias = antialias
+        self.weights_sha256 = weights_sha256
         self.metrics: Dict[str, Any] = {}
         self.unavailable_reason: Optional[str] = None
         self._active = False
@@ -218,16 +214,27 @@ class FID(pl.Callback):
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage not in ("fit", "validate") or self.metrics or self.unavailable_reason is not None:
             return
-        problem: Optional[WeightsUnavailableError] = None
+        problem: Optional[UserError] = None
         try:
             metric = build_fid_metric(
-                self.feature, self.weights_path, self.feature_extractor, self.antialias, with_kid=True
+                self.feature,
+                self.weights_path,
+                self.feature_extractor,
+                self.antialias,
+                with_kid=True,
+                weights_sha256=self.weights_sha256,
             )
-        except WeightsUnavailableError as err:
+        except UserError as err:
             problem = err
-        # Computing FID is a collective: every process computes it or none does.
+        # Computing FID is a collective: every process computes it or none does; and a wrong
+        # weights file anywhere (not merely missing ones) stops every process.
         if not trainer.strategy.reduce_boolean_decision(problem is None, all=True):
+            wrong_file = trainer.strategy.reduce_boolean_decision(
+                problem is not None and not isinstance(problem, WeightsUnavailableError), all=False
+            )
             reason = str(problem) if problem is not None else "the FID network could not be built on another process."
+            if wrong_file:
+                raise problem or UserError("FID: another process refused its Inception weights file; see its error.")
             if self.strict:
                 raise problem or WeightsUnavailableError(reason)
             self.unavailable_reason = reason

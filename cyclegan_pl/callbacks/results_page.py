@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import html
 import os
-from pathlib import Path
+from pathlib import Path, PurePath, PurePosixPath
 from typing import Any, Dict, List, Optional, Tuple
 from urllib.parse import quote
 
@@ -29,9 +29,12 @@ class ResultsPage(pl.Callback):
 
     * ``side_by_side/NNNNN_<name>.png``: the module's visuals side by side, at the test size
       (CycleGAN: real_A, fake_B, rec_A, real_B, fake_A, rec_B; Pix2Pix: input, output, target);
-    * ``<output visual>/<source name>.png`` (``fake_B/``, ``fake_A/``; Pix2Pix ``output/``): each
-      translation as its own PNG, resized back to its source file's size (a file that comes
-      round again in an unpaired test set is written once);
+    * ``<output visual>/<source path>.png`` (``fake_B/``, ``fake_A/``; Pix2Pix ``output/``): each
+      translation as its own PNG, resized back to its source file's size, named by its source's
+      path relative to the folder of its domain's test files with ``.png`` for its extension
+      (``sub/x.jpg`` -> ``sub/x.png``; ``x.jpg`` and ``x.png`` beside each other keep theirs:
+      ``x.jpg.png``, ``x.png.png``). A file that comes round again in an unpaired test set is
+      written once;
     * ``index.html`` (and ``page_NNNN.html`` after ``page_size`` rows): a table with the source
       file names, the side-by-side image and links to the single images; images load lazily
       (``loading="lazy"``), so pages stay light with thousands of test images. It needs no
@@ -61,7 +64,7 @@ class ResultsPage(pl.Callback):
         self._stack: Optional[contextlib.ExitStack] = None
         self._staging: Optional[Path] = None
         self._seen_items: set = set()
-        self._seen_outputs: set = set()
+        self._singles: Dict[Tuple[str, str], str] = {}
         self._translations: tuple = ()
 
     # --- where ------------------------------------------------------------------------------
@@ -73,7 +76,7 @@ class ResultsPage(pl.Callback):
         return Path(trainer.default_root_dir) / "results" / name
 
     def on_test_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.rows, self._seen_items, self._seen_outputs = [], set(), set()
+        self.rows, self._seen_items, self._singles = [], set(), {}
         self._translations = tuple(getattr(pl_module, "translations", ()))
         self.written_dir = self._target(trainer)
         if trainer.is_global_zero:
@@ -121,7 +124,6 @@ class ResultsPage(pl.Callback):
             return
         self._seen_items.add(key)
         number = len(self.rows)
-        names = list(dict.fromkeys(Path(p).name for p in (paths["A"], paths["B"]) if p))
         stem = Path(paths["A"]).stem if paths["A"] else f"item{number}"
         visuals: Dict[str, Tensor] = item["visuals"]
         side_by_side = f"{SIDE_BY_SIDE}/{number:05d}_{stem}.png"
@@ -134,19 +136,41 @@ class ResultsPage(pl.Callback):
             source = paths[source_domain]
             if source is None:
                 continue
-            relative = f"{translation.output}/{Path(source).stem}.png"
-            if relative not in self._seen_outputs:
-                self._seen_outputs.add(relative)
+            single = (translation.output, source)
+            if single not in self._singles:
+                # Named once every source is known (see _name_singles): two sources may share a stem.
+                provisional = f"{translation.output}/.{len(self._singles):06d}.png"
                 size = _source_size(source, paired=paths["A"] == paths["B"])
-                write_image(to_uint8(_resized(visuals[translation.output], size)), self._staging / relative)
-            singles[translation.output] = relative
-        self.rows.append({"names": names, "side_by_side": side_by_side, "singles": singles, "visuals": list(visuals)})
+                write_image(to_uint8(_resized(visuals[translation.output], size)), self._staging / provisional)
+                self._singles[single] = provisional
+            singles[translation.output] = source
+        self.rows.append({"paths": paths, "side_by_side": side_by_side, "singles": singles, "visuals": list(visuals)})
+
+    def _name_singles(self, folder: Path) -> None:
+        """Give each translation its final name: its source's path relative to the folder of all
+        sources of its domain, as a PNG (``dup.jpg.png`` and ``dup.png.png`` when only the
+        extension tells two sources apart), and the rows their file names and links."""
+        names: Dict[Tuple[str, str], str] = {}
+        for output in dict.fromkeys(output for output, _ in self._singles):
+            sources = [source for name, source in self._singles if name == output]
+            for source, name in zip(sources, _unique_png_names(sources), strict=True):
+                names[(output, source)] = f"{output}/{name}"
+                (folder / names[(output, source)]).parent.mkdir(parents=True, exist_ok=True)
+                os.replace(folder / self._singles[(output, source)], folder / names[(output, source)])
+        shown = {}
+        for domain in "AB":
+            sources = list(dict.fromkeys(row["paths"][domain] for row in self.rows if row["paths"][domain]))
+            shown.update(zip(sources, _relative_names(sources), strict=True))
+        for row in self.rows:
+            row["singles"] = {output: names[(output, source)] for output, source in row["singles"].items()}
+            row["names"] = list(dict.fromkeys(shown[p] for p in (row["paths"]["A"], row["paths"]["B"]) if p))
 
     # --- the end ----------------------------------------------------------------------------
     def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not trainer.is_global_zero or self._stack is None:
             return
         assert self._staging is not None and self.written_dir is not None
+        self._name_singles(self._staging)
         self._write_pages(self._staging)
         stack, self._stack = self._stack, None
         stack.close()  # the staging folder becomes output_dir
@@ -213,6 +237,37 @@ def _path(paths: Any, index: int) -> Optional[str]:
     if isinstance(paths, (str, os.PathLike)):
         return os.fspath(paths)
     return os.fspath(paths[index])
+
+
+def _relative_names(sources: List[str]) -> List[str]:
+    """Each path relative to the deepest folder holding them all (``a/n.jpg``, ``b/n.jpg``)."""
+    try:
+        root = os.path.commonpath([os.path.dirname(source) for source in sources])
+    except ValueError:  # absolute and relative paths mixed, or several drives
+        return [PurePath(source).name for source in sources]
+    names = []
+    for source in sources:
+        relative = PurePath(os.path.relpath(source, root) if root else source)
+        names.append(relative.as_posix() if ".." not in relative.parts else relative.name)
+    return names
+
+
+def _unique_png_names(sources: List[str]) -> List[str]:
+    """PNG names of the sources' relative paths, one per source, even for ``x.jpg`` and ``x.png``."""
+    relative = _relative_names(sources)
+    plain = [str(PurePosixPath(name).with_suffix(".png")) for name in relative]
+    shared = {name for name in plain if plain.count(name) > 1}
+    taken: set = set()
+    names = []
+    for rel, name in zip(relative, plain, strict=True):
+        candidate = f"{rel}.png" if name in shared else name
+        number = 2
+        while candidate in taken:  # only for names built to look like another file's
+            candidate = f"{rel}.{number}.png"
+            number += 1
+        taken.add(candidate)
+        names.append(candidate)
+    return names
 
 
 def _side_by_side(images: List[Tensor]) -> Tensor:

@@ -104,7 +104,8 @@ class BadImageSkipper:
                 return load(candidate)
             except BadImageError as error:
                 if not self.skip_bad_images:
-                    raise
+                    # The one place where skipping is an option: say so here, not in every image error.
+                    raise error.with_advice("Or set skip_bad_images=True to skip unreadable files.") from error
                 bad.add(candidate)
                 self.skipped[error.path] = error.reason
                 warnings.warn(

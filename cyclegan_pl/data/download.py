@@ -29,7 +29,7 @@ from typing import Callable, List, Optional, Union
 
 from cyclegan_pl.data.synthetic import make_demo_dataset, make_demo_paired_dataset
 from cyclegan_pl.errors import DownloadError
-from cyclegan_pl.fetch import extract_archive, fetch
+from cyclegan_pl.fetch import MAX_DATASET_MEMBER_BYTES, extract_archive, fetch
 from cyclegan_pl.files import atomic_folder
 from cyclegan_pl.registry import Registry
 
@@ -159,6 +159,7 @@ def download_dataset(
     progress: bool = True,
     timeout: float = 60.0,
     overwrite: bool = False,
+    max_member_bytes: int = MAX_DATASET_MEMBER_BYTES,
 ) -> Path:
     """Download and extract a known dataset into ``root/folder``.
 
@@ -176,6 +177,8 @@ def download_dataset(
         progress: show a progress bar on stderr.
         timeout: seconds to wait for the server on connect and on each read.
         overwrite: replace an existing dataset folder, complete or not.
+        max_member_bytes: the largest file the archive may hold (default 256 MiB, far above any
+            image of the published datasets); a larger member is refused before it is written.
 
     Returns:
         The dataset folder.
@@ -210,7 +213,7 @@ def download_dataset(
         )
         extracted = staging / ".extracted"
         try:
-            extract_archive(archive, extracted)
+            extract_archive(archive, extracted, max_member_bytes)
         except DownloadError:
             raise
         except Exception as error:

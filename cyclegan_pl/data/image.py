@@ -27,6 +27,7 @@ Conversion rules (documented choices):
 from __future__ import annotations
 
 import os
+import re
 import warnings
 from pathlib import Path
 from typing import List, Optional, Sequence, Set, Tuple, Union
@@ -35,7 +36,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
-from cyclegan_pl.errors import BadImageError, DataLayoutError, OptionError
+from cyclegan_pl.errors import BadImageError, DataLayoutError, ImageTooLargeError, OptionError
 from cyclegan_pl.files import atomic_file
 
 # torchvision 0.29 deprecates its decoders in favour of TorchCodec (a DeprecationWarning on every
@@ -147,15 +148,32 @@ def read_image(path: PathLike, channels: int = 3) -> torch.Tensor:
 
 
 def read_image_size(path: PathLike) -> Tuple[int, int]:
-    """``(height, width)`` of an image after EXIF orientation, read from its header only."""
+    """``(height, width)`` of an image after EXIF orientation, read from its header only.
+
+    Raises:
+        ImageTooLargeError: the image has more than twice ``PIL.Image.MAX_IMAGE_PIXELS`` pixels.
+        BadImageError: the file is missing, corrupt or not an image.
+    """
     try:
         with Image.open(path) as image:
             width, height = image.size
             if image.getexif().get(_EXIF_ORIENTATION, 1) in (5, 6, 7, 8):
                 width, height = height, width
     except Exception as error:  # PIL raises many types for bad files
-        raise BadImageError(path, f"{type(error).__name__}: {error}") from error
+        raise _image_error(path, error) from error
     return height, width
+
+
+_BOMB_NUMBERS = re.compile(r"\((\d+) pixels\) exceeds limit of (\d+) pixels")
+
+
+def _image_error(path: PathLike, error: Exception) -> BadImageError:
+    """The error to raise for what PIL raised on ``path``: too large, or unreadable."""
+    if isinstance(error, Image.DecompressionBombError):
+        numbers = _BOMB_NUMBERS.search(str(error))
+        reason = f"{numbers[1]} pixels, over the limit of {numbers[2]} pixels" if numbers else str(error).rstrip(".")
+        return ImageTooLargeError(path, reason)
+    return BadImageError(path, f"{type(error).__name__}: {error}")
 
 
 def quick_check(path: PathLike) -> Optional[str]:
@@ -217,7 +235,7 @@ def _decode_pil(path: PathLike, channels: int) -> torch.Tensor:
     except BadImageError:
         raise
     except Exception as error:  # PIL raises OSError, SyntaxError, ValueError... for bad files
-        raise BadImageError(path, f"{type(error).__name__}: {error}") from error
+        raise _image_error(path, error) from error
 
 
 _ANIMATED_NOTED: Set[str] = set()

@@ -9,6 +9,12 @@ written as index gathers, so one graph covers every input size, without a Python
 The rule: reflection when the padding is smaller than both sides (it keeps the border
 statistics close to the image's own), otherwise edge replication (reflection cannot pad more
 than a side's length).
+
+Tiny images: a side under :data:`MIN_SIDE` (8 px) is padded to at least 8. The ResNet generators
+(size multiple 4) halve the image twice, and their residual blocks need a 2 x 2 bottleneck for
+their reflection padding and instance norm, so a side of 4 px or less would fail there; the
+U-Nets' multiples (32 and more) are larger anyway. Sides of 8 px and more are padded exactly as
+before, so ordinary images translate bit-identically.
 """
 
 from __future__ import annotations
@@ -17,6 +23,21 @@ from typing import Tuple
 
 import torch
 from torch import Tensor, nn
+
+#: The smallest side a generator is run on: every generator of the package works from 8 px.
+MIN_SIDE = 8
+
+
+def _padded_side(size: int, multiple: int, min_side: int) -> int:
+    """The next multiple of ``multiple`` from ``size``, at least ``min_side``."""
+    padded = (size + multiple - 1) // multiple * multiple
+    smallest = (min_side + multiple - 1) // multiple * multiple
+    # max(padded, smallest) in integer arithmetic only: a comparison would become a Python branch
+    # when the ONNX exporters trace the sides, fixing the example's choice into the graph.
+    # (smallest - 1) // padded is 0 exactly when padded >= smallest, and 1 - 1 // (x + 1) maps
+    # 0 to 0 and every x >= 1 to 1.
+    too_small = 1 - 1 // ((smallest - 1) // padded + 1)
+    return padded + (smallest - padded) * too_small
 
 
 def _source_positions(size: int, padded: int) -> Tuple[Tensor, Tensor]:
@@ -27,16 +48,18 @@ def _source_positions(size: int, padded: int) -> Tuple[Tensor, Tensor]:
     return reflect, replicate
 
 
-def pad_to_multiple(images: Tensor, multiple: int) -> Tensor:
-    """Pad (N, C, H, W) images on the bottom/right so both sides are multiples of ``multiple``.
+def pad_to_multiple(images: Tensor, multiple: int, min_side: int = MIN_SIDE) -> Tensor:
+    """Pad (N, C, H, W) images on the bottom/right so both sides are multiples of ``multiple``
+    (and at least :data:`MIN_SIDE`).
 
     Args:
         images: the batch.
         multiple: the generator's ``size_multiple``.
+        min_side: the smallest side to pad to (default :data:`MIN_SIDE`).
     """
     height, width = images.shape[-2], images.shape[-1]
-    padded_height = (height + multiple - 1) // multiple * multiple
-    padded_width = (width + multiple - 1) // multiple * multiple
+    padded_height = _padded_side(height, multiple, min_side)
+    padded_width = _padded_side(width, multiple, min_side)
     reflect_rows, replicate_rows = _source_positions(height, padded_height)
     reflect_cols, replicate_cols = _source_positions(width, padded_width)
     # Reflection needs a source index >= 0 everywhere, i.e. padding smaller than the side.

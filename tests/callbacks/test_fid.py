@@ -1,15 +1,18 @@
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import sys
 import urllib.error
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
 from cyclegan_pl.callbacks import FID, build_fid_metric
-from cyclegan_pl.errors import WeightsUnavailableError
+from cyclegan_pl.errors import CheckpointError, UserError, WeightsUnavailableError
 from cyclegan_pl.metrics import fid_from_features, kid_from_features
 from cyclegan_pl.models.base import Translation
 
@@ -138,28 +141,91 @@ def test_missing_weights_path_is_an_error_naming_the_file(tmp_path):
         build_fid_metric(weights_path=str(missing))
 
 
-@pytest.mark.skipif(not HAS_TORCH_FIDELITY, reason="needs torch-fidelity (the default FID Inception network)")
-def test_weights_path_builds_inception_without_network(tmp_path, monkeypatch, offline_inception):
-    import torch_fidelity.feature_extractor_inceptionv3 as inception
+@pytest.fixture
+def no_inception_anywhere(tmp_path, monkeypatch) -> Path:
+    """No weights configured, an empty hub cache, offline; the hub-cache file's path."""
 
-    # Make a weights file with the right keys: build once with loading stubbed out, save it.
-    monkeypatch.setattr(
-        inception.FeatureExtractorInceptionV3, "load_state_dict", lambda self, state_dict, *args, **kwargs: None
-    )
-    monkeypatch.setattr(inception, "load_state_dict_from_url", lambda url, *args, **kwargs: {})
-    template = inception.FeatureExtractorInceptionV3("inception-v3-compat", ["2048"])
-    weights = tmp_path / "weights-inception-2015-12-05-6726825d.pth"
-    torch.save(template.state_dict(), weights)
-    monkeypatch.undo()
+    def no_network(url, *args, **kwargs):  # the code before issue 18 downloaded through torch hub
+        raise AssertionError(f"a test tried to download {url}")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+    monkeypatch.setenv("CYCLEGAN_PL_OFFLINE", "1")
+    for name in ("CYCLEGAN_PL_INCEPTION_WEIGHTS", "CYCLEGAN_PL_INCEPTION_SHA256"):
+        monkeypatch.delenv(name, raising=False)
+    return tmp_path / "torch_home" / "hub" / "checkpoints" / "weights-inception-2015-12-05-6726825d.pth"
 
-    def no_network(url, *args, **kwargs):
-        raise AssertionError("weights_path must not download")
 
-    monkeypatch.setattr(inception, "load_state_dict_from_url", no_network)
-    metric = build_fid_metric(weights_path=str(weights))
-    loaded = metric.inception.state_dict()
-    assert all(torch.equal(loaded[key], value) for key, value in template.state_dict().items())
+def test_a_deliberate_weights_file_builds_inception_without_network(no_inception_anywhere, stand_in_inception):
+    metric = build_fid_metric(weights_path=str(stand_in_inception.path), weights_sha256=stand_in_inception.sha256)
+    loaded = metric.inception.network.state_dict()
+    assert all(torch.equal(loaded[key], value) for key, value in stand_in_inception.state_dict.items())
+
+
+def test_fit_logs_fid_with_a_deliberate_weights_file(
+    tmp_path, cyclegan, tiny_data, trainer_for, no_inception_anywhere, stand_in_inception
+):
+    fid = FID(every_n_epochs=1, weights_path=str(stand_in_inception.path), weights_sha256=stand_in_inception.sha256)
+    trainer = trainer_for(tmp_path, [fid], max_epochs=1, limit_train_batches=1)
+    trainer.fit(cyclegan(), datamodule=tiny_data(val_len=4, batch_size=2))
+    assert torch.isfinite(trainer.callback_metrics["fid/a2b"]) and trainer.callback_metrics["fid/a2b"] > 0
+
+
+def test_a_payload_in_the_hub_cache_never_runs_through_fit(
+    tmp_path, cyclegan, tiny_data, trainer_for, probe, monkeypatch, no_inception_anywhere, pickle_payload
+):
+    marker = tmp_path / "payload_ran"
+    path = pickle_payload(no_inception_anywhere, marker)
+    # Past the hash check on purpose: the loading itself must refuse to run the file's code.
+    monkeypatch.setenv("CYCLEGAN_PL_INCEPTION_SHA256", hashlib.sha256(path.read_bytes()).hexdigest())
+    steps = probe("on_train_batch_start", lambda trainer, module: trainer.global_step)
+    trainer = trainer_for(tmp_path, [FID(every_n_epochs=1), steps], max_epochs=1, limit_train_batches=1)
+    with pytest.raises(UserError) as error:
+        trainer.fit(cyclegan(), datamodule=tiny_data())
+    assert not marker.exists(), "the payload ran"
+    assert isinstance(error.value, CheckpointError) and str(path) in str(error.value)
+    assert steps.records == []
+
+
+def test_a_weights_file_of_another_hash_stops_fit_with_one_line(
+    tmp_path, cyclegan, tiny_data, trainer_for, no_inception_anywhere, stand_in_inception
+):
+    # Without strict too: a wrong file is a mistake to fix, not weights that are missing.
+    fid = FID(every_n_epochs=1, weights_path=str(stand_in_inception.path))
+    trainer = trainer_for(tmp_path, [fid], max_epochs=1, limit_train_batches=1)
+    with pytest.raises(CheckpointError) as error:
+        trainer.fit(cyclegan(), datamodule=tiny_data())
+    message = str(error.value)
+    assert "\n" not in message and stand_in_inception.sha256 in message and "6726825d0af5f729" in message
+    assert trainer.global_step == 0
+
+
+def test_the_warning_says_why_the_weights_are_missing(
+    tmp_path, cyclegan, tiny_data, trainer_for, no_inception_anywhere, file_server, monkeypatch
+):
+    import torch_fidelity.feature_extractor_inceptionv3 as fidelity
+
+    import cyclegan_pl.metrics
+
+    def no_network(url, *args, **kwargs):  # the code before issue 18 downloaded here
+        raise urllib.error.URLError(f"offline test: refusing to download {url}")
+
+    monkeypatch.setattr(fidelity, "load_state_dict_from_url", no_network)
+    monkeypatch.delenv("CYCLEGAN_PL_OFFLINE")
+    monkeypatch.setattr(cyclegan_pl.metrics, "INCEPTION_WEIGHTS_URL", file_server.base + "/missing.pth")
+    trainer = trainer_for(tmp_path, [FID(every_n_epochs=1)], max_epochs=1, limit_train_batches=1)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer.fit(cyclegan(), datamodule=tiny_data())
+    (message,) = [str(w.message) for w in caught if "without FID" in str(w.message)]
+    assert "install torch-fidelity" not in message  # it is installed
+    assert "HTTP 404" in message and "missing.pth" in message and "\n" not in message
+
+
+def test_without_torch_fidelity_the_error_says_to_install_it(monkeypatch, no_inception_anywhere, stand_in_inception):
+    monkeypatch.setitem(sys.modules, "torch_fidelity.feature_extractor_inceptionv3", None)
+    with pytest.raises(WeightsUnavailableError, match=r"pip install torch-fidelity"):
+        build_fid_metric(weights_path=str(stand_in_inception.path), weights_sha256=stand_in_inception.sha256)
 
 
 def test_files_that_come_round_again_enter_each_set_once():

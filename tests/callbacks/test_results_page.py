@@ -65,6 +65,36 @@ def test_facades_pairs_are_written_at_half_the_file_width(data_root, tmp_path, p
     assert len(outputs) == 2 and Image.open(outputs[0]).size == (width // 2, height)
 
 
+def test_test_files_with_one_stem_get_their_own_translations(tmp_path, cyclegan, trainer_for):
+    # dup.jpg / dup.png and a/n.jpg / b/n.jpg: one stem each, four different images of four sizes.
+    root = tmp_path / "data"
+    sources = {"a/n.jpg": (20, 12), "b/n.jpg": (14, 22), "dup.jpg": (18, 26), "dup.png": (30, 16)}
+    for index, (name, size) in enumerate(sources.items()):
+        for split in ("trainA", "testA"):
+            (root / split / name).parent.mkdir(parents=True, exist_ok=True)
+            Image.new("RGB", size, (60 * index, 200 - 40 * index, 90)).save(root / split / name)
+        for split in ("trainB", "testB"):
+            (root / split).mkdir(parents=True, exist_ok=True)
+            Image.new("RGB", (16, 16), (0, 30 * index, 0)).save(root / split / f"b{index}.png")
+    page = ResultsPage(output_dir=str(tmp_path / "results"))
+    trainer_for(tmp_path, [page]).test(cyclegan(), datamodule=UnpairedDataModule(str(root), **TINY))
+    folder = tmp_path / "results"
+    singles = [row["singles"]["fake_B"] for row in page.rows]
+    assert len(set(singles)) == 4, singles  # each source its own file
+    # Rows follow the sorted test files; each row's translation has its own source's size.
+    assert [Image.open(folder / single).size for single in singles] == list(sources.values())
+    assert sorted(p.relative_to(folder / "fake_B").as_posix() for p in (folder / "fake_B").rglob("*.png")) == [
+        "a/n.png",
+        "b/n.png",
+        "dup.jpg.png",
+        "dup.png.png",
+    ]
+    text = (folder / "index.html").read_text()
+    assert "a/n.jpg" in text and "b/n.jpg" in text
+    assert all((folder / link).is_file() for link in links(folder / "index.html"))
+    assert not list(folder.rglob(".*"))  # no provisional names left
+
+
 def test_a_failing_test_keeps_the_previous_pages(data_root, tmp_path, cyclegan, trainer_for, probe):
     folder = tmp_path / "results"
     folder.mkdir()

@@ -146,6 +146,14 @@ def test_unsafe_tar_member_is_refused(tmp_path, file_server, helpers):
     assert not (tmp_path / "evil.txt").exists() and list(root.iterdir()) == []
 
 
+def test_an_archive_member_over_the_cap_is_refused_and_leaves_nothing(tmp_path, file_server, helpers):
+    name, body = _archive(helpers, "zip")
+    file_server.routes["/" + name] = (body, "ok")
+    with pytest.raises(DownloadError, match=r"over the limit of 100 bytes"):
+        download_dataset("horse2zebra", tmp_path, base_url=file_server.base, progress=False, max_member_bytes=100)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_no_network_names_the_url_and_the_layout(tmp_path):
     with socket.socket() as probe:  # a port nothing listens on
         probe.bind(("127.0.0.1", 0))

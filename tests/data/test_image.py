@@ -12,7 +12,7 @@ from PIL import Image
 
 from cyclegan_pl.data import ImageTransform, UnpairedDataset, is_image_file, list_images, read_image
 from cyclegan_pl.data.image import pil_to_tensor, quick_check, read_image_size
-from cyclegan_pl.errors import BadImageError, DataLayoutError
+from cyclegan_pl.errors import BadImageError, DataLayoutError, ImageTooLargeError
 
 
 def test_listing_ignores_non_images_and_accepts_any_case(awkward_folder):
@@ -129,6 +129,36 @@ def test_bad_images_raise_without_skip_and_are_skipped_with_one_warning(tmp_path
     assert "zz_truncated.jpg" not in [p.name for p in lenient.files_a]
     for i in range(len(lenient)):
         assert lenient[i]["A"].shape == (3, 32, 32)
+
+
+def test_only_a_dataset_suggests_skip_bad_images(tmp_path, helpers):
+    # read_image is what translate, evaluate and the app call: none of them has skip_bad_images.
+    path = helpers.write_truncated_jpeg(tmp_path / "A" / "broken.jpg")
+    with pytest.raises(BadImageError) as error:
+        read_image(path)
+    message = str(error.value)
+    assert "broken.jpg" in message and "replace or delete it" in message and "\n" not in message
+    assert "skip_bad_images" not in message
+    for i in range(2):
+        helpers.save_rgb(tmp_path / "B" / f"{i}.png", 20, 20)
+    dataset = UnpairedDataset(tmp_path / "A", tmp_path / "B", ImageTransform("resize_and_crop", 36, 32), serial=True)
+    with pytest.raises(BadImageError) as error:
+        dataset[0]
+    assert "broken.jpg" in str(error.value) and "skip_bad_images=True" in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("read", [read_image, read_image_size])
+def test_an_image_over_the_pixel_limit_is_not_called_corrupt(tmp_path, monkeypatch, read):
+    path = tmp_path / "huge.bmp"  # BMP: decoded by PIL, whose decompression-bomb guard applies
+    Image.new("RGB", (40, 30), (1, 2, 3)).save(path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
+    with pytest.raises(ImageTooLargeError) as error:
+        read(path)
+    message = str(error.value)
+    assert isinstance(error.value, BadImageError)
+    assert "huge.bmp" in message and "1200 pixels" in message and "limit of 200 pixels" in message
+    assert "corrupt" not in message and "\n" not in message
 
 
 def test_a_file_failing_only_at_decode_time_is_replaced_deterministically(tmp_path, helpers):
