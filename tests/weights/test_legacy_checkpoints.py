@@ -43,3 +43,33 @@ def test_legacy_cli_checkpoint_resumes_its_image_pools_and_counters():
     assert module.stream_seed == checkpoint["cyclegan_pl"]["stream_seed"]
     assert module.card_info["dataset"] == "demo"
     assert len(checkpoint["callbacks"]["ImagePoolCallback"]["pools"]["a"]["images"]) == 2
+
+
+def test_a_0_2_0_run_resumes_with_its_image_pools(tmp_path, cli_in_process):
+    """`fit --ckpt_path` on a checkpoint of 0.2.0 continues the run, the pools' images included."""
+    legacy = torch.load(LEGACY / "cyclegan_cli.ckpt", weights_only=True)
+    root = tmp_path / "run"
+    cli_in_process(
+        "fit",
+        "--config",
+        str(Path(__file__).resolve().parents[2] / "configs" / "demo.yaml"),
+        "--ckpt_path",
+        str(LEGACY / "cyclegan_cli.ckpt"),
+        f"--data.init_args.root={tmp_path / 'data'}",
+        "--data.init_args.load_size=16",
+        "--data.init_args.crop_size=16",
+        "--data.init_args.max_dataset_size=2",
+        "--data.init_args.max_val_size=1",
+        "--trainer.max_epochs=2",
+        "--trainer.logger=false",
+        f"--trainer.default_root_dir={root}",
+        cwd=tmp_path,
+    )
+    resumed = torch.load(root / "checkpoints" / "last.ckpt", weights_only=True)
+    assert resumed["epoch"] == 2 and resumed["cyclegan_pl"]["class_path"] == "cyclegan_pl.CycleGAN"
+    pools = resumed["callbacks"]["ImagePoolCallback"]["pools"]
+    for old, new in (("a", "fake_A"), ("b", "fake_B")):
+        kept = legacy["callbacks"]["ImagePoolCallback"]["pools"][old]["images"]
+        assert len(pools[new]["images"]) > len(kept)  # the old images, then new fakes
+        for before, after in zip(kept, pools[new]["images"], strict=False):
+            assert torch.equal(before, after)
