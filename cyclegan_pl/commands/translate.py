@@ -9,6 +9,8 @@ import lightning.pytorch as pl
 
 from cyclegan_pl.callbacks import ImageWriter
 from cyclegan_pl.data import ImageFolderDataset, image_folder_loader
+from cyclegan_pl.data.output import OutputDepth
+from cyclegan_pl.data.readers import reader_for
 from cyclegan_pl.directions import Direction
 from cyclegan_pl.errors import OptionError
 from cyclegan_pl.weights import load_checkpoint
@@ -22,14 +24,17 @@ def translate(
     batch_size: int = 1,
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto",
     num_workers: int = 0,
-    extension: str = "png",
+    extension: Optional[str] = None,
+    depth: OutputDepth = "auto",
     eval_mode: Optional[bool] = None,
 ) -> Path:
     """Translate a folder or one image with a checkpoint, keeping relative paths, names, sizes.
 
     Folders are searched recursively; each output image has its source's relative path, name and
     size (sides the generator cannot take are padded, then cropped back). An output folder inside
-    the input folder is left out of the inputs.
+    the input folder is left out of the inputs. Images are read as the model's data was (8-bit
+    photos, or natively: 16-bit, float, multi-band) and written in the data's units
+    (:mod:`cyclegan_pl.data.output`).
 
     Args:
         ckpt_path: a checkpoint written by ``fit``, ``import-reference`` or ``download-model``,
@@ -41,7 +46,10 @@ def translate(
         batch_size: images per forward pass (images of equal size are batched together).
         device: where to run: ``auto`` picks a GPU when there is one.
         num_workers: data loading processes.
-        extension: file type of the written images (png, jpg, ...).
+        extension: file type of the written images: png, tif, npy, jpg... (default: PNG where it
+            holds the images, else TIFF).
+        depth: ``auto`` (8-bit for 8-bit data, else the data's dtype and units), ``uint8`` (an
+            8-bit rendering), ``uint16`` or ``float32`` (the data's units).
         eval_mode: override the model's ``eval_mode`` (True: dropout off and BatchNorm running
             statistics, deterministic output); None keeps what the model was trained with.
     """
@@ -49,14 +57,13 @@ def translate(
         raise OptionError(f"input={input} does not exist; pass an image file or a folder of images.", option="input")
     if batch_size < 1:
         raise OptionError(f"batch_size={batch_size}: must be >= 1.", option="batch_size")
-    writer = ImageWriter(output_dir=output, extension=extension)
+    writer = ImageWriter(output_dir=output, extension=extension, depth=depth)
     module = load_checkpoint(ckpt_path)
     module.translation(direction)
     if eval_mode is not None:
         module.eval_mode = eval_mode
-    dataset = ImageFolderDataset(
-        input, channels=module.source_channels(direction), exclude=[output], dtype="uint8", direction=direction
-    )
+    reader = reader_for(module.intensity[direction[0]], f"images of domain {direction[0]}")
+    dataset = ImageFolderDataset(input, channels=reader, exclude=[output], dtype="uint8", direction=direction)
     trainer = pl.Trainer(
         accelerator=device,
         devices=1,

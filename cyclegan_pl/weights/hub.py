@@ -19,6 +19,7 @@ from typing import Any, Dict, Optional, Union
 
 from torch import Tensor, nn
 
+from cyclegan_pl.data.intensity import load_intensity
 from cyclegan_pl.errors import CheckpointError, DownloadError, OptionError, UserError
 from cyclegan_pl.files import atomic_file
 from cyclegan_pl.methods import METHODS, class_path
@@ -132,6 +133,7 @@ def save_pretrained(module: Any, directory: Union[str, Path], **card: Any) -> Pa
         "class_path": class_path(type(module)),
         "hparams": dict(module.hparams),
         "trained_directions": list(module.trained_directions),
+        "intensity": {domain: mapping.to_dict() for domain, mapping in module.intensity.items()},
         "card": info,
     }
     try:
@@ -189,6 +191,11 @@ def from_pretrained(
         )
     module.trained_directions = trained
     module.card_info = dict(config.get("card") or {})
+    try:
+        # Folders of 0.2.0 hold 8-bit models: the default mapping.
+        module.use_intensity(load_intensity(config.get("intensity", {})))
+    except (TypeError, ValueError, KeyError) as error:
+        raise CheckpointError(f"{folder / PRETRAINED_CONFIG}: its intensity entry cannot be used ({error}).") from None
     return module.to(map_location)
 
 
