@@ -1,4 +1,4 @@
-"""Generators, discriminators, norms and initializations of CycleGAN and pix2pix.
+"""Generators, discriminators, norms and initializations of CycleGAN, pix2pix, CUT and UNSB.
 
 Build networks by name with :func:`define_generator` / :func:`define_discriminator`; load weights
 saved by the reference code with :func:`load_reference_state_dict`.
@@ -10,6 +10,13 @@ from torch import nn
 
 from ..errors import CheckpointMismatchError
 from .antialias import Downsample, Upsample
+from .conditional import (
+    TimeConditionalPatchDiscriminator,
+    TimeConditionalResnetBlock,
+    TimeConditionalResnetGenerator,
+    energy_network,
+    timestep_embedding,
+)
 from .discriminators import DISCRIMINATORS, NLayerDiscriminator, PixelDiscriminator
 from .generators import (
     GENERATORS,
@@ -46,6 +53,9 @@ __all__ = [
     "PixelDiscriminator",
     "ResnetBlock",
     "ResnetGenerator",
+    "TimeConditionalPatchDiscriminator",
+    "TimeConditionalResnetBlock",
+    "TimeConditionalResnetGenerator",
     "UnetGenerator",
     "UnetSkipConnectionBlock",
     "Upsample",
@@ -55,6 +65,7 @@ __all__ = [
     "describe_network",
     "describe_state_dict",
     "draw_patch_ids",
+    "energy_network",
     "format_fixes",
     "get_norm_layer",
     "init_weights",
@@ -62,6 +73,7 @@ __all__ = [
     "norm_uses_bias",
     "read_state_dict",
     "sample_patches",
+    "timestep_embedding",
 ]
 
 
@@ -79,7 +91,8 @@ def define_generator(
     """Build and initialize a generator.
 
     Args:
-        name: ``resnet_9blocks``, ``resnet_6blocks``, ``unet_256``, ``unet_128``, or a pattern
+        name: ``resnet_9blocks``, ``resnet_6blocks``, ``unet_256``, ``unet_128``, UNSB's
+            time-conditional ``resnet_9blocks_cond`` (called ``G(x, t, z)``), or a pattern
             ``resnet_<N>blocks`` (N residual blocks) / ``unet_<side>`` (side a power of two
             >= 32; ``log2(side)`` downsamplings).
         input_nc: input image channels.
@@ -116,8 +129,9 @@ def define_discriminator(
     """Build and initialize a discriminator.
 
     Args:
-        name: ``basic`` (70x70 PatchGAN), ``n_layers`` (PatchGAN with ``n_layers`` layers) or
-            ``pixel`` (1x1 PixelGAN).
+        name: ``basic`` (70x70 PatchGAN), ``n_layers`` (PatchGAN with ``n_layers`` layers),
+            ``pixel`` (1x1 PixelGAN) or UNSB's time-conditional ``basic_cond`` (called ``D(x, t)``;
+            anti-aliased only).
         input_nc: input channels (6 for pix2pix's conditional discriminator).
         ndf: channels of the first convolution.
         n_layers: depth of the ``n_layers`` PatchGAN (ignored by the others).
