@@ -13,6 +13,7 @@ from cyclegan_pl.data.output import OutputDepth
 from cyclegan_pl.data.readers import reader_for
 from cyclegan_pl.directions import Direction
 from cyclegan_pl.errors import OptionError
+from cyclegan_pl.networks.tiling import AUTO_TILING, Tiling
 from cyclegan_pl.weights import load_checkpoint
 
 
@@ -27,6 +28,7 @@ def translate(
     extension: Optional[str] = None,
     depth: OutputDepth = "auto",
     eval_mode: Optional[bool] = None,
+    tiling: Tiling = AUTO_TILING,
 ) -> Path:
     """Translate a folder or one image with a checkpoint, keeping relative paths, names, sizes.
 
@@ -52,6 +54,9 @@ def translate(
             8-bit rendering), ``uint16`` or ``float32`` (the data's units).
         eval_mode: override the model's ``eval_mode`` (True: dropout off and BatchNorm running
             statistics, deterministic output); None keeps what the model was trained with.
+        tiling: translate large images in tiles (``--tiling.tile 512 --tiling.overlap 64``), with
+            the whole image's normalisation statistics, so that memory is bounded by the tile;
+            by default images over 4 megapixels are tiled (``--tiling.above``).
     """
     if not Path(input).exists():
         raise OptionError(f"input={input} does not exist; pass an image file or a folder of images.", option="input")
@@ -63,7 +68,10 @@ def translate(
     if eval_mode is not None:
         module.eval_mode = eval_mode
     reader = reader_for(module.intensity[direction[0]], f"images of domain {direction[0]}")
-    dataset = ImageFolderDataset(input, channels=reader, exclude=[output], dtype="uint8", direction=direction)
+    tiling.check(getattr(module.generator_for(direction), "size_multiple", 1))
+    dataset = ImageFolderDataset(
+        input, channels=reader, exclude=[output], dtype="uint8", direction=direction, tiling=tiling
+    )
     trainer = pl.Trainer(
         accelerator=device,
         devices=1,

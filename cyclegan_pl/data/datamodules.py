@@ -41,6 +41,7 @@ from cyclegan_pl.data.transforms import PREPROCESS, BatchDtype, ImageTransform
 from cyclegan_pl.data.unpaired import UnpairedDataset
 from cyclegan_pl.directions import Direction, check_direction
 from cyclegan_pl.errors import DataLayoutError, OptionError
+from cyclegan_pl.networks.tiling import Tiling
 
 Split = Literal["train", "val", "test"]
 PreprocessMode = PREPROCESS.choices()
@@ -98,6 +99,8 @@ class ImageDataModule(LightningDataModule):
         seed: Base seed of the shuffling, pairing and jitter (default: the seed_everything seed, else 0).
         predict_dir: Folder (searched recursively) or image file to translate in predict
             (default: the source domain's test images).
+        predict_tiling: Translate large images in tiles in predict (``tile``, ``overlap``...,
+            see :class:`~cyclegan_pl.networks.tiling.Tiling`); None translates them whole.
     """
 
     #: the folder layout this module reads (a key of ``LAYOUTS``)
@@ -131,6 +134,7 @@ class ImageDataModule(LightningDataModule):
         skip_bad_images: bool = False,
         seed: Optional[int] = None,
         predict_dir: Optional[str] = None,
+        predict_tiling: Optional[Tiling] = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -344,6 +348,7 @@ class ImageDataModule(LightningDataModule):
             hint=None if predict_dir else self.hint(),
             dtype=self.hparams.batch_dtype,
             direction=direction,
+            tiling=self.hparams.predict_tiling,
         )
 
     def _say_val_is_test(self, folders: str) -> None:

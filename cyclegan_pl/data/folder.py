@@ -15,6 +15,7 @@ from cyclegan_pl.data.samplers import SizeGroupedBatchSampler
 from cyclegan_pl.data.transforms import BatchDtype, as_batch_dtype
 from cyclegan_pl.directions import Direction
 from cyclegan_pl.errors import DataLayoutError
+from cyclegan_pl.networks.tiling import Tiling
 
 PathLike = Union[str, Path]
 
@@ -42,6 +43,7 @@ class ImageFolderDataset(Dataset):
             writes inside its input folder).
         dtype: ``float32`` images in [-1, 1], or ``uint8`` images for normalisation on the device.
         direction: the translation the images are read for (``AtoB``: they are domain A images).
+        tiling: how they are translated in tiles (items then carry it as a dict), if at all.
     """
 
     def __init__(
@@ -57,9 +59,11 @@ class ImageFolderDataset(Dataset):
         exclude: Sequence[PathLike] = (),
         dtype: BatchDtype = "float32",
         direction: Optional[Direction] = None,
+        tiling: Optional[Tiling] = None,
     ) -> None:
         self.dtype = dtype
         self.direction = direction
+        self.tiling = tiling
         if half not in (None, "left", "right"):
             raise ValueError(f"half must be None, 'left' or 'right', got {half!r}")
         self.root = Path(path)
@@ -101,6 +105,8 @@ class ImageFolderDataset(Dataset):
         }
         if self.direction is not None:
             item["direction"] = self.direction
+        if self.tiling is not None:
+            item["tiling"] = self.tiling.to_dict()
         return item
 
 

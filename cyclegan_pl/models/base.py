@@ -77,6 +77,7 @@ from cyclegan_pl.networks import (
     define_generator,
 )
 from cyclegan_pl.networks.padding import crop_to, pad_to_multiple
+from cyclegan_pl.networks.tiling import Tiling, translate_tiled
 from cyclegan_pl.weights.checkpoints import CHECKPOINT_KEY
 from cyclegan_pl.weights.hub import PretrainedMixin
 
@@ -205,6 +206,8 @@ class ImageTranslationModule(PretrainedMixin, pl.LightningModule):
     published_models: ClassVar[Tuple[Any, ...]] = ()
     #: the pools of generated images the discriminators draw from (filled by ``ImagePoolCallback``)
     image_pools: ClassVar[Tuple[str, ...]] = ()
+    #: why the method's images cannot be translated in tiles (None: they can)
+    tiling_refusal: ClassVar[Optional[str]] = None
     #: names of the optimizers of ``optimizer_groups`` (logged as ``lr/<name>``)
     optimizer_names: ClassVar[Tuple[str, ...]] = ("g", "d")
     #: loss terms shown in the progress bar (all are logged)
@@ -613,21 +616,52 @@ class ImageTranslationModule(PretrainedMixin, pl.LightningModule):
         self.intensity = {**self.intensity, **load_intensity(state.get("intensity", {}))}
 
     # --- inference --------------------------------------------------------------------------
-    def translate(self, images: Tensor, direction: str = "AtoB") -> Tensor:
-        """Translate images (N, C, H, W in [-1, 1], or uint8) of any size; returns the same size in [-1, 1].
+    def translate(self, images: Tensor, direction: str = "AtoB", tiling: Optional[Tiling] = None) -> Tensor:
+        """Translate images (N, C, H, W: stored values, or float in [-1, 1]) of any size, to [-1, 1].
 
         Sides that are not a multiple of the generator's ``size_multiple`` are padded and the
         output cropped back (:mod:`cyclegan_pl.networks.padding`), so any image size works.
+
+        Args:
+            images: the images.
+            direction: ``AtoB`` or ``BtoA``.
+            tiling: translate images it applies to in tiles, one image at a time, with the whole
+                image's normalisation statistics (:mod:`cyclegan_pl.networks.tiling`).
+
+        Raises:
+            OptionError: the direction is not one the model translates, or the tiling does not fit
+                the generator (or the method cannot be tiled).
         """
         translation = self.translation(direction)
         gen = getattr(self, translation.generator)
+        multiple = getattr(gen, "size_multiple", 1)
         height, width = images.shape[-2:]
-        padded = pad_to_multiple(
-            self.prepare_images(images, translation.direction[0]), getattr(gen, "size_multiple", 1)
-        )
+        padded = pad_to_multiple(self.prepare_images(images, translation.direction[0]), multiple)
+        tiled = tiling is not None and tiling.applies(height, width)
+        if tiled:
+            if self.tiling_refusal is not None:
+                raise OptionError(f"tile={tiling.tile}: {self.tiling_refusal}", option="tile")
+            tiling.check(multiple)
         with inference_mode([gen], self.eval_mode):
-            output = self.generate_for_inference(translation, padded)
+            if not tiled:
+                output = self.generate_for_inference(translation, padded)
+            else:
+                output = torch.cat([self._translate_tiled(translation, image[None], tiling) for image in padded])
         return crop_to(output, height, width)
+
+    def _translate_tiled(self, translation: Translation, image: Tensor, tiling: Tiling) -> Tensor:
+        gen = getattr(self, translation.generator)
+        return translate_tiled(
+            lambda tile: self.generate_for_inference(translation, tile),
+            image,
+            tiling.tile,
+            tiling.overlap,
+            multiple=getattr(gen, "size_multiple", 1),
+            ramp=tiling.ramp,
+            statistics=tiling.statistics,
+            network=gen,
+            context=tiling.context,
+        )
 
     def generate_for_inference(self, translation: Translation, images: Tensor) -> Tensor:
         """The translation of prepared, padded images (a method with a multi-step sampler overrides this)."""
@@ -640,14 +674,15 @@ class ImageTranslationModule(PretrainedMixin, pl.LightningModule):
     def predict_step(self, batch: Dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> Dict[str, Any]:
         """Translate a batch of ``image`` (or ``A``) in the direction its loader names (``direction``).
 
-        Loaders of images to translate name the direction in every item; without one, the main
-        direction is used.
+        Loaders of images to translate name the direction in every item (without one, the main
+        direction is used) and the tiling (``tiling``: a dict of :class:`Tiling`'s fields), if any.
         """
         images = batch["image"] if "image" in batch else batch["A"]
         direction = _first(batch.get("direction")) or self.directions[0]
         paths = batch.get("path", batch.get("A_paths"))
+        translated = self.translate(images, direction, Tiling.from_batch(batch.get("tiling")))
         # The output domain names the intensity mapping that gives the images' stored values back.
-        result = {"images": self.translate(images, direction), "path": paths, "domain": direction[-1]}
+        result = {"images": translated, "path": paths, "domain": direction[-1]}
         result["relpath"] = batch.get("relpath", [p.rsplit("/", 1)[-1] for p in paths] if paths else None)
         return result
 
