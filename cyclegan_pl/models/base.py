@@ -178,9 +178,11 @@ class ImageTranslationModule(PretrainedMixin, pl.LightningModule):
         channels_last: keep networks and inputs in channels-last memory format (faster on
             tensor-core GPUs).
         compile: ``torch.compile`` the networks (state_dict keys stay unchanged).
-        gradient_checkpointing: recompute the ResNet generators' residual blocks in the
-            backward pass instead of storing their activations (less memory at high resolution,
-            same numbers, about a third more generator compute).
+        gradient_checkpointing: recompute the generators' layers in the backward pass (the
+            ResNet's residual blocks, every U-Net level) instead of storing their activations:
+            less memory at high resolution, the same numbers, about a third more generator
+            compute (docs/method.md#training-at-high-resolution).
+        discriminator_checkpointing: the same for the discriminators' layers.
         optimizer_impl: Adam implementation: ``default`` (PyTorch's choice), ``foreach`` or
             ``fused`` (CUDA); the last two differ from ``default`` only in rounding.
         reseed_every_step: reseed the global random generators before every training step
@@ -238,6 +240,7 @@ class ImageTranslationModule(PretrainedMixin, pl.LightningModule):
         channels_last: bool = False,
         compile: bool = False,
         gradient_checkpointing: bool = False,
+        discriminator_checkpointing: bool = False,
         optimizer_impl: OptimizerImpl = "default",
         reseed_every_step: bool = True,
     ) -> None:
@@ -461,7 +464,9 @@ class ImageTranslationModule(PretrainedMixin, pl.LightningModule):
     def _apply_network_options(self) -> None:
         """Called by each method at the end of ``__init__``, once its networks exist."""
         if self.hparams.gradient_checkpointing:
-            enable_gradient_checkpointing(self.generators())
+            enable_gradient_checkpointing(self.generators(), "gradient_checkpointing")
+        if self.hparams.discriminator_checkpointing:
+            enable_gradient_checkpointing(self.discriminators(), "discriminator_checkpointing")
         if self.hparams.compile:
             compile_networks(self.generators() + self.discriminators())
 

@@ -9,19 +9,24 @@ from torch import nn
 from cyclegan_pl.errors import OptionError
 
 
-def enable_gradient_checkpointing(generators: Sequence[nn.Module]) -> None:
-    """Recompute the generators' residual blocks in the backward pass instead of storing them.
+def enable_gradient_checkpointing(networks: Sequence[nn.Module], option: str) -> None:
+    """Recompute the networks' layers in the backward pass instead of storing their activations.
+
+    Args:
+        networks: generators or discriminators with a ``gradient_checkpointing`` switch.
+        option: the module option that asked for it (named in the error).
 
     Raises:
-        OptionError: a generator has no blocks to recompute (the ResNet generators have).
+        OptionError: a network cannot recompute its layers (every built-in network can).
     """
-    for gen in generators:
-        if not hasattr(gen, "gradient_checkpointing"):
+    for net in networks:
+        if not hasattr(net, "gradient_checkpointing"):
             raise OptionError(
-                f"gradient_checkpointing=True needs a ResNet generator; {type(gen).__name__} does not support it.",
-                option="gradient_checkpointing",
+                f"{option}=True: {type(net).__name__} has no gradient checkpointing; the built-in ResNet and "
+                "U-Net generators and PatchGAN/PixelGAN discriminators have.",
+                option=option,
             )
-        gen.gradient_checkpointing = True
+        net.gradient_checkpointing = True
 
 
 def compile_networks(networks: Sequence[nn.Module]) -> None:

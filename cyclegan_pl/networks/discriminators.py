@@ -16,6 +16,7 @@ from torch import nn
 from ..errors import OptionError
 from ..registry import Registry
 from .antialias import Downsample
+from .checkpointing import checkpointed_run, split_before
 from .norms import NORMS
 
 __all__ = [
@@ -41,6 +42,10 @@ class NLayerDiscriminator(nn.Module):
     """PatchGAN: a fully convolutional classifier scoring overlapping patches.
 
     With ``n_layers=3`` each output scores a 70x70 patch and a 256x256 input gives 30x30 scores.
+
+    Attributes:
+        gradient_checkpointing: when True and gradients are enabled, each convolution with its
+            norm and activation is recomputed during backward (less memory, same numbers).
 
     Args:
         input_nc: input channels (6 for pix2pix's conditional D on input+output).
@@ -84,13 +89,17 @@ class NLayerDiscriminator(nn.Module):
             channels = out_channels
         layers.append(nn.Conv2d(channels, 1, kernel_size=4, stride=1, padding=1))
         self.model = nn.Sequential(*layers)
+        self.gradient_checkpointing: bool = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x)
+        return _run(self.model, x, self.gradient_checkpointing)
 
 
 class PixelDiscriminator(nn.Module):
     """1x1 PixelGAN: scores every pixel independently (colour statistics only).
+
+    Attributes:
+        gradient_checkpointing: as :class:`NLayerDiscriminator`'s.
 
     Args:
         input_nc: input channels.
@@ -116,9 +125,20 @@ class PixelDiscriminator(nn.Module):
             nn.LeakyReLU(0.2, True),
             nn.Conv2d(ndf * 2, 1, kernel_size=1, bias=bias),
         )
+        self.gradient_checkpointing: bool = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+        return _run(self.net, x, self.gradient_checkpointing)
+
+
+def _run(layers: nn.Sequential, x: torch.Tensor, checkpointing: bool) -> torch.Tensor:
+    """``layers(x)``; with checkpointing (and gradients on), each convolution with the layers
+    after it is recomputed during backward instead of keeping its activations."""
+    if not (checkpointing and torch.is_grad_enabled()):
+        return layers(x)
+    for run in split_before(layers, nn.Conv2d):
+        x = checkpointed_run(run, x)
+    return x
 
 
 @DISCRIMINATORS.register("basic")

@@ -22,11 +22,11 @@ from typing import Callable, List, Optional, Protocol, Sequence
 
 import torch
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 
 from ..errors import OptionError
 from ..registry import PatternRegistry, Registry
 from .antialias import Downsample, Upsample
+from .checkpointing import checkpointed, checkpointed_run
 from .norms import NORMS
 
 __all__ = [
@@ -123,7 +123,7 @@ class ResnetGenerator(nn.Module):
         size_multiple: input sides must be multiples of this (4).
         gradient_checkpointing: when True and gradients are enabled, each residual block is
             recomputed during backward instead of keeping its activations (less memory, same
-            numbers; BatchNorm running statistics get updated twice per step).
+            numbers and running statistics).
 
     Args:
         input_nc: input image channels.
@@ -219,7 +219,7 @@ class ResnetGenerator(nn.Module):
 
     def _run(self, layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
         if self.gradient_checkpointing and torch.is_grad_enabled() and isinstance(layer, ResnetBlock):
-            return checkpoint(layer, x, use_reentrant=False)
+            return checkpointed(layer, x)
         return layer(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -324,11 +324,22 @@ class UnetSkipConnectionBlock(nn.Module):
             if dropout:
                 layers.append(nn.Dropout(0.5))
         self.model = nn.Sequential(*layers)
+        self.gradient_checkpointing: bool = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        inner = self._checkpointed(x) if self.gradient_checkpointing and torch.is_grad_enabled() else self.model(x)
         if self.outermost:
-            return self.model(x)
-        return torch.cat([x, self.model(x)], 1)
+            return inner
+        return torch.cat([x, inner], 1)
+
+    def _checkpointed(self, x: torch.Tensor) -> torch.Tensor:
+        # The layers before and after the inner level are recomputed; the inner level checkpoints its own.
+        layers = list(self.model)
+        split = next((i for i, layer in enumerate(layers) if isinstance(layer, UnetSkipConnectionBlock)), len(layers))
+        x = checkpointed_run(layers[:split], x)
+        if split == len(layers):
+            return x
+        return checkpointed_run(layers[split + 1 :], layers[split](x))
 
 
 def _required(submodule: Optional[nn.Module]) -> nn.Module:
@@ -344,6 +355,7 @@ class UnetGenerator(nn.Module):
 
     Attributes:
         size_multiple: input sides must be multiples of this (``2**num_downs``).
+        gradient_checkpointing: see the property.
 
     Args:
         input_nc: input image channels.
@@ -385,6 +397,18 @@ class UnetGenerator(nn.Module):
         )
         self.num_downs = num_downs
         self.size_multiple: int = 2**num_downs
+
+    @property
+    def gradient_checkpointing(self) -> bool:
+        """When True and gradients are enabled, every level's layers are recomputed during backward
+        instead of keeping their activations (less memory, same numbers and running statistics)."""
+        return self.model.gradient_checkpointing
+
+    @gradient_checkpointing.setter
+    def gradient_checkpointing(self, enabled: bool) -> None:
+        for block in self.modules():
+            if isinstance(block, UnetSkipConnectionBlock):
+                block.gradient_checkpointing = enabled
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input_size(x, self.size_multiple, type(self).__name__)

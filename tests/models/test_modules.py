@@ -194,8 +194,20 @@ def test_speed_options_run(make_batch, fit_batches):
     module = CycleGAN(channels_last=True, gradient_checkpointing=True, optimizer_impl="foreach", **TINY_CYCLEGAN)
     fit_batches(module, [make_batch()])
     assert module.gen_ab.gradient_checkpointing
-    with pytest.raises(ValueError, match="ResNet"):
-        Pix2Pix(gradient_checkpointing=True, **TINY_PIX2PIX)
+
+
+@pytest.mark.parametrize("module_class, options", [(CycleGAN, TINY_CYCLEGAN), (Pix2Pix, TINY_PIX2PIX)])
+def test_memory_options_give_the_same_training_step(module_class, options, make_batch, fit_batches):
+    torch.manual_seed(0)
+    plain = module_class(**options)
+    checkpointed = module_class(gradient_checkpointing=True, discriminator_checkpointing=True, **options)
+    checkpointed.load_state_dict(plain.state_dict())
+    assert all(net.gradient_checkpointing for net in checkpointed.generators() + checkpointed.discriminators())
+    batch = make_batch()
+    for module in (plain, checkpointed):
+        fit_batches(module, [batch])
+    for key, value in plain.state_dict().items():
+        torch.testing.assert_close(checkpointed.state_dict()[key], value, rtol=0, atol=1e-5, msg=key)
 
 
 def test_nonfinite_ignore_does_not_check(make_batch, fit_batches):
