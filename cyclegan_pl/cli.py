@@ -38,6 +38,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.plugins.io import CheckpointIO
 from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 
+from cyclegan_pl.arguments import concise_parse_error
 from cyclegan_pl.callbacks.sigterm_checkpoint import SigtermCheckpoint
 from cyclegan_pl.commands import COMMANDS
 from cyclegan_pl.errors import CheckpointError, UserError
@@ -69,54 +70,6 @@ def _fail(message: str, status: int = 1) -> NoReturn:
     if not os.environ.get(DEBUG_ENV):
         print(f"(set {DEBUG_ENV}=1 to see the traceback)", file=sys.stderr)
     sys.exit(status)
-
-
-def _readable_pattern(regex: str) -> str:
-    """A pattern type's regex as a user reads it: ``(?P<n_blocks>\\d+)`` becomes ``<n_blocks>``."""
-    text = re.sub(r"\(\?P<(\w+)>[^)]*\)", r"<\1>", regex.strip().lstrip("^").rstrip("$"))
-    text = text.replace("(?:", "").replace(")", "")
-    return ", ".join(part for part in text.split("|") if part)
-
-
-def concise_parse_error(message: str) -> str:
-    """One line from a jsonargparse error: the option, the value, what was expected; no noise."""
-    lines = [line.strip().lstrip("- ").strip() for line in str(message).strip().splitlines() if line.strip()]
-    keys = list(dict.fromkeys(re.findall(r'Parser key "([^"]+)"', str(message))))
-    given = next(
-        (
-            line.split("value:", 1)[1].strip()
-            for line in lines
-            if re.match(r"(Given|.*Got) value:", line) and "NestedArg(" not in line
-        ),
-        None,
-    )
-    choices: List[str] = []
-    types: List[str] = []
-    for line in lines:
-        literal = re.search(r"Expected a typing\.Literal\[(.*?)\]", line)
-        pattern = re.search(r"does not match regular expression (.+)$", line)
-        if literal:
-            choices += [c.strip().strip("'\"") for c in literal.group(1).split(",")]
-        elif pattern:
-            choices.append(_readable_pattern(pattern.group(1)))
-        types += re.findall(r"Expected a <class '(?:\w+\.)*(\w+)'>", line)
-    option = ".".join(k for k in keys if k != "init_args")
-    value = f" {given!r}" if given is not None else ""
-    if option and choices:
-        return f"{option}{value} is not one of: {', '.join(dict.fromkeys(choices))}"
-    if option and types:
-        expected = " or ".join("None" if t == "NoneType" else t for t in dict.fromkeys(types))
-        return f"{option}{value} is not a valid {expected}"
-    useful = [
-        line
-        for line in lines
-        if line.startswith(("Parser key", "Expected", "Not of type", "Unrecognized", "Key ", "Configuration check"))
-        or "does not" in line
-        or "must be" in line
-        or "not a valid" in line
-    ]
-    chosen = useful or lines[:3]
-    return " ".join(dict.fromkeys(chosen))
 
 
 class ConciseParserMixin:
