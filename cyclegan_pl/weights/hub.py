@@ -10,6 +10,7 @@ for Hub repos (``pip install 'cyclegan_pl[hub]'``).
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import shutil
@@ -17,11 +18,13 @@ import tempfile
 from pathlib import Path
 from typing import Any, Dict, Optional, Union
 
-from torch import Tensor, nn
+import torch
+from torch import Tensor
 
 from cyclegan_pl.errors import CheckpointError, DownloadError, OptionError, UserError
 from cyclegan_pl.files import atomic_file
 from cyclegan_pl.methods import METHODS, class_path
+from cyclegan_pl.weights.tensors import TensorSpec, conform_tensors, module_for_weights
 
 #: The files of a :func:`save_pretrained` folder.
 PRETRAINED_WEIGHTS = "model.safetensors"
@@ -35,6 +38,8 @@ HUB_PREFIX = re.compile(r"^hf:/+")
 _REPO_ID = re.compile(r"[\w.-]+/[\w.-]+")
 #: What ``card_info`` may hold: shown in the model card, kept in checkpoints and folders.
 CARD_FIELDS = ("name", "description", "dataset", "epochs", "command", "metrics", "source")
+#: The largest config.json read: the package writes a few kB (the hyperparameters and the card).
+MAX_CONFIG_BYTES = 1 << 20
 
 
 class PretrainedMixin:
@@ -174,21 +179,26 @@ def from_pretrained(
             f"{folder} holds a {module_class.__name__}, not a {expected.__name__}: load it with "
             f"{module_class.__name__}.from_pretrained or cyclegan_pl.load_checkpoint."
         )
-    try:
-        module = module_class(**config["hparams"])
-    except (TypeError, UserError) as error:
-        raise CheckpointError(
-            f"{folder / PRETRAINED_CONFIG}: its hparams do not build a {module_class.__name__} ({error})."
-        ) from None
-    module.load_state_dict(_read_pretrained_weights(folder, module))
-    trained = tuple(config.get("trained_directions") or module.directions)
-    if not set(trained) <= set(module.directions):
+    directions = [translation.direction for translation in module_class.translations]
+    trained = tuple(config["trained_directions"] or directions)
+    if not set(trained) <= set(directions):
         raise CheckpointError(
             f"{folder / PRETRAINED_CONFIG}: trained_directions {list(trained)} are not directions a "
-            f"{module_class.__name__} translates ({', '.join(module.directions)})."
+            f"{module_class.__name__} translates ({', '.join(directions)})."
         )
+    weights = folder / PRETRAINED_WEIGHTS
+    module = module_for_weights(
+        module_class,
+        config["hparams"],
+        _safetensors_header(weights, folder),
+        options_origin=f"The hparams of {folder / PRETRAINED_CONFIG}",
+        weights_origin=str(weights),
+        described_by=f"its {PRETRAINED_CONFIG}",
+    )
+    state = _read_pretrained_weights(weights)
+    module.load_state_dict(conform_tensors(state, module.state_dict(), str(weights), module.generator_names()))
     module.trained_directions = trained
-    module.card_info = dict(config.get("card") or {})
+    module.card_info = config["card"]
     return module.to(map_location)
 
 
@@ -276,23 +286,73 @@ def _pretrained_folder(source: Union[str, Path], revision: Optional[str]) -> Pat
 
 
 def _read_pretrained_config(folder: Path) -> Dict[str, Any]:
+    """The folder's config.json, each entry of the type the package writes (or one line naming it)."""
     path = folder / PRETRAINED_CONFIG
     if not path.is_file():
         raise CheckpointError(
             f"{folder} holds no {PRETRAINED_CONFIG}: pass a folder written by save_pretrained, or a "
             ".ckpt checkpoint file."
         )
+    size = path.stat().st_size
+    if size > MAX_CONFIG_BYTES:
+        raise CheckpointError(
+            f"{path} is {size / 2**20:.1f} MiB, far more than a model folder's {PRETRAINED_CONFIG} (a few kB): it was "
+            "not written by save_pretrained; copy the folder again."
+        )
     try:
         config = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise CheckpointError(f"{path} cannot be read as JSON ({error}).") from None
+    except RecursionError:
+        raise CheckpointError(f"{path} nests too deeply to be a cyclegan_pl config.") from None
     if not isinstance(config, dict) or not isinstance(config.get("hparams"), dict):
         raise CheckpointError(f"{path} is not a cyclegan_pl config (no 'hparams' mapping).")
-    if int(config.get("format", PRETRAINED_FORMAT)) > PRETRAINED_FORMAT:
+    version = config.get("format", PRETRAINED_FORMAT)
+    if type(version) is not int or version < 1:
+        raise CheckpointError(f"{path}: format must be a positive integer, not {_shown(version)}.")
+    if version > PRETRAINED_FORMAT:
         raise CheckpointError(
-            f"{path} was written by a newer cyclegan_pl (format {config['format']}); upgrade cyclegan_pl to load it."
+            f"{path} was written by a newer cyclegan_pl (format {version}); upgrade cyclegan_pl to load it."
         )
-    return config
+    directions = config.get("trained_directions")
+    if directions is not None and not (
+        isinstance(directions, list) and all(isinstance(direction, str) for direction in directions)
+    ):
+        raise CheckpointError(f"{path}: trained_directions must be a list of directions, not {_shown(directions)}.")
+    return {**config, "trained_directions": directions, "card": _checked_card(config.get("card"), path)}
+
+
+def _checked_card(card: Any, path: Path) -> Dict[str, Any]:
+    """The model card entries of a config (:data:`CARD_FIELDS`), each of the type the package writes."""
+    if card is None:
+        return {}
+    if not isinstance(card, dict):
+        raise CheckpointError(f"{path}: card must be a mapping of model card entries, not {_shown(card)}.")
+    checked: Dict[str, Any] = {}
+    for key in CARD_FIELDS:
+        value = card.get(key)
+        if value is None:
+            continue
+        if key == "metrics":
+            if not isinstance(value, dict) or not all(_is_number(number) for number in value.values()):
+                raise CheckpointError(f"{path}: card.metrics must map names to numbers, not {_shown(value)}.")
+            value = {str(name): float(number) for name, number in value.items()}
+        elif key == "epochs":
+            if type(value) is not int or value < 0:
+                raise CheckpointError(f"{path}: card.epochs must be a count of epochs, not {_shown(value)}.")
+        elif not isinstance(value, str):
+            raise CheckpointError(f"{path}: card.{key} must be text, not {_shown(value)}.")
+        checked[key] = value
+    return checked
+
+
+def _is_number(value: Any) -> bool:
+    return type(value) in (int, float) and math.isfinite(value)
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _pretrained_class(config: Dict[str, Any], folder: Path) -> Any:
@@ -305,28 +365,48 @@ def _pretrained_class(config: Dict[str, Any], folder: Path) -> Any:
     return module_class
 
 
-def _read_pretrained_weights(folder: Path, module: nn.Module) -> Dict[str, Tensor]:
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
+def _safetensors_header(path: Path, folder: Path) -> Dict[str, TensorSpec]:
+    """The shape and dtype of each tensor of a safetensors file, from its header: no tensor is read."""
+    from safetensors import SafetensorError, safe_open
 
-    path = folder / PRETRAINED_WEIGHTS
     if not path.is_file():
         raise CheckpointError(f"{folder} holds no {PRETRAINED_WEIGHTS}: copy it there from where the folder came from.")
     try:
-        state = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as error:
+        with safe_open(str(path), framework="pt") as handle:
+            return {key: _header_spec(handle.get_slice(key)) for key in handle.keys()}  # noqa: SIM118 - not iterable
+    except (SafetensorError, OSError, ValueError, TypeError) as error:
         raise CheckpointError(f"{path} is truncated or not a safetensors file ({error}); copy it again.") from None
-    expected = module.state_dict()
-    missing = [key for key in expected if key not in state]
-    unexpected = [key for key in state if key not in expected]
-    reshaped = [key for key in expected if key in state and state[key].shape != expected[key].shape]
-    if missing or unexpected or reshaped:
-        examples = ", ".join((missing + unexpected + reshaped)[:3])
-        raise CheckpointError(
-            f"{path} does not fit the {type(module).__name__} its {PRETRAINED_CONFIG} describes: {len(missing)} "
-            f"missing, {len(unexpected)} unexpected, {len(reshaped)} reshaped tensors (e.g. {examples})."
-        )
-    return state
+
+
+def _header_spec(piece: Any) -> TensorSpec:
+    return tuple(piece.get_shape()), _SAFETENSORS_DTYPES.get(piece.get_dtype())
+
+
+# The dtypes safetensors names in its header; others (F8 variants...) are left unnamed here and
+# refused by conform_tensors once read.
+_SAFETENSORS_DTYPES = {
+    "F64": torch.float64,
+    "F32": torch.float32,
+    "F16": torch.float16,
+    "BF16": torch.bfloat16,
+    "I64": torch.int64,
+    "I32": torch.int32,
+    "I16": torch.int16,
+    "I8": torch.int8,
+    "U8": torch.uint8,
+    "BOOL": torch.bool,
+    "C64": torch.complex64,
+}
+
+
+def _read_pretrained_weights(path: Path) -> Dict[str, Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError, TypeError) as error:
+        raise CheckpointError(f"{path} is truncated or not a safetensors file ({error}); copy it again.") from None
 
 
 def _model_card(method_class: Any, config: Dict[str, Any], card: Dict[str, Any], folder: Path) -> str:
