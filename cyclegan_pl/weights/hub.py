@@ -75,13 +75,14 @@ class PretrainedMixin:
             card["metrics"] = {**card.get("metrics", {}), **metrics}
         return card
 
-    def save_pretrained(self, directory: Union[str, Path], **card: Any) -> Path:
+    def save_pretrained(self, directory: Union[str, Path], repo_id: Optional[str] = None, **card: Any) -> Path:
         """Write the model as a folder: ``model.safetensors``, ``config.json`` and ``README.md``.
 
-        See :func:`save_pretrained`; ``card`` entries override what the model knows
-        (:data:`CARD_FIELDS`), e.g. ``dataset="horse2zebra"``, ``metrics={"fid/a2b": 61.2}``.
+        See :func:`save_pretrained`; ``repo_id`` is the Hub repo the folder is meant for, and
+        ``card`` entries override what the model knows (:data:`CARD_FIELDS`), e.g.
+        ``dataset="horse2zebra"``, ``metrics={"fid/a2b": 61.2}``.
         """
-        return save_pretrained(self, directory, **card)
+        return save_pretrained(self, directory, repo_id=repo_id, **card)
 
     @classmethod
     def from_pretrained(cls, source: Union[str, Path], revision: Optional[str] = None, map_location: str = "cpu"):
@@ -105,7 +106,7 @@ class PretrainedMixin:
         return push_to_hub(self, repo_id, private=private, commit_message=commit_message, token=token, **card)
 
 
-def save_pretrained(module: Any, directory: Union[str, Path], **card: Any) -> Path:
+def save_pretrained(module: Any, directory: Union[str, Path], repo_id: Optional[str] = None, **card: Any) -> Path:
     """Write ``module`` as a folder: ``model.safetensors``, ``config.json`` and ``README.md``.
 
     The weights are a safetensors file (tensors only: nothing runs when it is read), the
@@ -118,6 +119,9 @@ def save_pretrained(module: Any, directory: Union[str, Path], **card: Any) -> Pa
     Args:
         module: the model (any registered method).
         directory: the folder to write (created when missing).
+        repo_id: the Hugging Face Hub repo (``owner/name``) the folder is uploaded to: the model
+            card's usage lines then load ``hf://owner/name``. Without it they name the folder as
+            ``./<its name>``: the card never shows where it was saved on this machine.
         **card: model card entries overriding what the model knows (:data:`CARD_FIELDS`).
 
     Returns:
@@ -149,7 +153,7 @@ def save_pretrained(module: Any, directory: Union[str, Path], **card: Any) -> Pa
     with atomic_file(folder / PRETRAINED_CONFIG) as tmp:
         tmp.write_text(config_text)
     with atomic_file(folder / PRETRAINED_CARD) as tmp:
-        tmp.write_text(_model_card(type(module), config, info, folder))
+        tmp.write_text(_model_card(type(module), config, info, folder, repo_id))
     return folder
 
 
@@ -219,7 +223,7 @@ def push_to_hub(
     api = hub.HfApi(token=token)
     staging = Path(tempfile.mkdtemp(prefix="cyclegan_pl_push_"))
     try:
-        save_pretrained(module, staging, **{"name": repo_id.rsplit("/", 1)[-1], **card})
+        save_pretrained(module, staging, repo_id=repo_id, **{"name": repo_id.rsplit("/", 1)[-1], **card})
         api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
         commit = api.upload_folder(
             repo_id=repo_id, folder_path=str(staging), commit_message=commit_message, repo_type="model"
@@ -409,8 +413,15 @@ def _read_pretrained_weights(path: Path) -> Dict[str, Tensor]:
         raise CheckpointError(f"{path} is truncated or not a safetensors file ({error}); copy it again.") from None
 
 
-def _model_card(method_class: Any, config: Dict[str, Any], card: Dict[str, Any], folder: Path) -> str:
-    """The README.md of a save_pretrained folder: front matter for the Hub, then the facts."""
+def _model_card(
+    method_class: Any, config: Dict[str, Any], card: Dict[str, Any], folder: Path, repo_id: Optional[str]
+) -> str:
+    """The README.md of a save_pretrained folder: front matter for the Hub, then the facts.
+
+    Its usage lines load ``hf://<repo_id>`` when the folder goes to the Hub, else ``./<folder's
+    name>``: a card shared with others must not show this machine's folders.
+    """
+    source = f"hf://{repo_id}" if repo_id else f"./{folder.resolve().name}"
     hp = config["hparams"]
     method = method_class.__name__
     all_directions = [translation.direction for translation in method_class.translations]
@@ -454,12 +465,12 @@ def _model_card(method_class: Any, config: Dict[str, Any], card: Dict[str, Any],
         "## Use",
         "",
         "```bash",
-        f"python -m cyclegan_pl translate --ckpt_path {folder} --input IMAGES --output OUT --direction {directions[0]}",
+        f"python -m cyclegan_pl translate --ckpt_path {source} --input IMAGES --output OUT --direction {directions[0]}",
         "```",
         "",
         "```python",
         "from cyclegan_pl import load_checkpoint",
-        f'model = load_checkpoint("{folder}")  # or {method}.from_pretrained(...)',
+        f'model = load_checkpoint("{source}")  # or {method}.from_pretrained(...)',
         f'images_out = model.translate(images_in, "{directions[0]}")  # N, C, H, W in [-1, 1]',
         "```",
         "",

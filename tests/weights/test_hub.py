@@ -246,3 +246,34 @@ def test_a_config_file_too_large_to_be_one_is_not_read(tmp_path):
         handle.truncate(64 << 20)  # sparse: nothing is written, the size is what counts
     with pytest.raises(CheckpointError, match="config.json is 64.0 MiB"):
         load_checkpoint(folder)
+
+
+# --- the model card names no local folder ---------------------------------------------------
+
+
+def test_the_model_card_uses_a_relative_folder_or_the_hub_id_never_the_local_path(tmp_path, monkeypatch):
+    torch.manual_seed(0)
+    module = CycleGAN(**TINY_CYCLEGAN)
+    card = (module.save_pretrained(tmp_path / "deep" / "h2z") / "README.md").read_text()
+    assert str(tmp_path) not in card
+    assert "--ckpt_path ./h2z " in card and 'load_checkpoint("./h2z")' in card
+
+    uploaded = {}
+
+    class HfApi:
+        def __init__(self, token=None):
+            pass
+
+        def create_repo(self, repo_id, private=None, exist_ok=False, repo_type=None):
+            pass
+
+        def upload_folder(self, repo_id, folder_path, commit_message, repo_type):
+            uploaded["card"] = (Path(folder_path) / "README.md").read_text()
+            uploaded["folder"] = str(folder_path)
+            return types.SimpleNamespace(commit_url="https://hub.invalid/commit/1")
+
+    monkeypatch.setitem(sys.modules, "huggingface_hub", types.SimpleNamespace(HfApi=HfApi))
+    module.push_to_hub("someone/h2z")
+    assert uploaded["folder"] not in uploaded["card"] and "cyclegan_pl_push_" not in uploaded["card"]
+    assert "--ckpt_path hf://someone/h2z " in uploaded["card"]
+    assert 'load_checkpoint("hf://someone/h2z")' in uploaded["card"]
