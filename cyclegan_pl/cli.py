@@ -292,7 +292,9 @@ def _run_tool(name: str, function: Callable[..., Any], argv: Sequence[str]) -> A
         parsed = parser.parse_args(list(argv))
         return function(**{key: parsed[key] for key in parameters})
     except UserError as error:
-        _in_option_syntax(error, lambda option: f"--{option}" if option in parameters else None)
+        # A command that forwards **options to the library takes the library's arguments too.
+        forwards = any(parameter.kind is inspect.Parameter.VAR_KEYWORD for parameter in parameters.values())
+        _in_option_syntax(error, lambda option: f"--{option}" if option in parameters or forwards else None)
         raise
 
 

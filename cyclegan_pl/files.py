@@ -227,6 +227,28 @@ def atomic_folder(path: PathLike, replace: bool = False) -> Iterator[Path]:
     _fsync_path(target.parent, directory=True)
 
 
+@contextlib.contextmanager
+def staging_folder(path: PathLike) -> Iterator[Path]:
+    """Yield an empty temporary folder beside ``path``, removed with what is left in it at the end.
+
+    For files that must be complete and checked before they replace others in ``path``: the
+    block writes them here, checks them, and moves each into place (``os.replace``); a failure
+    leaves ``path`` as it was. A folder left by a killed process is removed like any temporary
+    of :func:`atomic_file`.
+
+    Args:
+        path: the folder the files are meant for (it need not exist).
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temporaries(target)
+    staging = Path(tempfile.mkdtemp(prefix=_temporary_name(target), suffix=".tmp", dir=target.parent))
+    try:
+        yield staging
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
 def file_sha256(path: PathLike) -> str:
     """The sha256 of a file as 64 lowercase hex digits, read in chunks."""
     digest = hashlib.sha256()
