@@ -18,6 +18,11 @@ What this adds to LightningCLI:
 * the optimizers are the methods' own (``--optimizer`` / ``--lr_scheduler`` are not offered:
   the learning-rate schedule is the ``LinearDecay`` callback);
 * SIGTERM leaves ``last.ckpt`` and exits with status 143;
+* one run at a time in a run folder: ``fit``/``validate``/``test``/``predict`` take the lock of
+  ``default_root_dir`` (:class:`~cyclegan_pl.run_lock.RunLock`) before the Trainer writes anything
+  and release it when the command ends; a second run there stops with one line naming the first,
+  a lock left by a crashed run of this host is taken over (``--ckpt_path last`` resumes it), and
+  under DDP rank 0 decides and every process follows (:class:`~cyclegan_pl.run_lock.RunLockAgreement`);
 * errors the user must fix (:class:`~cyclegan_pl.errors.UserError`) print one ``error:`` line;
   anything else keeps its traceback.
 """
@@ -41,7 +46,8 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException, SI
 from cyclegan_pl.arguments import concise_parse_error
 from cyclegan_pl.callbacks.sigterm_checkpoint import SigtermCheckpoint
 from cyclegan_pl.commands import COMMANDS
-from cyclegan_pl.errors import CheckpointError, UserError
+from cyclegan_pl.errors import CheckpointError, RunFolderInUseError, UserError
+from cyclegan_pl.run_lock import RunLock, RunLockAgreement
 from cyclegan_pl.weights import SafeCheckpointIO, checkpoint_method, load_lightning_checkpoint
 
 DEBUG_ENV = "CYCLEGAN_PL_DEBUG"
@@ -94,6 +100,7 @@ class CycleGANCLI(LightningCLI):
     """LightningCLI with the package's defaults (see the module doc)."""
 
     def __init__(self, args: Optional[Sequence[str]] = None, run: bool = True, **kwargs: Any) -> None:
+        self.run_lock: Optional[RunLock] = None
         try:
             super().__init__(
                 model_class=LightningModule,
@@ -114,6 +121,44 @@ class CycleGANCLI(LightningCLI):
             if subcommand:
                 _in_option_syntax(error, lambda name: _config_option(self.config[subcommand], name))
             raise
+        finally:
+            if self.run_lock is not None:
+                self.run_lock.release()
+
+    # --- one run at a time in a run folder -----------------------------------------------------
+    def before_fit(self) -> None:
+        self._claim_run_folder()
+
+    def before_validate(self) -> None:
+        self._claim_run_folder()
+
+    def before_test(self) -> None:
+        self._claim_run_folder()
+
+    def before_predict(self) -> None:
+        self._claim_run_folder()
+
+    def _claim_run_folder(self) -> None:
+        """Take the run folder's lock on global rank 0 before the Trainer writes anything there.
+
+        A refusal stops this process at once when no other process of the run exists yet (one
+        process, or ranks that Lightning starts later from this one). Where the other ranks already
+        run (torchrun, SLURM, several nodes), rank 0 keeps going without its loggers, so that it
+        writes nothing, until every rank has heard the refusal in the Trainer's first callback hook.
+        """
+        trainer = self.trainer
+        refusal = None
+        if trainer.global_rank == 0:
+            self.run_lock = RunLock(trainer.default_root_dir)
+            refusal = self.run_lock.acquire()
+        others_running = trainer.world_size > 1 and (
+            trainer.strategy.cluster_environment.creates_processes_externally or trainer.num_nodes > 1
+        )
+        if refusal is not None and not others_running:
+            raise RunFolderInUseError(refusal)
+        if refusal is not None:
+            trainer.loggers = []
+        trainer.callbacks.insert(0, RunLockAgreement(refusal))
 
     # --- before anything is built -----------------------------------------------------------
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:

@@ -55,12 +55,13 @@ _STALE_SECONDS = 3600
 _MARKER = "cyclegan_pl-tmp"
 
 
-def _host() -> str:
+def host_name() -> str:
+    """This machine's name as the package writes it into temporary and lock files (letters and digits)."""
     return re.sub(r"[^A-Za-z0-9]", "", socket.gethostname())[:32] or "host"
 
 
 def _temporary_name(target: Path) -> str:
-    return f".{target.name}.{_MARKER}-{_host()}-{os.getpid()}-"
+    return f".{target.name}.{_MARKER}-{host_name()}-{os.getpid()}-"
 
 
 def _remove_stale_temporaries(target: Path) -> None:
@@ -71,13 +72,13 @@ def _remove_stale_temporaries(target: Path) -> None:
         entries = list(os.scandir(target.parent))
     except OSError:
         return
-    host = _host()
+    host = host_name()
     for entry in entries:
         match = pattern.fullmatch(entry.name)
         if match is None or entry.is_symlink():
             continue
         if match["host"] == host:
-            if _process_alive(int(match["pid"])):
+            if process_alive(int(match["pid"])):
                 continue
         else:
             with contextlib.suppress(OSError):
@@ -90,7 +91,8 @@ def _remove_stale_temporaries(target: Path) -> None:
                 os.unlink(entry.path)
 
 
-def _process_alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a process of this machine with this id exists (this process counts as alive)."""
     if pid == os.getpid():
         return True
     try:
