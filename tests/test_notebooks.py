@@ -26,6 +26,7 @@ EXPECTED_NOTEBOOKS = {
     "pix2pix_facades.ipynb",
     "inspect_networks.ipynb",
     "cut_horse2zebra.ipynb",
+    "multiband.ipynb",
 }
 KERNEL_NAME = "cyclegan-pl-tests"
 # Per cell; generous because 2-core CI machines vary. No test measures wall-clock time.
@@ -135,6 +136,19 @@ def test_cut_notebook_trains_translates_and_reloads(jupyter_kernel, data_root, m
     work = re.search(r"outputs: (\S+)", text)
     assert work is not None and f"removed {work.group(1)}" in text
     assert not Path(work.group(1)).exists()
+
+
+def test_multiband_notebook_keeps_16_bits_and_4_bands(jupyter_kernel, monkeypatch):
+    monkeypatch.delenv("CYCLEGAN_PL_DATA", raising=False)  # it draws its own images
+    notebook = run_notebook("multiband.ipynb", jupyter_kernel)
+    assert png_count(notebook) >= 2  # the sample grid and the input | translation pair
+    text = printed_text(notebook)
+    assert "one image: uint16 (32, 32, 4)" in text
+    assert "training batch: torch.int32 (4, 4, 32, 32)" in text
+    assert "translation: uint16 (32, 32, 4)" in text
+    assert "at most 0 level(s) of 65536" in text or "at most 1 level(s) of 65536" in text
+    work = re.search(r"outputs: (\S+)", text)
+    assert work is not None and f"removed {work.group(1)}" in text
 
 
 def test_inspect_networks_needs_no_data(jupyter_kernel, monkeypatch):

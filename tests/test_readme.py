@@ -41,6 +41,7 @@ TEST_IMAGES = 6
 README_IMAGE = "n02381460_1000.jpg"
 TINY_EVALUATE = ["--feature_extractor=cyclegan_pl.metrics.StandInFeatures", "--limit=4", "--size=32", "--device=cpu"]
 TINY_GENERATOR = {"h2z": "resnet_2blocks", "yosemite": "resnet_2blocks", "facades": "unet_32", "demo": "resnet_2blocks"}
+TINY_GENERATOR["demo_multiband"] = "resnet_2blocks"
 # CUT's nce_layers 0,4,8,12,16 reach the fifth residual block: its configs keep resnet_9blocks (at ngf 8).
 TINY_GENERATOR.update({"h2z_cut": "resnet_9blocks", "h2z_fastcut": "resnet_9blocks"})
 TINY_BENCHMARK = {
@@ -55,7 +56,16 @@ TINY_BENCHMARK = {
         "--repeats=1",
     ],
     "predict_throughput.py": ["--limit=2", "--ngf=8", "--batch_sizes=[2]", "--device=cpu", "--num_workers=0"],
-    "data_throughput.py": ["--datasets=[facades]", "--items=4", "--warmup=1", "--repeats=1", "--workers=[1]"],
+    "data_throughput.py": [
+        "--datasets=[facades, multiband16]",
+        "--items=4",
+        "--warmup=1",
+        "--repeats=1",
+        "--workers=[1]",
+        "--load_size=40",
+        "--crop_size=32",
+        "--scratch=bench_scratch",  # the synthetic 16-bit set goes under the test's folder
+    ],
 }
 
 
@@ -222,6 +232,13 @@ def test_every_readme_command_runs(data_root, tmp_path, tiny_fit_options, file_s
     assert set(evaluation) == {"a2b", "b2a"} and evaluation["a2b"]["fake_count"] == 4
     assert (tmp_path / "out" / "zebras.metrics.json").is_file()
     assert "n02381460" in (tmp_path / "runs" / "h2z" / "results" / "last" / "index.html").read_text()
+    import tifffile
+
+    stains = sorted((tmp_path / "out" / "stains").glob("*.tif"))
+    assert len(stains) == 10  # the demo's test images, in the data's units
+    assert all(
+        tifffile.imread(path).dtype.name == "uint16" and tifffile.imread(path).shape == (64, 64, 4) for path in stains
+    )
 
 
 def test_readme_python_example_builds_what_it_names(tmp_path, monkeypatch):

@@ -13,6 +13,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 
+from cyclegan_pl.data.display import check_bands, shown_bands
 from cyclegan_pl.data.image import to_unit_range
 from cyclegan_pl.directions import domains, short_name
 from cyclegan_pl.errors import OptionError, UserError, WeightsUnavailableError
@@ -176,6 +177,9 @@ class FID(pl.Callback):
             conversion of your own), which is otherwise refused; default
             ``$CYCLEGAN_PL_INCEPTION_SHA256``, else the published file's. Its FIDs compare with
             nothing published.
+        bands: which bands of multi-band images the Inception network compares: three indices
+            (as RGB) or one (as gray). FID and KID are refused for images of other than 1 or 3
+            bands without it; their numbers then compare with nothing published.
     """
 
     def __init__(
@@ -188,6 +192,7 @@ class FID(pl.Callback):
         max_images: Optional[int] = None,
         antialias: bool = False,
         weights_sha256: Optional[str] = None,
+        bands: Optional[List[int]] = None,
     ) -> None:
         super().__init__()
         if every_n_epochs < 1:
@@ -202,6 +207,7 @@ class FID(pl.Callback):
         self.max_images = max_images
         self.antialias = antialias
         self.weights_sha256 = weights_sha256
+        self.bands = check_bands(bands)
         self.metrics: Dict[str, Any] = {}
         self.unavailable_reason: Optional[str] = None
         self._active = False
@@ -214,6 +220,15 @@ class FID(pl.Callback):
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage not in ("fit", "validate") or self.metrics or self.unavailable_reason is not None:
             return
+        hparams = getattr(pl_module, "hparams", {})
+        channels = {hparams.get("input_nc", 3), hparams.get("output_nc", 3)}
+        if self.bands is None and self.feature_extractor is None and not channels <= {1, 3}:
+            # The same decision on every process: it depends on the options only.
+            raise OptionError(
+                f"FID and KID compare RGB images (the Inception network's), and these have {max(channels)} bands: "
+                "set FID bands=[r, g, b] (three band indices; one for gray) to compare those bands.",
+                option="bands",
+            )
         problem: Optional[UserError] = None
         try:
             metric = build_fid_metric(
@@ -330,6 +345,8 @@ class FID(pl.Callback):
         return (images[keep] if len(keep) < images.shape[0] else images), kept_paths
 
     def _prepare(self, images: Tensor) -> Tensor:
+        if self.bands is not None:
+            images = images[:, list(shown_bands(images.shape[1], self.bands))]
         images = to_unit_range(images)
         if self.feature_extractor is None and images.shape[1] == 1:
             # The Inception network reads RGB; grey images are compared as grey RGB.

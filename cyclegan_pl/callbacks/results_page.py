@@ -15,7 +15,11 @@ import torch.nn.functional as F
 from lightning.pytorch.loggers import WandbLogger
 from torch import Tensor
 
-from cyclegan_pl.data.image import read_image_size, to_uint8, write_image
+from cyclegan_pl.data.display import check_bands, display_rgb
+from cyclegan_pl.data.image import write_image
+from cyclegan_pl.data.intensity import IntensityMapping, default_mapping
+from cyclegan_pl.data.output import OutputDepth, OutputFormat
+from cyclegan_pl.data.readers import image_size
 from cyclegan_pl.errors import OptionError
 from cyclegan_pl.files import atomic_file, atomic_folder
 
@@ -30,17 +34,21 @@ class ResultsPage(pl.Callback):
     * ``side_by_side/NNNNN_<name>.png``: the module's visuals side by side, at the test size
       (CycleGAN: real_A, fake_B, rec_A, real_B, fake_A, rec_B; Pix2Pix: input, output, target);
     * ``<output visual>/<source path>.png`` (``fake_B/``, ``fake_A/``; Pix2Pix ``output/``): each
-      translation as its own PNG, resized back to its source file's size, named by its source's
+      translation as its own file, resized back to its source file's size, named by its source's
       path relative to the folder of its domain's test files with ``.png`` for its extension
       (``sub/x.jpg`` -> ``sub/x.png``; ``x.jpg`` and ``x.png`` beside each other keep theirs:
-      ``x.jpg.png``, ``x.png.png``). A file that comes round again in an unpaired test set is
+      ``x.jpg.png``, ``x.png.png``). 8-bit PNGs for 8-bit data; for 16-bit, float and multi-band
+      data the data's units (``depth``: 16-bit PNG, or TIFF where PNG cannot hold them; see
+      :mod:`cyclegan_pl.data.output`). A file that comes round again in an unpaired test set is
       written once;
     * ``index.html`` (and ``page_NNNN.html`` after ``page_size`` rows): a table with the source
       file names, the side-by-side image and links to the single images; images load lazily
       (``loading="lazy"``), so pages stay light with thousands of test images. It needs no
       network and no server: open it from the disk.
 
-    With a WandbLogger the same rows go to a wandb table (``test/results``). Everything is
+    Multi-band images are shown (side by side, and in wandb) through ``bands`` and ``stretch``
+    (:mod:`cyclegan_pl.data.display`). With a WandbLogger the same rows go to a wandb table
+    (``test/results``). Everything is
     written into a staging folder that replaces ``output_dir`` once the test has finished, so an
     interrupted test leaves the previous pages. The visuals are those ``test_step`` returned (no
     extra forward pass); under DDP they are gathered from every process and global rank 0 writes.
@@ -50,15 +58,31 @@ class ResultsPage(pl.Callback):
             name>``, or ``results/test`` without a checkpoint).
         page_size: table rows per HTML page.
         wandb_table: also log a wandb table when a WandbLogger is attached.
+        depth: what the single translations are written as: ``auto`` (8-bit for 8-bit data, else
+            the data's dtype and units), ``uint8`` (an 8-bit rendering), ``uint16`` or ``float32``.
+        bands: which bands the side-by-side images show (one index: gray; three: RGB), as
+            :class:`~cyclegan_pl.callbacks.SampleGrid`'s; default: the first three.
+        stretch: per-band stretch of those images (default: for other than 1 or 3 bands).
     """
 
-    def __init__(self, output_dir: Optional[str] = None, page_size: int = 200, wandb_table: bool = True) -> None:
+    def __init__(
+        self,
+        output_dir: Optional[str] = None,
+        page_size: int = 200,
+        wandb_table: bool = True,
+        depth: OutputDepth = "auto",
+        bands: Optional[List[int]] = None,
+        stretch: Optional[bool] = None,
+    ) -> None:
         super().__init__()
         if page_size < 1:
             raise OptionError(f"ResultsPage page_size must be >= 1, got {page_size}.")
         self.output_dir = None if output_dir is None else Path(output_dir)
         self.page_size = page_size
         self.wandb_table = wandb_table
+        self.output = OutputFormat(depth)
+        self.bands = check_bands(bands)
+        self.stretch = stretch
         self.rows: List[Dict[str, Any]] = []
         self.written_dir: Optional[Path] = None
         self._stack: Optional[contextlib.ExitStack] = None
@@ -66,6 +90,7 @@ class ResultsPage(pl.Callback):
         self._seen_items: set = set()
         self._singles: Dict[Tuple[str, str], str] = {}
         self._translations: tuple = ()
+        self._mappings: Dict[str, IntensityMapping] = {}
 
     # --- where ------------------------------------------------------------------------------
     def _target(self, trainer: pl.Trainer) -> Path:
@@ -78,6 +103,7 @@ class ResultsPage(pl.Callback):
     def on_test_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.rows, self._seen_items, self._singles = [], set(), {}
         self._translations = tuple(getattr(pl_module, "translations", ()))
+        self._mappings = dict(getattr(pl_module, "intensity", {}))
         self.written_dir = self._target(trainer)
         if trainer.is_global_zero:
             self._stack = contextlib.ExitStack()
@@ -127,7 +153,8 @@ class ResultsPage(pl.Callback):
         stem = Path(paths["A"]).stem if paths["A"] else f"item{number}"
         visuals: Dict[str, Tensor] = item["visuals"]
         side_by_side = f"{SIDE_BY_SIDE}/{number:05d}_{stem}.png"
-        write_image(to_uint8(_side_by_side(list(visuals.values()))), self._staging / side_by_side)
+        shown = [display_rgb(image, self.bands, self.stretch) for image in visuals.values()]
+        write_image(_unit_to_uint8(_side_by_side(shown)), self._staging / side_by_side)
         singles: Dict[str, str] = {}
         for translation in self._translations:
             if translation.output not in visuals:
@@ -139,10 +166,13 @@ class ResultsPage(pl.Callback):
             single = (translation.output, source)
             if single not in self._singles:
                 # Named once every source is known (see _name_singles): two sources may share a stem.
-                provisional = f"{translation.output}/.{len(self._singles):06d}.png"
+                image = visuals[translation.output]
+                mapping = self._mappings.get(translation.direction[-1]) or default_mapping(image.shape[0])
                 size = _source_size(source, paired=paths["A"] == paths["B"])
-                write_image(to_uint8(_resized(visuals[translation.output], size)), self._staging / provisional)
-                self._singles[single] = provisional
+                provisional = self.output.write(
+                    _resized(image, size), mapping, self._staging / f"{translation.output}/.{len(self._singles):06d}"
+                )
+                self._singles[single] = provisional.relative_to(self._staging).as_posix()
             singles[translation.output] = source
         self.rows.append({"paths": paths, "side_by_side": side_by_side, "singles": singles, "visuals": list(visuals)})
 
@@ -153,7 +183,8 @@ class ResultsPage(pl.Callback):
         names: Dict[Tuple[str, str], str] = {}
         for output in dict.fromkeys(output for output, _ in self._singles):
             sources = [source for name, source in self._singles if name == output]
-            for source, name in zip(sources, _unique_png_names(sources), strict=True):
+            suffix = PurePosixPath(self._singles[(output, sources[0])]).suffix
+            for source, name in zip(sources, _unique_names(sources, suffix), strict=True):
                 names[(output, source)] = f"{output}/{name}"
                 (folder / names[(output, source)]).parent.mkdir(parents=True, exist_ok=True)
                 os.replace(folder / self._singles[(output, source)], folder / names[(output, source)])
@@ -223,12 +254,19 @@ class ResultsPage(pl.Callback):
         columns = ["files", "visuals", *sorted({v for row in self.rows for v in row["singles"]})]
         data = []
         for row in self.rows:
+            # wandb shows 8-bit pictures; a file in the data's units is named instead.
             singles = [
-                wandb.Image(str(folder / row["singles"][name])) if name in row["singles"] else None
+                (wandb.Image(str(folder / row["singles"][name])) if _is_picture(row["singles"][name]) else name)
+                if name in row["singles"]
+                else None
                 for name in columns[2:]
             ]
             data.append([", ".join(row["names"]), wandb.Image(str(folder / row["side_by_side"])), *singles])
         logger.log_table(key="test/results", columns=columns, data=data)
+
+
+def _is_picture(name: str) -> bool:
+    return PurePosixPath(name).suffix.lower() in (".png", ".jpg", ".jpeg", ".webp")
 
 
 def _path(paths: Any, index: int) -> Optional[str]:
@@ -252,29 +290,34 @@ def _relative_names(sources: List[str]) -> List[str]:
     return names
 
 
-def _unique_png_names(sources: List[str]) -> List[str]:
-    """PNG names of the sources' relative paths, one per source, even for ``x.jpg`` and ``x.png``."""
+def _unique_names(sources: List[str], suffix: str = ".png") -> List[str]:
+    """Names with ``suffix`` of the sources' relative paths, one per source, even for ``x.jpg`` and ``x.png``."""
     relative = _relative_names(sources)
-    plain = [str(PurePosixPath(name).with_suffix(".png")) for name in relative]
+    plain = [str(PurePosixPath(name).with_suffix(suffix)) for name in relative]
     shared = {name for name in plain if plain.count(name) > 1}
     taken: set = set()
     names = []
     for rel, name in zip(relative, plain, strict=True):
-        candidate = f"{rel}.png" if name in shared else name
+        candidate = f"{rel}{suffix}" if name in shared else name
         number = 2
         while candidate in taken:  # only for names built to look like another file's
-            candidate = f"{rel}.{number}.png"
+            candidate = f"{rel}.{number}{suffix}"
             number += 1
         taken.add(candidate)
         names.append(candidate)
     return names
 
 
+def _unit_to_uint8(image: Tensor):
+    """A (3, H, W) image in [0, 1] -> (H, W, 3) uint8, truncated as ``to_uint8`` does."""
+    return (image * 255.0).clamp_(0.0, 255.0).to(torch.uint8).permute(1, 2, 0).numpy()
+
+
 def _side_by_side(images: List[Tensor]) -> Tensor:
+    """(3, H, W) images in [0, 1] side by side, each scaled to the tallest one's height."""
     height = max(image.shape[-2] for image in images)
     parts = []
     for image in images:
-        image = image.expand(3, -1, -1) if image.shape[0] == 1 else image
         if image.shape[-2] != height:
             image = _resized(image, (height, round(image.shape[-1] * height / image.shape[-2])))
         parts.append(image)
@@ -290,5 +333,5 @@ def _resized(image: Tensor, size: Tuple[int, int]) -> Tensor:
 
 def _source_size(path: str, paired: bool) -> Tuple[int, int]:
     """(height, width) of the source image: half the file's width for a side-by-side A|B pair."""
-    height, width = read_image_size(path)
+    height, width = image_size(path)
     return (height, width // 2) if paired else (height, width)

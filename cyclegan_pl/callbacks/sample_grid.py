@@ -14,7 +14,8 @@ from torch import Tensor
 from torch.utils.data import default_collate
 from torchvision.utils import make_grid
 
-from cyclegan_pl.data.image import to_unit_range, write_image
+from cyclegan_pl.data.display import check_bands, display_rgb
+from cyclegan_pl.data.image import write_image
 from cyclegan_pl.errors import OptionError
 
 SampleSplit = Literal["val", "test", "train"]
@@ -41,6 +42,10 @@ class SampleGrid(pl.Callback):
         split: dataset the images come from (``val`` falls back to ``test`` when there is no
             validation set).
         dirname: folder under the run's log directory that receives the PNG files.
+        bands: the bands shown of multi-band images: one index (gray) or three (RGB); default:
+            gray for one band, RGB for three, the first three otherwise.
+        stretch: stretch each shown band to its 1st..99th percentile; default: only for images
+            of other than 1 or 3 bands.
     """
 
     def __init__(
@@ -49,6 +54,8 @@ class SampleGrid(pl.Callback):
         num_images: int = 4,
         split: SampleSplit = "val",
         dirname: str = "samples",
+        bands: Optional[List[int]] = None,
+        stretch: Optional[bool] = None,
     ) -> None:
         super().__init__()
         if every_n_epochs < 0:
@@ -59,6 +66,8 @@ class SampleGrid(pl.Callback):
         self.num_images = num_images
         self.split = split
         self.dirname = dirname
+        self.bands = check_bands(bands)
+        self.stretch = stretch
         self.output_dir: Optional[str] = None
         self._samples: Optional[List[Dict[str, Any]]] = None
         self._disabled = False
@@ -111,7 +120,7 @@ class SampleGrid(pl.Callback):
         for sample in samples:
             batch = pl_module.prepare_batch(_to_device(default_collate([sample]), pl_module.device))
             visuals = pl_module.visuals(batch)
-            rows.append([_as_rgb(to_unit_range(image[0]).cpu()) for image in visuals.values()])
+            rows.append([display_rgb(image[0], self.bands, self.stretch).cpu() for image in visuals.values()])
         tiles = _pad_to_common_size([tile for row in rows for tile in row])
         return make_grid(torch.stack(tiles), nrow=len(rows[0]), padding=2, pad_value=1.0)
 
@@ -188,10 +197,6 @@ def _to_cpu(item: Dict[str, Any]) -> Dict[str, Any]:
 
 def _to_device(batch: Dict[str, Any], device: torch.device) -> Dict[str, Any]:
     return {key: value.to(device) if isinstance(value, Tensor) else value for key, value in batch.items()}
-
-
-def _as_rgb(image: Tensor) -> Tensor:
-    return image.expand(3, -1, -1) if image.shape[0] == 1 else image[:3]
 
 
 def _pad_to_common_size(tiles: List[Tensor]) -> List[Tensor]:

@@ -25,8 +25,10 @@ from typing import Any, Dict, List, Literal, Optional
 import torch
 from torch import nn
 
+from cyclegan_pl.data.display import check_bands, shown_bands
+from cyclegan_pl.data.native import native_info
 from cyclegan_pl.directions import domains, short_name
-from cyclegan_pl.errors import CheckpointError, OptionError
+from cyclegan_pl.errors import CheckpointError, OptionError, UserError
 from cyclegan_pl.files import atomic_file, atomic_folder
 from cyclegan_pl.metrics import (
     KID_SUBSET_SIZE,
@@ -35,6 +37,7 @@ from cyclegan_pl.metrics import (
     distances,
     features_of,
     folder_metrics,
+    image_files,
     paired_metrics,
     resolve_device,
 )
@@ -60,6 +63,7 @@ def evaluate(
     kid_subsets: int = KID_SUBSETS,
     seed: int = 0,
     eval_mode: Optional[bool] = None,
+    bands: Optional[List[int]] = None,
 ) -> Dict[str, Any]:
     """FID and KID (mean ± std) of generated images: two folders, or a checkpoint on its test split.
 
@@ -89,6 +93,10 @@ def evaluate(
         kid_subsets: number of KID subsets.
         seed: seed of the KID subsets.
         eval_mode: override the model's ``eval_mode`` (None keeps the checkpoint's).
+        bands: with --config, for images of other than 1 or 3 bands (which are refused without
+            it): the three bands compared as RGB (or one, as gray). The real test images are then
+            rendered the same way as the translations (the model's intensity mapping, 8-bit PNGs
+            under ``real_<X>/``); the numbers compare with nothing published.
     """
     folders = real is not None or fake is not None
     checkpoint = config is not None or ckpt_path is not None
@@ -103,6 +111,10 @@ def evaluate(
     kid = {"kid_subset_size": kid_subset_size, "kid_subsets": kid_subsets, "seed": seed}
     if folders:
         assert real is not None and fake is not None
+        if bands is not None:
+            raise OptionError("--bands renders a checkpoint's images: it goes with --config and --ckpt_path.", "bands")
+        for option, folder in (("real", real), ("fake", fake)):
+            _require_rgb_files(option, folder)
         if extractor is None:
             extractor = build_inception(weights_path=weights_path)
         result = folder_metrics(real, fake, extractor, batch_size=batch_size, device=device, max_images=limit, **kid)
@@ -125,6 +137,7 @@ def evaluate(
             device,
             eval_mode,
             kid,
+            check_bands(bands, "bands"),
         )
         json_path = output / "metrics.json"
     for name, values in results.items():
@@ -155,6 +168,22 @@ def load_feature_extractor(import_path: Optional[str]) -> Optional[nn.Module]:
             f"--feature_extractor {import_path} gave a {type(extractor).__name__}, not a torch nn.Module."
         )
     return extractor.eval().requires_grad_(False)
+
+
+def _require_rgb_files(option: str, folder: Path) -> None:
+    """The folder's first image has 1 or 3 bands (FID reads images as RGB; other bands would be cut)."""
+    files = image_files(folder, max_images=1, what=f"--{option}")
+    try:
+        bands = native_info(files[0]).channels
+    except UserError:
+        return  # a photo format native reading does not take: read as RGB
+    if bands not in (1, 3):
+        raise OptionError(
+            f"--{option} {folder}: '{files[0]}' holds {bands} bands, and FID and KID compare RGB images: evaluate the "
+            "checkpoint with --config, --ckpt_path and --bands (three band indices), or write 8-bit renderings of "
+            "three bands first.",
+            option=option,
+        )
 
 
 def _beside(folder: Path, suffix: str) -> Path:
@@ -211,6 +240,7 @@ def _evaluate_checkpoint(
     device: str,
     eval_mode: Optional[bool],
     kid: Dict[str, Any],
+    bands: Optional[tuple],
 ) -> Dict[str, Dict[str, Any]]:
     target = resolve_device(device)
     module = load_checkpoint(ckpt_path)
@@ -220,6 +250,16 @@ def _evaluate_checkpoint(
             f"--ckpt_path {ckpt_path} holds a {type(module).__name__}; the config's model is {configured}. "
             "Pass the config the checkpoint was trained with."
         )
+    channels = {mapping.channels for mapping in module.intensity.values()}
+    if bands is None and not channels <= {1, 3}:
+        raise OptionError(
+            f"FID and KID compare RGB images (the Inception network's), and this model's images have {max(channels)} "
+            "bands: pass --bands with three band indices (one for gray) to compare those bands.",
+            option="bands",
+        )
+    # Photographs are compared as the published protocol does, with the real files themselves;
+    # other data through the same rendering as the translations.
+    photos = bands is None and all(mapping.is_8bit for mapping in module.intensity.values())
     if eval_mode is not None:
         module.eval_mode = eval_mode
     module.to(target)
@@ -244,12 +284,13 @@ def _evaluate_checkpoint(
             continue
         name = short_name(translation.direction)
         source, target_domain = domains(translation.direction)
+        write_reals = paired or not photos
         with atomic_folder(output / name, replace=True) as staging:
             fakes, reals = _translate_split(
-                module, translation, dataset, staging, source, target_domain, batch_size, target, paired
+                module, translation, dataset, staging, source, target_domain, batch_size, target, write_reals, bands
             )
         fake_files = [output / name / relative for relative in fakes]
-        if paired:
+        if write_reals:
             real_files = [output / name / relative for relative in reals]
         else:
             real_files = list(getattr(dataset, f"files_{target_domain.lower()}"))
@@ -263,7 +304,7 @@ def _evaluate_checkpoint(
         values.update(
             {
                 "fake_dir": str(output / name / translation.output),
-                "real_dir": str(output / name / translation.target) if paired else str(Path(real_files[0]).parent),
+                "real_dir": str(output / name / translation.target) if write_reals else str(Path(real_files[0]).parent),
                 "size": size,
             }
         )
@@ -285,30 +326,51 @@ def _translate_split(
     target: str,
     batch_size: int,
     device: torch.device,
-    paired: bool,
+    write_reals: bool,
+    bands: Optional[tuple],
 ) -> tuple:
-    """Write every source file's translation (and, paired, its target) once; their relative paths."""
+    """Write every source file's translation (and, with ``write_reals``, each target image) once, as
+    8-bit PNGs (of ``bands``, when given); their relative paths."""
     from torch.utils.data import DataLoader
 
     from cyclegan_pl.data.image import to_uint8, write_image
 
+    def rendered(image: torch.Tensor) -> Any:
+        return to_uint8(image[list(shown_bands(image.shape[0], bands))] if bands is not None else image)
+
+    def real_images(images: torch.Tensor) -> torch.Tensor:
+        if images.dtype == torch.uint8 and bands is None and module.intensity[target].is_8bit:
+            return images  # 8-bit photos are written as they were read
+        return module.prepare_images(images.to(device), target).cpu()
+
+    def write_once(written: Dict[str, str], paths: List[str], visual: str, images_of: Any) -> None:
+        keep = [i for i, path in enumerate(paths) if path not in written and path not in paths[:i]]
+        if not keep:
+            return
+        images = images_of(keep)
+        for row, index in enumerate(keep):
+            relative = f"{visual}/{Path(paths[index]).stem}.png"
+            if relative in written.values():
+                raise OptionError(f"two test files are named {Path(paths[index]).stem}.*; rename one of them.")
+            written[paths[index]] = relative
+            write_image(rendered(images[row]), folder / relative)
+
     fakes: Dict[str, str] = {}
     reals: Dict[str, str] = {}
     for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
-        paths: List[str] = list(batch[f"{source}_paths"])
-        keep = [i for i, path in enumerate(paths) if path not in fakes and path not in paths[:i]]
-        if not keep:
-            continue
-        images = module.translate(batch[source][keep].to(device), translation.direction).cpu()
-        for row, index in enumerate(keep):
-            relative = f"{translation.output}/{Path(paths[index]).stem}.png"
-            if relative in fakes.values():
-                raise OptionError(f"two test files are named {Path(paths[index]).stem}.*; rename one of them.")
-            fakes[paths[index]] = relative
-            write_image(to_uint8(images[row]), folder / relative)
-            if paired:
-                reals[paths[index]] = f"{translation.target}/{Path(paths[index]).stem}.png"
-                write_image(to_uint8(batch[target][index]), folder / reals[paths[index]])
+        write_once(
+            fakes,
+            list(batch[f"{source}_paths"]),
+            translation.output,
+            lambda keep, batch=batch: module.translate(batch[source][keep].to(device), translation.direction).cpu(),
+        )
+        if write_reals:
+            write_once(
+                reals,
+                list(batch[f"{target}_paths"]),
+                translation.target,
+                lambda keep, batch=batch: real_images(batch[target][keep]),
+            )
     return list(fakes.values()), list(reals.values())
 
 

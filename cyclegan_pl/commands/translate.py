@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Dict, Literal, Optional
+from typing import Any, Dict, Literal, Optional
 
 import lightning.pytorch as pl
 
 from cyclegan_pl.callbacks import ImageWriter
 from cyclegan_pl.data import ImageFolderDataset, image_folder_loader
+from cyclegan_pl.data.output import OutputDepth
+from cyclegan_pl.data.readers import reader_for
 from cyclegan_pl.directions import Direction
 from cyclegan_pl.errors import OptionError
 from cyclegan_pl.weights import load_checkpoint
@@ -23,18 +25,21 @@ def translate(
     batch_size: int = 1,
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto",
     num_workers: int = 0,
-    extension: str = "png",
+    extension: Optional[str] = None,
+    depth: OutputDepth = "auto",
     eval_mode: Optional[bool] = None,
 ) -> Path:
     """Translate a folder or one image with a checkpoint, keeping relative paths, names, sizes.
 
     Folders are searched recursively; each output image has its source's relative path, name and
     size (sides the generator cannot take are padded, then cropped back, down to 1x1). An output
-    folder inside the input folder is left out of the inputs. Before anything is written, every
-    output path is checked: none may be an input image (``output`` equal to ``input``, or one
-    image translated into its own folder, would overwrite the sources) and no two inputs may share
-    one (``x.jpg`` and ``x.png``). Each image is written atomically: a run that stops keeps the
-    images translated so far, complete, and no partial file.
+    folder inside the input folder is left out of the inputs. Images are read as the model's data
+    was (8-bit photos, or natively: 16-bit, float, multi-band) and written in the data's units
+    (:mod:`cyclegan_pl.data.output`). Before anything is written, every output path is checked:
+    none may be an input image (``output`` equal to ``input``, or one image translated into its
+    own folder, would overwrite the sources) and no two inputs may share one (``x.jpg`` and
+    ``x.png``). Each image is written atomically: a run that stops keeps the images translated so
+    far, complete, and no partial file.
 
     Args:
         ckpt_path: a checkpoint written by ``fit``, ``import-reference`` or ``download-model``,
@@ -46,7 +51,10 @@ def translate(
         batch_size: images per forward pass (images of equal size are batched together).
         device: where to run: ``auto`` picks a GPU when there is one.
         num_workers: data loading processes.
-        extension: file type of the written images (png, jpg, ...).
+        extension: file type of the written images: png, tif, npy, jpg... (default: PNG where it
+            holds the images, else TIFF).
+        depth: ``auto`` (8-bit for 8-bit data, else the data's dtype and units), ``uint8`` (an
+            8-bit rendering), ``uint16`` or ``float32`` (the data's units).
         eval_mode: override the model's ``eval_mode`` (True: dropout off and BatchNorm running
             statistics, deterministic output); None keeps what the model was trained with.
     """
@@ -55,15 +63,14 @@ def translate(
     if batch_size < 1:
         raise OptionError(f"batch_size={batch_size}: must be >= 1.", option="batch_size")
     _check_output_folder(Path(output))
-    writer = ImageWriter(output_dir=output, extension=extension)
+    writer = ImageWriter(output_dir=output, extension=extension, depth=depth)
     module = load_checkpoint(ckpt_path)
     module.translation(direction)
     if eval_mode is not None:
         module.eval_mode = eval_mode
-    dataset = ImageFolderDataset(
-        input, channels=module.source_channels(direction), exclude=[output], dtype="uint8", direction=direction
-    )
-    _check_output_paths(dataset, writer, output)
+    reader = reader_for(module.intensity[direction[0]], f"images of domain {direction[0]}")
+    dataset = ImageFolderDataset(input, channels=reader, exclude=[output], dtype="uint8", direction=direction)
+    _check_output_paths(dataset, writer, output, module.intensity[direction[-1]])
     trainer = pl.Trainer(
         accelerator=device,
         devices=1,
@@ -93,12 +100,17 @@ def _check_output_folder(output: Path) -> None:
         raise OptionError(f"output={output} cannot be written: {existing} is not writable by you.", option="output")
 
 
-def _check_output_paths(dataset: ImageFolderDataset, writer: ImageWriter, output: Path) -> None:
-    """Refuse, before anything is written, an output path that is an input image or that two inputs share."""
+def _check_output_paths(dataset: ImageFolderDataset, writer: ImageWriter, output: Path, mapping: Any) -> None:
+    """Refuse, before anything is written, an output path that is an input image or that two inputs share.
+
+    The paths are the writer's own, with the extension it gives images of the output domain
+    (``mapping``, the module's intensity mapping of that domain).
+    """
+    _, suffix, _ = writer.output.resolve(mapping)
     inputs = {path.resolve(): path for path in dataset.files}
     planned: Dict[Path, Path] = {}
     for index, source in enumerate(dataset.files):
-        target = writer.target_path(dataset.relpath(index), str(source))
+        target = writer.target_path(dataset.relpath(index), str(source), suffix)
         resolved = target.resolve()
         if resolved in inputs:
             raise OptionError(

@@ -20,9 +20,10 @@ what the loaders use).
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
-from typing import Any, Dict, List, Literal, Optional
+from typing import Any, Dict, List, Literal, Optional, Sequence, Tuple
 
 import torch
 from lightning.pytorch import LightningDataModule
@@ -31,8 +32,10 @@ from torch.utils.data import DataLoader, Dataset, Subset, default_collate
 
 from cyclegan_pl.data.download import DATASETS, LAYOUTS, download_dataset, download_hint
 from cyclegan_pl.data.folder import ImageFolderDataset, image_folder_loader
-from cyclegan_pl.data.image import require_images
+from cyclegan_pl.data.image import require_images, split_halves
+from cyclegan_pl.data.intensity import IntensityMapping, Normalization, percentile_mapping
 from cyclegan_pl.data.paired import PairedDataset, is_separate_pair_layout
+from cyclegan_pl.data.readers import ImageMode, ImageReader, choose_reader
 from cyclegan_pl.data.samplers import EpochSampler
 from cyclegan_pl.data.transforms import PREPROCESS, BatchDtype, ImageTransform
 from cyclegan_pl.data.unpaired import UnpairedDataset
@@ -40,7 +43,6 @@ from cyclegan_pl.directions import Direction, check_direction
 from cyclegan_pl.errors import DataLayoutError, OptionError
 
 Split = Literal["train", "val", "test"]
-Channels = Literal[1, 3]
 PreprocessMode = PREPROCESS.choices()
 DatasetName = DATASETS.choices()
 
@@ -64,10 +66,11 @@ class ImageDataModule(LightningDataModule):
         val_batch_size: Batch size of the validation, test and predict loaders (default: batch_size).
         num_workers: DataLoader worker processes per loader (default: min(4, CPUs available)).
         pin_memory: Pin batches in page-locked memory (only when CUDA is available).
-        batch_dtype: ``uint8`` hands out images in [0, 255], which the modules normalise to
-            [-1, 1] on their device (a quarter of the bytes through worker processes and to the
-            GPU; the same numbers); ``float32`` normalises in the workers, for models of your
-            own that expect float batches.
+        batch_dtype: ``uint8`` hands out the stored values (uint8 for 8-bit images: a quarter
+            of the bytes through worker processes and to the GPU; int32 / float64 for images read
+            natively), which the modules normalise to [-1, 1] on their device with the data's
+            intensity mapping; ``float32`` normalises 8-bit images in the workers, for models of
+            your own that expect float batches.
         load_size: Size images are resized to before the random crop when training.
         crop_size: Size of the training crop; validation/test images are resized to it directly.
         preprocess: How training images are resized and cropped (evaluation: see the module doc).
@@ -75,8 +78,21 @@ class ImageDataModule(LightningDataModule):
         max_dataset_size: Use at most this many files of each folder / pairs of each split (default: all).
         max_val_size: Use at most this many validation items (default: all).
         serial_batches: Take the training items in order (and unpaired B images in order, not at random).
-        input_nc: Channels of the input domain's images: 3 (RGB) or 1 (grayscale).
-        output_nc: Channels of the output domain's images: 3 or 1.
+        input_nc: Channels (bands) of the input domain's images: 3 (RGB) or 1 (grayscale) for
+            photos; any count for images read natively.
+        output_nc: Channels (bands) of the output domain's images.
+        image_mode: How files are read: ``8bit`` photos (gray or RGB, 16-bit files scaled to 8
+            bits), ``native`` (the stored values and bands: 16-bit and float PNG/TIFF/.npy, every
+            file of a domain alike), or ``auto`` (native when a domain's first file is not 8-bit
+            gray/RGB or is a .npy array).
+        normalization: How each band's stored values map to [-1, 1]: ``dtype`` (the dtype's full
+            range: 0..255 for 8-bit, 0..65535 for 16-bit), ``range`` (``value_range`` for every
+            band) or ``percentile`` (per band, ``percentiles`` of the training images, computed
+            once and kept in the model's checkpoint).
+        value_range: (low, high) stored values mapped to -1 and +1 with ``normalization=range``.
+        percentiles: (low, high) percentiles, 0..100, with ``normalization=percentile``.
+        normalization_images: Training images (evenly spaced) the percentiles are computed from
+            (default: all).
         download: Download ``dataset`` into ``root`` when its folders are missing.
         skip_bad_images: Skip unreadable image files (one warning naming them) instead of failing.
         seed: Base seed of the shuffling, pairing and jitter (default: the seed_everything seed, else 0).
@@ -104,8 +120,13 @@ class ImageDataModule(LightningDataModule):
         max_dataset_size: Optional[int] = None,
         max_val_size: Optional[int] = None,
         serial_batches: bool = False,
-        input_nc: Channels = 3,
-        output_nc: Channels = 3,
+        input_nc: int = 3,
+        output_nc: int = 3,
+        image_mode: ImageMode = "auto",
+        normalization: Normalization = "dtype",
+        value_range: Optional[Tuple[float, float]] = None,
+        percentiles: Tuple[float, float] = (0.5, 99.5),
+        normalization_images: Optional[int] = None,
         download: bool = False,
         skip_bad_images: bool = False,
         seed: Optional[int] = None,
@@ -115,13 +136,26 @@ class ImageDataModule(LightningDataModule):
         self.save_hyperparameters()
         PREPROCESS.get(preprocess)  # unknown names fail here, listing the choices
         for option, value in (("input_nc", input_nc), ("output_nc", output_nc)):
-            if value not in (1, 3):
-                raise OptionError(f"{option}={value}: use 1 (grayscale) or 3 (RGB).", option=option)
+            if value < 1:
+                raise OptionError(f"{option}={value}: images have at least one channel.", option=option)
+        if image_mode == "8bit" and not {input_nc, output_nc} <= {1, 3}:
+            raise OptionError(
+                f"image_mode=8bit reads photos as 1 or 3 channels; input_nc={input_nc}, output_nc={output_nc} need "
+                "image_mode=native (or auto).",
+                option=("image_mode", "input_nc", "output_nc"),
+            )
+        if normalization == "range" and value_range is None:
+            raise OptionError(
+                "normalization=range needs value_range=(low, high), the stored values mapped to -1 and +1.",
+                option=("normalization", "value_range"),
+            )
         if batch_size < 1:
             raise OptionError(f"batch_size={batch_size}: must be >= 1.", option="batch_size")
         # Built now so that bad sizes fail at once, not at the first batch.
         self.train_transform, self.eval_transform = self._transforms()
         self.datasets: Dict[str, Dataset] = {}
+        self._readers: Optional[Dict[str, ImageReader]] = None
+        self._mappings: Optional[Dict[str, IntensityMapping]] = None
         self._said_val_is_test = False
 
     # -- options -----------------------------------------------------------------------------
@@ -174,6 +208,58 @@ class ImageDataModule(LightningDataModule):
     def required_folders(self) -> List[Path]:
         """The folders a complete dataset has (download checks them)."""
         raise NotImplementedError
+
+    # -- how the images are read and normalised ----------------------------------------------
+
+    def domain_files(self, domain: str) -> Tuple[List[Path], Optional[str]]:
+        """The training images of ``domain`` (``A``: the input, ``B``: the target; the test images
+        when there is no training folder) and the half of each file that holds them
+        (``left``/``right`` for side-by-side pairs, else None)."""
+        raise NotImplementedError
+
+    def readers(self) -> Dict[str, ImageReader]:
+        """How each domain's files are read (``A`` input, ``B`` target), chosen once from its first
+        training image (``image_mode``; :mod:`cyclegan_pl.data.readers`)."""
+        if self._readers is None:
+            hp = self.hparams
+            readers = {}
+            for domain, option in (("A", "input_nc"), ("B", "output_nc")):
+                files, _ = self.domain_files(domain)
+                readers[domain] = choose_reader(hp.image_mode, files[0], hp[option], f"domain {domain}", option)
+            if hp.batch_dtype == "float32" and (
+                any(reader.native for reader in readers.values()) or hp.normalization != "dtype"
+            ):
+                raise OptionError(
+                    "batch_dtype=float32 normalises 8-bit images over 0..255 in the workers; images read natively "
+                    "or another normalization are normalised by the modules: use batch_dtype=uint8.",
+                    option=("batch_dtype", "normalization"),
+                )
+            self._readers = readers
+        return self._readers
+
+    def intensity_mappings(self) -> Dict[str, IntensityMapping]:
+        """How each domain's stored values map to [-1, 1] (``normalization``), computed once.
+
+        A module takes these when it is fitted with this data module (a checkpoint's own mapping
+        replaces them on resume), keeps them with its weights and maps its outputs back to the
+        data's units with them.
+        """
+        if self._mappings is None:
+            hp = self.hparams
+            mappings = {}
+            for domain, reader in self.readers().items():
+                dtype = reader.dtype or "uint8"
+                if hp.normalization == "dtype":
+                    mappings[domain] = IntensityMapping.of_dtype(dtype, reader.channels)
+                elif hp.normalization == "range":
+                    mappings[domain] = IntensityMapping.of_range(dtype, reader.channels, hp.value_range)
+                else:
+                    files, half = self.domain_files(domain)
+                    chosen = _evenly_spaced(files, hp.normalization_images)
+                    load = functools.partial(_read_half, reader, half)
+                    mappings[domain] = percentile_mapping(chosen, load, dtype, reader.channels, hp.percentiles)
+            self._mappings = mappings
+        return self._mappings
 
     # -- Lightning hooks ---------------------------------------------------------------------
 
@@ -233,16 +319,25 @@ class ImageDataModule(LightningDataModule):
         raise NotImplementedError
 
     def _predict_source(self) -> tuple:
-        """(path, channels, half, direction) of the images ``predict`` reads by default, and the
-        translation the model applies to them."""
+        """(path, domain, half, direction) of the images ``predict`` reads by default: where they
+        are, the domain they belong to, the half of side-by-side files, and the translation the
+        model applies to them."""
         raise NotImplementedError
 
     def _build_predict(self) -> Dataset:
-        predict_dir = self.hparams.predict_dir
-        path, channels, half, direction = self._predict_source()
+        hp = self.hparams
+        predict_dir = hp.predict_dir
+        path, domain, half, direction = self._predict_source()
+        if predict_dir is not None:
+            # Images of their own: they tell how they are read.
+            option = "input_nc" if domain == "A" else "output_nc"
+            first = require_images(predict_dir, "images to predict")[0]
+            reader = choose_reader(hp.image_mode, first, hp[option], "images to predict", option)
+        else:
+            reader = self.readers()[domain]
         return ImageFolderDataset(
             predict_dir or path,
-            channels=channels,
+            channels=reader,
             half=None if predict_dir else half,
             skip_bad_images=self.hparams.skip_bad_images,
             expected=None if predict_dir else self.layout(),
@@ -303,6 +398,20 @@ class ImageDataModule(LightningDataModule):
         return default_collate([dataset[i] for i in range(count)])
 
 
+def _evenly_spaced(files: Sequence[Path], count: Optional[int]) -> List[Path]:
+    if count is None or count >= len(files):
+        return list(files)
+    return [files[int(i * len(files) / count)] for i in range(count)]
+
+
+def _read_half(reader: ImageReader, half: Optional[str], path: Path):
+    image = reader(path)
+    if half is None:
+        return image
+    left, right = split_halves(image, path)
+    return left if half == "left" else right
+
+
 class UnpairedDataModule(ImageDataModule):
     """Unaligned image folders for CycleGAN and CUT: ``trainA``, ``trainB``, ``testA``, ``testB``.
 
@@ -331,6 +440,11 @@ class UnpairedDataModule(ImageDataModule):
     def required_folders(self) -> List[Path]:
         return [self.root / name for name in ("trainA", "trainB", "testA", "testB")]
 
+    def domain_files(self, domain: str) -> Tuple[List[Path], Optional[str]]:
+        split = "train" if (self.root / f"train{domain}").is_dir() else "test"
+        files = require_images(self.root / f"{split}{domain}", f"domain {domain} images", self.layout(), self.hint())
+        return files[: self.hparams.max_dataset_size], None
+
     def _dataset(self, split: str, transform: ImageTransform, serial: bool) -> UnpairedDataset:
         files = {
             domain: require_images(
@@ -338,12 +452,15 @@ class UnpairedDataModule(ImageDataModule):
             )
             for domain in "AB"
         }
+        readers = self.readers()
+        for domain in "AB":
+            readers[domain].check_all(files[domain][: self.hparams.max_dataset_size])
         return UnpairedDataset(
             self.root / f"{split}A",
             self.root / f"{split}B",
             transform,
-            channels_a=self.input_nc,
-            channels_b=self.output_nc,
+            channels_a=readers["A"],
+            channels_b=readers["B"],
             serial=serial,
             max_size=self.hparams.max_dataset_size,
             seed=self.seed,
@@ -365,8 +482,8 @@ class UnpairedDataModule(ImageDataModule):
 
     def _predict_source(self) -> tuple:
         if self.predict_direction == "AtoB":
-            return self.root / "testA", self.input_nc, None, "AtoB"
-        return self.root / "testB", self.output_nc, None, "BtoA"
+            return self.root / "testA", "A", None, "AtoB"
+        return self.root / "testB", "B", None, "BtoA"
 
 
 class PairedDataModule(ImageDataModule):
@@ -407,13 +524,25 @@ class PairedDataModule(ImageDataModule):
             require_images(folder, f"{split} pairs", self.layout(), self.hint())
         return folder
 
+    def domain_files(self, domain: str) -> Tuple[List[Path], Optional[str]]:
+        folder = self._split_folder("train" if (self.root / "train").is_dir() else "test")
+        cap = self.hparams.max_dataset_size
+        if is_separate_pair_layout(folder):
+            # The input domain (A) is the A/ folder, or B/ with direction BtoA.
+            side = domain if self.direction == "AtoB" else {"A": "B", "B": "A"}[domain]
+            return require_images(folder / side, f"paired {side} images")[:cap], None
+        files = require_images(folder, "side-by-side A|B images")[:cap]
+        return files, "left" if (domain == "A") == (self.direction == "AtoB") else "right"
+
     def _dataset(self, split: str, transform: ImageTransform) -> PairedDataset:
+        folder = self._split_folder(split)
+        readers = self.readers()
         return PairedDataset(
-            self._split_folder(split),
+            folder,
             transform,
             direction=self.direction,
-            input_nc=self.input_nc,
-            output_nc=self.output_nc,
+            input_nc=readers["A"],
+            output_nc=readers["B"],
             max_size=self.hparams.max_dataset_size,
             seed=self.seed,
             skip_bad_images=self.hparams.skip_bad_images,
@@ -432,5 +561,5 @@ class PairedDataModule(ImageDataModule):
         # The model's input is always its A: ``direction`` already chose which half that is.
         folder = self._split_folder("test")
         if is_separate_pair_layout(folder):
-            return folder / ("A" if self.direction == "AtoB" else "B"), self.input_nc, None, "AtoB"
-        return folder, self.input_nc, "left" if self.direction == "AtoB" else "right", "AtoB"
+            return folder / ("A" if self.direction == "AtoB" else "B"), "A", None, "AtoB"
+        return folder, "A", "left" if self.direction == "AtoB" else "right", "AtoB"

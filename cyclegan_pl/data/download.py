@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, List, Optional, Union
 
-from cyclegan_pl.data.synthetic import make_demo_dataset, make_demo_paired_dataset
+from cyclegan_pl.data.synthetic import make_demo_dataset, make_demo_multiband_dataset, make_demo_paired_dataset
 from cyclegan_pl.errors import DownloadError
 from cyclegan_pl.fetch import MAX_DATASET_MEMBER_BYTES, extract_archive, fetch
 from cyclegan_pl.files import atomic_folder
@@ -127,6 +127,10 @@ DATASETS.add("demo", DatasetInfo("demo", "unpaired", "", "", make=lambda target:
 DATASETS.add(
     "demo_pix2pix",
     DatasetInfo("demo_pix2pix", "paired", "", "", make=lambda target: make_demo_paired_dataset(target)),
+)
+DATASETS.add(
+    "demo_multiband",
+    DatasetInfo("demo_multiband", "unpaired", "", "", make=lambda target: make_demo_multiband_dataset(target)),
 )
 
 

@@ -9,7 +9,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset, SequentialSampler
 
 from cyclegan_pl.data.base import BadImageSkipper
-from cyclegan_pl.data.image import read_image, read_image_size, require_images, split_halves
+from cyclegan_pl.data.image import require_images, split_halves
+from cyclegan_pl.data.readers import ImageReader, as_reader
 from cyclegan_pl.data.samplers import SizeGroupedBatchSampler
 from cyclegan_pl.data.transforms import BatchDtype, as_batch_dtype
 from cyclegan_pl.directions import Direction
@@ -28,7 +29,8 @@ class ImageFolderDataset(Dataset):
 
     Args:
         path: a folder or an image file.
-        channels: 3 (RGB) or 1 (grayscale).
+        channels: 3 (RGB) or 1 (grayscale) 8-bit photos, or an
+            :class:`~cyclegan_pl.data.readers.ImageReader` (native reading: any bands and dtype).
         half: ``"left"`` or ``"right"`` to keep one half of side-by-side A|B images, else None.
         skip_bad_images: drop files that fail the quick check, with one warning (a prediction
             has no substitute for a file that then fails to decode: that still raises).
@@ -45,7 +47,7 @@ class ImageFolderDataset(Dataset):
     def __init__(
         self,
         path: PathLike,
-        channels: int = 3,
+        channels: Union[int, ImageReader] = 3,
         half: Optional[Literal["left", "right"]] = None,
         skip_bad_images: bool = False,
         max_size: Optional[int] = None,
@@ -66,7 +68,7 @@ class ImageFolderDataset(Dataset):
         if not files:
             raise DataLayoutError(f"'{self.root}' has no readable image files left.")
         self.files = files[:max_size] if max_size is not None else files
-        self.channels = channels
+        self.read = as_reader(channels, f"'{self.root}'")
         self.half = half
         self._sizes: Optional[List[Tuple[int, int]]] = None
 
@@ -81,14 +83,14 @@ class ImageFolderDataset(Dataset):
     def sizes(self) -> List[Tuple[int, int]]:
         """(height, width) of every item, from the file headers (computed once)."""
         if self._sizes is None:
-            sizes = [read_image_size(p) for p in self.files]
+            sizes = [self.read.size(p) for p in self.files]
             if self.half is not None:
                 sizes = [(h, w // 2) for h, w in sizes]
             self._sizes = sizes
         return self._sizes
 
     def __getitem__(self, index: int) -> Dict[str, object]:
-        image = read_image(self.files[index], self.channels)
+        image = self.read(self.files[index])
         if self.half is not None:
             left, right = split_halves(image, self.files[index])
             image = left if self.half == "left" else right

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
+from cyclegan_pl.data.native import native_info
 from cyclegan_pl.errors import BadImageError, DataLayoutError, ImageTooLargeError, OptionError
 from cyclegan_pl.files import atomic_file
 
@@ -62,6 +63,7 @@ IMAGE_EXTENSIONS: Tuple[str, ...] = (
     ".ppm",
     ".pgm",
     ".gif",
+    ".npy",
 )
 
 _JPEG_MAGIC = b"\xff\xd8\xff"
@@ -192,9 +194,15 @@ def quick_check(path: PathLike) -> Optional[str]:
     """A cheap integrity check without decoding pixels; returns the problem or ``None``.
 
     Parses the header with PIL, runs PIL's ``verify`` (chunk CRCs for PNG), and checks that a
-    JPEG ends with its end-of-image marker, which catches truncated downloads. Corruption inside
-    compressed data is only found when the file is decoded.
+    JPEG ends with its end-of-image marker, which catches truncated downloads. ``.npy`` arrays get
+    their header read. Corruption inside compressed data is only found when the file is decoded.
     """
+    if Path(path).suffix.lower() == ".npy":
+        try:
+            native_info(path)
+        except BadImageError as error:
+            return error.reason
+        return None
     try:
         with open(path, "rb") as handle:
             data = handle.read()

@@ -8,7 +8,8 @@ from typing import Dict, List, Optional, Tuple, Union
 import torch
 
 from cyclegan_pl.data.base import BadImageSkipper, EpochDataset, Key, format_names, item_generator
-from cyclegan_pl.data.image import match_channels, read_image, require_images, split_halves
+from cyclegan_pl.data.image import match_channels, require_images, split_halves
+from cyclegan_pl.data.readers import ImageReader, as_reader
 from cyclegan_pl.data.transforms import Geometry, ImageTransform, apply_geometry
 from cyclegan_pl.directions import check_direction
 from cyclegan_pl.errors import DataLayoutError
@@ -28,8 +29,10 @@ class PairedDataset(EpochDataset):
         folder: the split folder (e.g. ``data/facades/train``).
         transform: preprocessing applied identically to both halves.
         direction: ``"AtoB"`` or ``"BtoA"`` (swap the halves / sub-folders).
-        input_nc: channels of the input (3 or 1).
-        output_nc: channels of the target (3 or 1).
+        input_nc: how inputs are read: 3 (RGB) or 1 (gray) 8-bit photos, or an
+            :class:`~cyclegan_pl.data.readers.ImageReader` (native reading; side-by-side files then
+            give both halves the same bands and dtype).
+        output_nc: likewise for targets.
         max_size: keep only the first ``max_size`` pairs.
         seed: base seed of the per-item random draws.
         skip_bad_images: skip unreadable files instead of raising (see module doc).
@@ -40,8 +43,8 @@ class PairedDataset(EpochDataset):
         folder: PathLike,
         transform: ImageTransform,
         direction: str = "AtoB",
-        input_nc: int = 3,
-        output_nc: int = 3,
+        input_nc: Union[int, ImageReader] = 3,
+        output_nc: Union[int, ImageReader] = 3,
         max_size: Optional[int] = None,
         seed: int = 0,
         skip_bad_images: bool = False,
@@ -66,7 +69,8 @@ class PairedDataset(EpochDataset):
             files_a, files_b = files_a[:max_size], files_b[:max_size]
         self.files_a, self.files_b = files_a, files_b
         self.transform = transform
-        self.input_nc, self.output_nc = input_nc, output_nc
+        self.read_input = as_reader(input_nc, f"inputs of '{self.folder}'")
+        self.read_target = as_reader(output_nc, f"targets of '{self.folder}'")
 
     def __len__(self) -> int:
         return len(self.files_a)
@@ -77,15 +81,21 @@ class PairedDataset(EpochDataset):
             swap = self.direction == "BtoA"
             source_path = self.files_b[index] if swap else self.files_a[index]
             target_path = self.files_a[index] if swap else self.files_b[index]
-            source = read_image(source_path, self.input_nc)
-            target = read_image(target_path, self.output_nc)
+            source = self.read_input(source_path)
+            target = self.read_target(target_path)
             if target.shape[-2:] != source.shape[-2:]:
                 target = apply_geometry(target, Geometry(resize=tuple(source.shape[-2:])))
             return source, target
-        both = read_image(self.files_a[index], 1 if max(self.input_nc, self.output_nc) == 1 else 3)
+        if self.read_input.native:
+            both = self.read_input(self.files_a[index])  # one file: both halves have its bands
+        else:
+            channels = 1 if max(self.read_input.channels, self.read_target.channels) == 1 else 3
+            both = as_reader(channels)(self.files_a[index])
         left, right = split_halves(both, self.files_a[index])
         source, target = (right, left) if self.direction == "BtoA" else (left, right)
-        return match_channels(source, self.input_nc), match_channels(target, self.output_nc)
+        if self.read_input.native:
+            return source, target
+        return match_channels(source, self.read_input.channels), match_channels(target, self.read_target.channels)
 
     def paths(self, index: int) -> Tuple[str, str]:
         """(input, target) file paths of pair ``index`` after the direction."""

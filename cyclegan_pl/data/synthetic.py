@@ -10,7 +10,12 @@ Paired (:func:`make_demo_paired_dataset`, pix2pix "labels2shapes"): A is a flat 
 and squares in class colours on a flat background), B the matching "photo": shaded discs, squares
 with a vertical gradient, a textured background. Files hold A|B side by side.
 
-Both writers are deterministic in ``seed``, atomic (the dataset is written into a temporary
+Multi-band (:func:`make_demo_multiband_dataset`, "stains"): 16-bit, 4-band TIFFs of round
+"cells" on a dim background, as a fluorescence microscope might record them. Both domains show
+the same kind of cells, with another spectral profile (how bright each band is) and background;
+every image also carries detail in its two lowest bits, which an 8-bit pipeline would lose.
+
+All writers are deterministic in ``seed``, atomic (the dataset is written into a temporary
 folder beside ``root`` and renamed into place) and idempotent (a complete dataset with the same
 parameters, recognised by its ``.demo_dataset.json`` marker, is left as it is).
 """
@@ -19,11 +24,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Callable, Dict, Union
+from typing import Callable, Dict, Tuple, Union
 
 import numpy as np
 from PIL import Image
 
+from cyclegan_pl.data.native import write_native
 from cyclegan_pl.errors import OptionError
 from cyclegan_pl.files import atomic_folder
 
@@ -119,6 +125,30 @@ def _make_dataset(root: Path, params: Dict[str, object], write: Callable[[Path],
     return root
 
 
+def _unpaired_writer(
+    n_train: int,
+    n_test: int,
+    seed: int,
+    size: int,
+    draw: Callable[[np.random.Generator, int, str], np.ndarray],
+    save: Callable[[np.ndarray, Path], None],
+    salt: Tuple[int, ...] = (),
+) -> Callable[[Path], None]:
+    """What writes an unpaired demo set: ``draw(rng, size, domain)`` images saved by ``save(pixels,
+    path without extension)`` into trainA, trainB, testA, testB, each from its own seeded generator."""
+
+    def write(folder: Path) -> None:
+        for split_id, (split, count) in enumerate((("train", n_train), ("test", n_test))):
+            for domain_id, domain in enumerate("AB"):
+                out = folder / f"{split}{domain}"
+                out.mkdir()
+                for i in range(count):
+                    rng = np.random.default_rng([seed, split_id, domain_id, i, *salt])
+                    save(draw(rng, size, domain), out / f"{domain}_{i:05d}")
+
+    return write
+
+
 def make_demo_dataset(
     root: Union[str, Path],
     n_train: int = 200,
@@ -140,17 +170,10 @@ def make_demo_dataset(
     """
     params = {"kind": "unpaired", "n_train": n_train, "n_test": n_test, "size": size, "seed": seed}
 
-    def write(folder: Path) -> None:
-        for split_id, (split, count) in enumerate((("train", n_train), ("test", n_test))):
-            for domain_id, domain in enumerate("AB"):
-                out = folder / f"{split}{domain}"
-                out.mkdir()
-                for i in range(count):
-                    rng = np.random.default_rng([seed, split_id, domain_id, i])
-                    pixels = _unpaired_image(rng, size, domain)
-                    Image.fromarray(pixels).save(out / f"{domain}_{i:05d}.png")
+    def save(pixels: np.ndarray, path: Path) -> None:
+        Image.fromarray(pixels).save(path.with_suffix(".png"))
 
-    return _make_dataset(Path(root), params, write)
+    return _make_dataset(Path(root), params, _unpaired_writer(n_train, n_test, seed, size, _unpaired_image, save))
 
 
 def make_demo_paired_dataset(
@@ -183,3 +206,48 @@ def make_demo_paired_dataset(
                 Image.fromarray(_paired_image(rng, size)).save(out / f"{i:05d}.png")
 
     return _make_dataset(Path(root), params, write)
+
+
+# Per domain, how bright the cells (and the background) are in each of the four bands, of 65535.
+_CELL_PROFILE = {"A": np.array([0.70, 0.35, 0.10, 0.55]), "B": np.array([0.15, 0.60, 0.75, 0.30])}
+_BACKGROUND_PROFILE = {"A": np.array([0.04, 0.03, 0.02, 0.05]), "B": np.array([0.08, 0.05, 0.06, 0.03])}
+
+
+def _multiband_image(rng: np.random.Generator, size: int, domain: str) -> np.ndarray:
+    y, x = _grid(size)
+    brightness = np.zeros((size, size))
+    for cy, cx, radius in _discs(rng, size):
+        falloff = np.clip(1.0 - (np.hypot(y - cy, x - cx) / radius) ** 2, 0.0, 1.0)
+        brightness = np.maximum(brightness, falloff * rng.uniform(0.7, 1.0))
+    cells = brightness[..., None] * _CELL_PROFILE[domain] + _BACKGROUND_PROFILE[domain]
+    fine = rng.integers(0, 4, size=cells.shape)  # the two lowest bits
+    return np.clip(np.rint(cells * 60000) + fine, 0, 65535).astype(np.uint16)
+
+
+def make_demo_multiband_dataset(
+    root: Union[str, Path],
+    n_train: int = 100,
+    n_test: int = 10,
+    size: int = 64,
+    seed: int = 0,
+) -> Path:
+    """Write the multi-band demo dataset (trainA, trainB, testA, testB of 16-bit 4-band TIFFs) into ``root``.
+
+    Args:
+        root: the dataset folder to create (e.g. ``data/demo_multiband``).
+        n_train: images per training domain.
+        n_test: images per test domain.
+        size: side of the square images in pixels.
+        seed: generates the same images for the same seed.
+
+    Returns:
+        ``root``, as a Path.
+    """
+    params = {"kind": "multiband", "n_train": n_train, "n_test": n_test, "size": size, "seed": seed}
+
+    def save(pixels: np.ndarray, path: Path) -> None:
+        write_native(pixels, path.with_suffix(".tif"), "uint16")
+
+    return _make_dataset(
+        Path(root), params, _unpaired_writer(n_train, n_test, seed, size, _multiband_image, save, salt=(4,))
+    )

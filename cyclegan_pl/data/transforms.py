@@ -1,4 +1,4 @@
-"""Geometric preprocessing and normalisation on uint8 image tensors.
+"""Geometric preprocessing on image tensors of stored values (uint8 for 8-bit images).
 
 The output conventions are the reference code's (bicubic resizes, random crop, random
 horizontal flip, ``ToTensor`` then ``Normalize(0.5, 0.5)`` into ``[-1, 1]``), but the work is done
@@ -8,8 +8,10 @@ resize matches PIL's ``Image.resize(..., BICUBIC)`` to within one grey level on 
 (mean absolute difference about 4e-5 after normalisation; ``tests/data/test_transforms.py``
 checks it against a PIL pipeline). Crops and flips are views, and only the final crop is
 converted to float: in the worker with ``dtype="float32"`` (:func:`as_batch_dtype`), or, with
-``dtype="uint8"`` (what the data modules hand out), by the module on its device
-(:func:`as_model_input`, through ``ImageTranslationModule.prepare_images``; the same numbers).
+``dtype="uint8"`` (what the data modules hand out), by the module on its device (its intensity
+mapping, :mod:`cyclegan_pl.data.intensity`, through ``ImageTranslationModule.prepare_images``; the
+same numbers). Images read natively (16-bit, float, multi-band; :mod:`cyclegan_pl.data.native`)
+go through the same geometry in their own dtype.
 
 A preprocess mode is a function registered in :data:`PREPROCESS` under its config name. It maps
 the image size to a :class:`Geometry` (resize target, crop box); the flip is drawn separately.
@@ -143,9 +145,10 @@ def _round_to_multiple(value: int, base: int) -> int:
     return max(base, int(round(value / base) * base))
 
 
-#: What the datasets hand out: ``uint8`` images in [0, 255] (a quarter of the bytes between
-#: processes and to the device; the modules normalise them on their device) or ``float32``
-#: images already in [-1, 1].
+#: What the datasets hand out: ``uint8``, the stored values (uint8 for 8-bit images, a quarter of
+#: the bytes of float between processes and to the device; int32 / float64 for native 16-bit /
+#: float images), which the modules normalise on their device; or ``float32`` (8-bit images only),
+#: already in [-1, 1].
 BatchDtype = Literal["uint8", "float32"]
 
 #: The batch keys that hold images.
@@ -157,21 +160,27 @@ def to_float(image: torch.Tensor) -> torch.Tensor:
     return image.to(torch.float32).mul_(2.0 / 255.0).sub_(1.0)
 
 
-def as_model_input(images: torch.Tensor) -> torch.Tensor:
-    """Images as the networks take them: uint8 batches are normalised (on their device), float
-    images in [-1, 1] pass through."""
-    return to_float(images) if images.dtype == torch.uint8 else images
-
-
 def as_batch_dtype(image: torch.Tensor, dtype: BatchDtype) -> torch.Tensor:
-    """A uint8 image as a dataset hands it out: normalised for ``float32``, contiguous uint8 otherwise."""
-    return to_float(image) if dtype == "float32" else image.contiguous()
+    """An image as a dataset hands it out: 8-bit images normalised for ``float32``; otherwise the
+    stored values, contiguous (the modules map them to [-1, 1] on their device)."""
+    return to_float(image) if dtype == "float32" and image.dtype == torch.uint8 else image.contiguous()
 
 
 def apply_geometry(image: torch.Tensor, geometry: Geometry) -> torch.Tensor:
-    """Resize, crop and flip a uint8 ``(..., C, H, W)`` tensor; returns uint8."""
+    """Resize, crop and flip a ``(..., C, H, W)`` tensor of stored values; returns the same dtype.
+
+    uint8 images are resized as they are (PIL's bicubic and rounding); the native dtypes
+    (:mod:`cyclegan_pl.data.native`) in their float precision, ``int32`` (16-bit data) in float32
+    and rounded back to whole numbers (bicubic overshoot near edges may leave the stored range by
+    a few units; the writers clip).
+    """
     if geometry.resize is not None and tuple(image.shape[-2:]) != tuple(geometry.resize):
-        image = TF.resize(image, list(geometry.resize), interpolation=InterpolationMode.BICUBIC, antialias=True)
+        size = list(geometry.resize)
+        if image.dtype == torch.uint8 or image.dtype.is_floating_point:
+            image = TF.resize(image, size, interpolation=InterpolationMode.BICUBIC, antialias=True)
+        else:  # 16-bit integers are exact in float32, and its rounding error is far below one step
+            resized = TF.resize(image.to(torch.float32), size, interpolation=InterpolationMode.BICUBIC, antialias=True)
+            image = resized.round_().to(image.dtype)
     if geometry.crop is not None:
         top, left, height, width = geometry.crop
         image = image[..., top : top + height, left : left + width]

@@ -8,7 +8,8 @@ from typing import Dict, List, Optional, Union
 import torch
 
 from cyclegan_pl.data.base import BadImageSkipper, EpochDataset, Key, item_generator
-from cyclegan_pl.data.image import read_image, require_images
+from cyclegan_pl.data.image import require_images
+from cyclegan_pl.data.readers import ImageReader, as_reader
 from cyclegan_pl.data.transforms import ImageTransform
 from cyclegan_pl.errors import DataLayoutError
 
@@ -26,8 +27,9 @@ class UnpairedDataset(EpochDataset):
         dir_b: folder of domain B images.
         transform: preprocessing applied to both (independent random crops and flips, as in the
             reference).
-        channels_a: 3 (RGB) or 1 (grayscale) for A images.
-        channels_b: 3 or 1 for B images.
+        channels_a: how A images are read: 3 (RGB) or 1 (grayscale) 8-bit photos, or an
+            :class:`~cyclegan_pl.data.readers.ImageReader` (native reading: any bands and dtype).
+        channels_b: likewise for B images.
         serial: take B in order instead of at random.
         max_size: keep only the first ``max_size`` files of each folder.
         seed: base seed of the per-item random draws.
@@ -41,8 +43,8 @@ class UnpairedDataset(EpochDataset):
         dir_a: PathLike,
         dir_b: PathLike,
         transform: ImageTransform,
-        channels_a: int = 3,
-        channels_b: int = 3,
+        channels_a: Union[int, ImageReader] = 3,
+        channels_b: Union[int, ImageReader] = 3,
         serial: bool = False,
         max_size: Optional[int] = None,
         seed: int = 0,
@@ -63,7 +65,8 @@ class UnpairedDataset(EpochDataset):
             if not files:
                 raise DataLayoutError(f"Folder '{folder}' has no readable image files left.")
         self.transform = transform
-        self.channels_a, self.channels_b = channels_a, channels_b
+        self.read_a = as_reader(channels_a, f"'{self.dir_a}'")
+        self.read_b = as_reader(channels_b, f"'{self.dir_b}'")
         self.serial = serial
 
     def __len__(self) -> int:
@@ -86,10 +89,10 @@ class UnpairedDataset(EpochDataset):
         count_a, count_b = len(self.files_a), len(self.files_b)
         b_index = self._draw_b_index(index, generator)
         a_index, image_a = self.skipper.first_readable(
-            "A", count_a, index % count_a, lambda i: (i, read_image(self.files_a[i], self.channels_a))
+            "A", count_a, index % count_a, lambda i: (i, self.read_a(self.files_a[i]))
         )
         b_index, image_b = self.skipper.first_readable(
-            "B", count_b, b_index, lambda i: (i, read_image(self.files_b[i], self.channels_b))
+            "B", count_b, b_index, lambda i: (i, self.read_b(self.files_b[i]))
         )
         return {
             "A": self.transform(image_a, generator),

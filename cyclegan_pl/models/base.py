@@ -56,7 +56,9 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
-from cyclegan_pl.data.transforms import IMAGE_KEYS, as_model_input
+from cyclegan_pl.data.intensity import IntensityMapping, default_mapping, load_intensity
+from cyclegan_pl.data.native import RAW_DTYPES
+from cyclegan_pl.data.transforms import IMAGE_KEYS
 from cyclegan_pl.directions import Direction, check_direction
 from cyclegan_pl.errors import OptionError
 from cyclegan_pl.losses import GANMode, build_gan_loss
@@ -84,7 +86,6 @@ from cyclegan_pl.weights.tensors import checked_state_dict
 warnings.filterwarnings("ignore", message=r"You have overridden `on_after_batch_transfer` in `LightningModule` but")
 
 OptimizerImpl = Literal["default", "foreach", "fused"]
-Channels = Literal[1, 3]
 #: A pool of generated images: takes a batch of fakes, returns a batch of fakes (new or stored).
 ImagePool = Callable[[Tensor], Tensor]
 
@@ -106,6 +107,16 @@ class Translation(NamedTuple):
     output: str
     target: str
     generator: str = "gen"
+
+
+# Dtypes that hold stored values (:mod:`cyclegan_pl.data.native`), which the intensity mapping
+# normalises; float32 and lower floats hold images already in [-1, 1].
+_STORED_DTYPES = (torch.uint8, torch.int32, torch.float64)
+
+
+def _first(value: Any) -> Any:
+    """A batch entry that is the same for every item: collated into a list, or given once."""
+    return value if isinstance(value, str) or not value else value[0]
 
 
 @contextlib.contextmanager
@@ -152,8 +163,8 @@ class ImageTranslationModule(PretrainedMixin, pl.LightningModule):
         lr: initial learning rate of every Adam optimiser.
         beta1: Adam beta1.
         beta2: Adam beta2.
-        input_nc: channels of domain A images (the input); must equal the data module's.
-        output_nc: channels of domain B images (the output); must equal the data module's.
+        input_nc: channels (bands) of domain A images (the input); must equal the data module's.
+        output_nc: channels (bands) of domain B images (the output); must equal the data module's.
         eval_mode: run inference (validation, test, predict, sample grids) with the networks in
             eval mode: dropout off and BatchNorm running statistics, so the output is
             deterministic. False (the reference behaviour) keeps dropout and batch statistics on
@@ -217,8 +228,8 @@ class ImageTranslationModule(PretrainedMixin, pl.LightningModule):
         lr: float = 2e-4,
         beta1: float = 0.5,
         beta2: float = 0.999,
-        input_nc: Channels = 3,
-        output_nc: Channels = 3,
+        input_nc: int = 3,
+        output_nc: int = 3,
         eval_mode: bool = False,
         on_nonfinite: NonFinitePolicy = "raise",
         batched_calls: bool = False,
@@ -240,6 +251,12 @@ class ImageTranslationModule(PretrainedMixin, pl.LightningModule):
         #: what the model card says about this model (see ``CARD_FIELDS``): filled from the
         #: training run at save time, and by ``download-model`` for published models
         self.card_info: Dict[str, Any] = {}
+        for option, value in (("input_nc", input_nc), ("output_nc", output_nc)):
+            if value < 1:
+                raise OptionError(f"{option}={value}: images have at least one channel.", option=option)
+        #: per domain, how stored values map to [-1, 1] and back (the data module's when it trains
+        #: or runs; kept in checkpoints): 8-bit until the model has seen data
+        self.intensity: Dict[str, IntensityMapping] = {"A": default_mapping(input_nc), "B": default_mapping(output_nc)}
         #: the pools attached for training, by the names of ``image_pools``
         self.attached_pools: Dict[str, ImagePool] = {}
         self.gan_loss = build_gan_loss(gan_mode)
@@ -347,22 +364,64 @@ class ImageTranslationModule(PretrainedMixin, pl.LightningModule):
         return [getattr(self, name) for name in self.generator_names()]
 
     # --- images in ------------------------------------------------------------------------------
-    def prepare_images(self, images: Tensor) -> Tensor:
-        """Images as the networks take them: uint8 normalised to [-1, 1] on their device (float in
-        [-1, 1] passes), channels-last when asked. The one place images enter the module."""
-        images = as_model_input(images)
+    def prepare_images(self, images: Tensor, domain: str = "A") -> Tensor:
+        """Images as the networks take them, channels-last when asked. The one place images enter the module.
+
+        Stored values (uint8 8-bit images, int32 16-bit ones, float64 float ones: see
+        :mod:`cyclegan_pl.data.native`) are mapped to [-1, 1] on their device with ``domain``'s
+        intensity mapping; float32 (and lower) images are taken to be in [-1, 1] already.
+
+        Raises:
+            OptionError: the stored values are not of the kind the model's data was (e.g. 8-bit
+                images for a model trained on 16-bit ones).
+        """
+        if images.dtype in _STORED_DTYPES:
+            mapping = self.intensity[domain]
+            expected = RAW_DTYPES.get(mapping.dtype)
+            if images.dtype != expected:
+                raise OptionError(
+                    f"domain {domain} images arrive as {str(images.dtype).replace('torch.', '')} values, but this "
+                    f"model's domain {domain} data was {mapping.dtype} ({mapping.channels} band(s)): read them the "
+                    "same way (image_mode native for 16-bit, float or multi-band data, 8bit for photos).",
+                    option="image_mode",
+                )
+            images = mapping.normalize(images)
         if self.hparams.channels_last:
             return images.contiguous(memory_format=torch.channels_last)
         return images
 
     def prepare_batch(self, batch: Any) -> Any:
-        """A batch dict with its images (keys ``A``, ``B``, ``image``) prepared by :meth:`prepare_images`."""
+        """A batch dict with its images (keys ``A``, ``B``, ``image``) prepared by :meth:`prepare_images`.
+
+        ``image`` holds images to translate, of the source domain of the batch's ``direction``.
+        """
         if not isinstance(batch, dict):
             return batch
+        source = _first(batch.get("direction")) or self.directions[0]
+        domains = {"A": "A", "B": "B", "image": source[0]}
         return {
-            key: self.prepare_images(value) if key in IMAGE_KEYS and torch.is_tensor(value) else value
+            key: self.prepare_images(value, domains[key]) if key in IMAGE_KEYS and torch.is_tensor(value) else value
             for key, value in batch.items()
         }
+
+    def use_intensity(self, mappings: Mapping[str, IntensityMapping]) -> None:
+        """Take the data's intensity mappings (``A`` and ``B``), which must have the model's channels.
+
+        Raises:
+            OptionError: a mapping's band count is not the model's ``input_nc`` / ``output_nc``.
+        """
+        for domain, option in (("A", "input_nc"), ("B", "output_nc")):
+            if domain in mappings and mappings[domain].channels != self.hparams[option]:
+                raise OptionError(
+                    f"the model's {option}={self.hparams[option]} but domain {domain}'s images have "
+                    f"{mappings[domain].channels} band(s): set {option} to the images' band count.",
+                    option=option,
+                )
+        self.intensity = {**self.intensity, **mappings}
+
+    def to_data_units(self, images: Tensor, domain: str) -> Tensor:
+        """Images in [-1, 1] -> float64 values in ``domain``'s stored units (not rounded or clipped)."""
+        return self.intensity[domain].denormalize(images)
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         # Every loader's batch (uint8 from the data modules, or float of your own) arrives prepared.
@@ -414,6 +473,11 @@ class ImageTranslationModule(PretrainedMixin, pl.LightningModule):
         if self.hparams.channels_last:
             self.to(memory_format=torch.channels_last)
         self._check_data_channels()
+        datamodule = self._trainer.datamodule if self._trainer is not None else None
+        if stage == "fit" and hasattr(datamodule, "intensity_mappings"):
+            # A model learns the data's mapping; a checkpoint restored after this (fit --ckpt_path)
+            # brings its own back. Evaluation and prediction keep the model's.
+            self.use_intensity(datamodule.intensity_mappings())
 
     def _check_data_channels(self) -> None:
         datamodule = self._trainer.datamodule if self._trainer is not None else None
@@ -543,6 +607,7 @@ class ImageTranslationModule(PretrainedMixin, pl.LightningModule):
             "iterations": self.loss_log.iterations,
             "trained_directions": list(self.trained_directions),
             "card": self.current_card_info(),
+            "intensity": {domain: mapping.to_dict() for domain, mapping in self.intensity.items()},
         }
 
     def on_load_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
@@ -563,6 +628,8 @@ class ImageTranslationModule(PretrainedMixin, pl.LightningModule):
         self.loss_log.iterations = state.get("iterations", self.loss_log.iterations)
         self.trained_directions = tuple(state.get("trained_directions", self.directions))
         self.card_info = dict(state.get("card", self.card_info))
+        # Checkpoints of 0.2.0 hold 8-bit models: the default mapping.
+        self.intensity = {**self.intensity, **load_intensity(state.get("intensity", {}))}
 
     # --- inference --------------------------------------------------------------------------
     def translate(self, images: Tensor, direction: str = "AtoB") -> Tensor:
@@ -574,7 +641,9 @@ class ImageTranslationModule(PretrainedMixin, pl.LightningModule):
         translation = self.translation(direction)
         gen = getattr(self, translation.generator)
         height, width = images.shape[-2:]
-        padded = pad_to_multiple(self.prepare_images(images), getattr(gen, "size_multiple", 1))
+        padded = pad_to_multiple(
+            self.prepare_images(images, translation.direction[0]), getattr(gen, "size_multiple", 1)
+        )
         with inference_mode([gen], self.eval_mode):
             output = self.generate_for_inference(translation, padded)
         return crop_to(output, height, width)
@@ -594,10 +663,10 @@ class ImageTranslationModule(PretrainedMixin, pl.LightningModule):
         direction is used.
         """
         images = batch["image"] if "image" in batch else batch["A"]
-        direction = batch.get("direction") or self.directions[0]
-        direction = direction if isinstance(direction, str) else direction[0]  # collated: one per image
+        direction = _first(batch.get("direction")) or self.directions[0]
         paths = batch.get("path", batch.get("A_paths"))
-        result = {"images": self.translate(images, direction), "path": paths}
+        # The output domain names the intensity mapping that gives the images' stored values back.
+        result = {"images": self.translate(images, direction), "path": paths, "domain": direction[-1]}
         result["relpath"] = batch.get("relpath", [p.rsplit("/", 1)[-1] for p in paths] if paths else None)
         return result
 

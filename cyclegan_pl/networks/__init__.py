@@ -1,4 +1,5 @@
-"""Generators, discriminators, norms, initializations and projection heads of the methods.
+"""Generators, discriminators, norms, initializations and projection heads of the methods (UNSB's
+time-conditional ones included).
 
 Build networks by name with :func:`define_generator` / :func:`define_discriminator`; weights saved
 by the reference code load with :func:`cyclegan_pl.weights.load_reference_state_dict`.
@@ -9,6 +10,13 @@ from __future__ import annotations
 from torch import nn
 
 from .antialias import Downsample, Upsample
+from .conditional import (
+    TimeConditionalPatchDiscriminator,
+    TimeConditionalResnetBlock,
+    TimeConditionalResnetGenerator,
+    energy_network,
+    timestep_embedding,
+)
 from .discriminators import DISCRIMINATORS, NLayerDiscriminator, PixelDiscriminator
 from .generators import (
     GENERATORS,
@@ -36,16 +44,21 @@ __all__ = [
     "PixelDiscriminator",
     "ResnetBlock",
     "ResnetGenerator",
+    "TimeConditionalPatchDiscriminator",
+    "TimeConditionalResnetBlock",
+    "TimeConditionalResnetGenerator",
     "UnetGenerator",
     "UnetSkipConnectionBlock",
     "Upsample",
     "define_discriminator",
     "define_generator",
     "draw_patch_ids",
+    "energy_network",
     "get_norm_layer",
     "init_weights",
     "norm_uses_bias",
     "sample_patches",
+    "timestep_embedding",
 ]
 
 
@@ -63,7 +76,8 @@ def define_generator(
     """Build and initialize a generator.
 
     Args:
-        name: ``resnet_9blocks``, ``resnet_6blocks``, ``unet_256``, ``unet_128``, or a pattern
+        name: ``resnet_9blocks``, ``resnet_6blocks``, ``unet_256``, ``unet_128``, UNSB's
+            time-conditional ``resnet_9blocks_cond`` (called ``G(x, t, z)``), or a pattern
             ``resnet_<N>blocks`` (N residual blocks) / ``unet_<side>`` (side a power of two
             >= 32; ``log2(side)`` downsamplings).
         input_nc: input image channels.
@@ -100,8 +114,9 @@ def define_discriminator(
     """Build and initialize a discriminator.
 
     Args:
-        name: ``basic`` (70x70 PatchGAN), ``n_layers`` (PatchGAN with ``n_layers`` layers) or
-            ``pixel`` (1x1 PixelGAN).
+        name: ``basic`` (70x70 PatchGAN), ``n_layers`` (PatchGAN with ``n_layers`` layers),
+            ``pixel`` (1x1 PixelGAN) or UNSB's time-conditional ``basic_cond`` (called ``D(x, t)``;
+            anti-aliased only).
         input_nc: input channels (6 for pix2pix's conditional discriminator).
         ndf: channels of the first convolution.
         n_layers: depth of the ``n_layers`` PatchGAN (ignored by the others).

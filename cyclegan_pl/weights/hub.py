@@ -21,6 +21,7 @@ from typing import Any, Dict, Optional, Union
 import torch
 from torch import Tensor
 
+from cyclegan_pl.data.intensity import load_intensity
 from cyclegan_pl.errors import CheckpointError, DownloadError, OptionError, UserError
 from cyclegan_pl.files import atomic_file
 from cyclegan_pl.methods import METHODS, class_path
@@ -141,6 +142,7 @@ def save_pretrained(module: Any, directory: Union[str, Path], repo_id: Optional[
         "class_path": class_path(type(module)),
         "hparams": dict(module.hparams),
         "trained_directions": list(module.trained_directions),
+        "intensity": {domain: mapping.to_dict() for domain, mapping in module.intensity.items()},
         "card": info,
     }
     try:
@@ -203,6 +205,11 @@ def from_pretrained(
     module.load_state_dict(conform_tensors(state, module.state_dict(), str(weights), module.generator_names()))
     module.trained_directions = trained
     module.card_info = config["card"]
+    try:
+        # Folders of 0.2.0 hold 8-bit models: the default mapping.
+        module.use_intensity(load_intensity(config.get("intensity", {})))
+    except (TypeError, ValueError, KeyError) as error:
+        raise CheckpointError(f"{folder / PRETRAINED_CONFIG}: its intensity entry cannot be used ({error}).") from None
     return module.to(map_location)
 
 

@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from cyclegan_pl.data import PairedDataModule, UnpairedDataModule
-from cyclegan_pl.data.transforms import as_model_input
+from cyclegan_pl.data.transforms import to_float
 from cyclegan_pl.errors import DataLayoutError
 
 SMALL = dict(load_size=72, crop_size=64, num_workers=0)
@@ -21,7 +21,7 @@ SMALL = dict(load_size=72, crop_size=64, num_workers=0)
 def _check_images(tensor: torch.Tensor, shape) -> None:
     assert tuple(tensor.shape) == tuple(shape)
     assert tensor.dtype == torch.uint8  # the data modules' batch contract; modules normalise on the device
-    tensor = as_model_input(tensor)
+    tensor = to_float(tensor)
     assert tensor.min() >= -1.0 and tensor.max() <= 1.0
     assert tensor.max() - tensor.min() > 0.5  # real content, not a constant
 
@@ -112,7 +112,7 @@ def test_facades_btoa_swaps_the_halves(data_root):
     photo = Image.open(a["A_paths"][0]).convert("RGB")
     left = photo.crop((0, 0, 256, 256)).resize((64, 64), Image.BICUBIC)
     expected = torch.from_numpy(np.asarray(left).copy()).permute(2, 0, 1) / 127.5 - 1
-    assert (as_model_input(a["A"][0]) - expected).abs().mean() < 0.02  # AtoB input = left half = photo
+    assert (to_float(a["A"][0]) - expected).abs().mean() < 0.02  # AtoB input = left half = photo
     predict = PairedDataModule(root, direction="BtoA", **SMALL)
     predict.setup("predict")
     item = predict.get_dataset("predict")[0]
@@ -184,8 +184,13 @@ def test_download_needs_a_known_name(tmp_path):
 
 
 def test_bad_options_are_refused(tmp_path):
-    with pytest.raises(ValueError, match="input_nc"):
-        UnpairedDataModule(str(tmp_path), input_nc=2)
+    with pytest.raises(ValueError, match="input_nc=0: images have at least one channel"):
+        UnpairedDataModule(str(tmp_path), input_nc=0)
+    # Other band counts than gray and RGB are read natively, not as 8-bit photos.
+    with pytest.raises(ValueError, match="image_mode=8bit reads photos as 1 or 3 channels; input_nc=2"):
+        UnpairedDataModule(str(tmp_path), input_nc=2, image_mode="8bit")
+    with pytest.raises(ValueError, match="normalization=range needs value_range"):
+        UnpairedDataModule(str(tmp_path), normalization="range")
     with pytest.raises(ValueError, match="preprocess"):
         PairedDataModule(str(tmp_path), preprocess="zoom")
 
@@ -267,4 +272,4 @@ def test_uint8_batches_normalised_on_the_device_equal_float_batches(data_root, k
     for as_uint8, as_float in zip(batches["uint8"], batches["float32"], strict=True):
         for key in ("A", "B"):
             assert as_uint8[key].dtype == torch.uint8 and as_float[key].dtype == torch.float32
-            torch.testing.assert_close(as_model_input(as_uint8[key]), as_float[key], rtol=0, atol=1e-6)
+            torch.testing.assert_close(to_float(as_uint8[key]), as_float[key], rtol=0, atol=1e-6)

@@ -18,7 +18,7 @@ def shapes(net):
 
 
 def test_names():
-    assert DISCRIMINATORS.names() == ["basic", "n_layers", "pixel"]
+    assert DISCRIMINATORS.names() == ["basic", "n_layers", "pixel", "basic_cond"]
 
 
 @pytest.mark.parametrize("input_nc, norm, expected", [(3, "instance", 2_764_737), (6, "batch", 2_768_705)])

@@ -144,7 +144,7 @@ def test_unet_dropout_sits_in_middle_blocks_only():
 
 
 def test_named_generators_are_registered():
-    assert GENERATORS.names() == ["resnet_9blocks", "resnet_6blocks", "unet_256", "unet_128"]
+    assert GENERATORS.names() == ["resnet_9blocks", "resnet_6blocks", "unet_256", "unet_128", "resnet_9blocks_cond"]
     assert GENERATORS.patterns() == ["resnet_<N>blocks", "unet_<side>"]
 
 
