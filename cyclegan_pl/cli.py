@@ -18,6 +18,11 @@ What this adds to LightningCLI:
 * the optimizers are the methods' own (``--optimizer`` / ``--lr_scheduler`` are not offered:
   the learning-rate schedule is the ``LinearDecay`` callback);
 * SIGTERM leaves ``last.ckpt`` and exits with status 143;
+* one run at a time in a run folder: ``fit``/``validate``/``test``/``predict`` take the lock of
+  ``default_root_dir`` (:class:`~cyclegan_pl.run_lock.RunLock`) before the Trainer writes anything
+  and release it when the command ends; a second run there stops with one line naming the first,
+  a lock left by a crashed run of this host is taken over (``--ckpt_path last`` resumes it), and
+  under DDP rank 0 decides and every process follows (:class:`~cyclegan_pl.run_lock.RunLockAgreement`);
 * errors the user must fix (:class:`~cyclegan_pl.errors.UserError`) print one ``error:`` line;
   anything else keeps its traceback.
 """
@@ -38,9 +43,11 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.plugins.io import CheckpointIO
 from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 
+from cyclegan_pl.arguments import concise_parse_error
 from cyclegan_pl.callbacks.sigterm_checkpoint import SigtermCheckpoint
 from cyclegan_pl.commands import COMMANDS
-from cyclegan_pl.errors import CheckpointError, UserError
+from cyclegan_pl.errors import CheckpointError, RunFolderInUseError, UserError
+from cyclegan_pl.run_lock import RunLock, RunLockAgreement
 from cyclegan_pl.weights import SafeCheckpointIO, checkpoint_method, load_lightning_checkpoint
 
 DEBUG_ENV = "CYCLEGAN_PL_DEBUG"
@@ -71,54 +78,6 @@ def _fail(message: str, status: int = 1) -> NoReturn:
     sys.exit(status)
 
 
-def _readable_pattern(regex: str) -> str:
-    """A pattern type's regex as a user reads it: ``(?P<n_blocks>\\d+)`` becomes ``<n_blocks>``."""
-    text = re.sub(r"\(\?P<(\w+)>[^)]*\)", r"<\1>", regex.strip().lstrip("^").rstrip("$"))
-    text = text.replace("(?:", "").replace(")", "")
-    return ", ".join(part for part in text.split("|") if part)
-
-
-def concise_parse_error(message: str) -> str:
-    """One line from a jsonargparse error: the option, the value, what was expected; no noise."""
-    lines = [line.strip().lstrip("- ").strip() for line in str(message).strip().splitlines() if line.strip()]
-    keys = list(dict.fromkeys(re.findall(r'Parser key "([^"]+)"', str(message))))
-    given = next(
-        (
-            line.split("value:", 1)[1].strip()
-            for line in lines
-            if re.match(r"(Given|.*Got) value:", line) and "NestedArg(" not in line
-        ),
-        None,
-    )
-    choices: List[str] = []
-    types: List[str] = []
-    for line in lines:
-        literal = re.search(r"Expected a typing\.Literal\[(.*?)\]", line)
-        pattern = re.search(r"does not match regular expression (.+)$", line)
-        if literal:
-            choices += [c.strip().strip("'\"") for c in literal.group(1).split(",")]
-        elif pattern:
-            choices.append(_readable_pattern(pattern.group(1)))
-        types += re.findall(r"Expected a <class '(?:\w+\.)*(\w+)'>", line)
-    option = ".".join(k for k in keys if k != "init_args")
-    value = f" {given!r}" if given is not None else ""
-    if option and choices:
-        return f"{option}{value} is not one of: {', '.join(dict.fromkeys(choices))}"
-    if option and types:
-        expected = " or ".join("None" if t == "NoneType" else t for t in dict.fromkeys(types))
-        return f"{option}{value} is not a valid {expected}"
-    useful = [
-        line
-        for line in lines
-        if line.startswith(("Parser key", "Expected", "Not of type", "Unrecognized", "Key ", "Configuration check"))
-        or "does not" in line
-        or "must be" in line
-        or "not a valid" in line
-    ]
-    chosen = useful or lines[:3]
-    return " ".join(dict.fromkeys(chosen))
-
-
 class ConciseParserMixin:
     """Print a parse error as one line plus a pointer to --help, not the whole usage block."""
 
@@ -141,6 +100,7 @@ class CycleGANCLI(LightningCLI):
     """LightningCLI with the package's defaults (see the module doc)."""
 
     def __init__(self, args: Optional[Sequence[str]] = None, run: bool = True, **kwargs: Any) -> None:
+        self.run_lock: Optional[RunLock] = None
         try:
             super().__init__(
                 model_class=LightningModule,
@@ -161,6 +121,44 @@ class CycleGANCLI(LightningCLI):
             if subcommand:
                 _in_option_syntax(error, lambda name: _config_option(self.config[subcommand], name))
             raise
+        finally:
+            if self.run_lock is not None:
+                self.run_lock.release()
+
+    # --- one run at a time in a run folder -----------------------------------------------------
+    def before_fit(self) -> None:
+        self._claim_run_folder()
+
+    def before_validate(self) -> None:
+        self._claim_run_folder()
+
+    def before_test(self) -> None:
+        self._claim_run_folder()
+
+    def before_predict(self) -> None:
+        self._claim_run_folder()
+
+    def _claim_run_folder(self) -> None:
+        """Take the run folder's lock on global rank 0 before the Trainer writes anything there.
+
+        A refusal stops this process at once when no other process of the run exists yet (one
+        process, or ranks that Lightning starts later from this one). Where the other ranks already
+        run (torchrun, SLURM, several nodes), rank 0 keeps going without its loggers, so that it
+        writes nothing, until every rank has heard the refusal in the Trainer's first callback hook.
+        """
+        trainer = self.trainer
+        refusal = None
+        if trainer.global_rank == 0:
+            self.run_lock = RunLock(trainer.default_root_dir)
+            refusal = self.run_lock.acquire()
+        others_running = trainer.world_size > 1 and (
+            trainer.strategy.cluster_environment.creates_processes_externally or trainer.num_nodes > 1
+        )
+        if refusal is not None and not others_running:
+            raise RunFolderInUseError(refusal)
+        if refusal is not None:
+            trainer.loggers = []
+        trainer.callbacks.insert(0, RunLockAgreement(refusal))
 
     # --- before anything is built -----------------------------------------------------------
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
@@ -339,7 +337,9 @@ def _run_tool(name: str, function: Callable[..., Any], argv: Sequence[str]) -> A
         parsed = parser.parse_args(list(argv))
         return function(**{key: parsed[key] for key in parameters})
     except UserError as error:
-        _in_option_syntax(error, lambda option: f"--{option}" if option in parameters else None)
+        # A command that forwards **options to the library takes the library's arguments too.
+        forwards = any(parameter.kind is inspect.Parameter.VAR_KEYWORD for parameter in parameters.values())
+        _in_option_syntax(error, lambda option: f"--{option}" if option in parameters or forwards else None)
         raise
 
 

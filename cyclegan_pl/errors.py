@@ -119,5 +119,9 @@ class NonFiniteLossError(UserError, FloatingPointError):
     """A loss term became NaN or infinite; training stops instead of learning from it."""
 
 
+class RunFolderInUseError(UserError, RuntimeError):
+    """Another run writes into the run folder (``default_root_dir``) this run was given."""
+
+
 class DiskFullError(UserError, OSError):
     """A file could not be written because the disk (or quota) is full; the old file is intact."""

@@ -55,12 +55,13 @@ _STALE_SECONDS = 3600
 _MARKER = "cyclegan_pl-tmp"
 
 
-def _host() -> str:
+def host_name() -> str:
+    """This machine's name as the package writes it into temporary and lock files (letters and digits)."""
     return re.sub(r"[^A-Za-z0-9]", "", socket.gethostname())[:32] or "host"
 
 
 def _temporary_name(target: Path) -> str:
-    return f".{target.name}.{_MARKER}-{_host()}-{os.getpid()}-"
+    return f".{target.name}.{_MARKER}-{host_name()}-{os.getpid()}-"
 
 
 def _remove_stale_temporaries(target: Path) -> None:
@@ -71,13 +72,13 @@ def _remove_stale_temporaries(target: Path) -> None:
         entries = list(os.scandir(target.parent))
     except OSError:
         return
-    host = _host()
+    host = host_name()
     for entry in entries:
         match = pattern.fullmatch(entry.name)
         if match is None or entry.is_symlink():
             continue
         if match["host"] == host:
-            if _process_alive(int(match["pid"])):
+            if process_alive(int(match["pid"])):
                 continue
         else:
             with contextlib.suppress(OSError):
@@ -90,7 +91,8 @@ def _remove_stale_temporaries(target: Path) -> None:
                 os.unlink(entry.path)
 
 
-def _process_alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a process of this machine with this id exists (this process counts as alive)."""
     if pid == os.getpid():
         return True
     try:
@@ -225,6 +227,28 @@ def atomic_folder(path: PathLike, replace: bool = False) -> Iterator[Path]:
             raise _disk_full_error(target) from error
         raise
     _fsync_path(target.parent, directory=True)
+
+
+@contextlib.contextmanager
+def staging_folder(path: PathLike) -> Iterator[Path]:
+    """Yield an empty temporary folder beside ``path``, removed with what is left in it at the end.
+
+    For files that must be complete and checked before they replace others in ``path``: the
+    block writes them here, checks them, and moves each into place (``os.replace``); a failure
+    leaves ``path`` as it was. A folder left by a killed process is removed like any temporary
+    of :func:`atomic_file`.
+
+    Args:
+        path: the folder the files are meant for (it need not exist).
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temporaries(target)
+    staging = Path(tempfile.mkdtemp(prefix=_temporary_name(target), suffix=".tmp", dir=target.parent))
+    try:
+        yield staging
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def file_sha256(path: PathLike) -> str:

@@ -200,6 +200,38 @@ def pickle_payload() -> Callable[[Path, Path], Path]:
 
 REPO = Path(__file__).resolve().parents[1]
 
+# Holds the lock of a run folder as a first run would, until it is killed.
+_RUN_FOLDER_HOLDER = """
+import sys, time
+from cyclegan_pl.run_lock import RunLock
+lock = RunLock(sys.argv[1], command="the first run")
+assert lock.acquire() is None
+print("held", flush=True)
+time.sleep(600)
+"""
+
+
+@pytest.fixture
+def run_folder_holder() -> Iterator[Callable[[Path], subprocess.Popen]]:
+    """run_folder_holder(folder): a process holding the folder's run lock, killed at the end of the test."""
+    processes: List[subprocess.Popen] = []
+
+    def hold(folder: Path) -> subprocess.Popen:
+        process = subprocess.Popen(
+            [sys.executable, "-c", _RUN_FOLDER_HOLDER, str(folder)],
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+        )
+        processes.append(process)
+        assert process.stdout.readline().strip() == "held"
+        return process
+
+    yield hold
+    for process in processes:
+        process.kill()
+        process.wait()
+
 
 def quiet_trainer(**kwargs) -> pl.Trainer:
     """A quiet CPU Trainer (one epoch; no logger, checkpoints, bars, summary or validation), ``kwargs`` on top."""

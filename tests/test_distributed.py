@@ -58,6 +58,7 @@ def test_cli_plain_ddp_strategy_works(tmp_path):
     )
     assert (tmp_path / "runs" / "demo" / "checkpoints" / "last.ckpt").is_file()
     assert (tmp_path / "runs" / "demo" / "samples" / "epoch_0001.png").is_file()
+    assert not (tmp_path / "runs" / "demo" / ".cyclegan_pl.lock").exists()  # rank 0 took it, and let it go
 
 
 @pytest.mark.parametrize("kind", ["cyclegan", "pix2pix", "cut"])
@@ -98,3 +99,81 @@ def test_results_page_and_kid_gather_every_process(tmp_path):
     for visual in ("fake_B", "fake_A", "side_by_side"):
         assert len(list((tmp_path / "results_2" / visual).iterdir())) == 5
     assert not list(tmp_path.glob(".results_2*"))
+
+
+# --- the run folder's lock: rank 0 decides, every rank follows ---------------------------------
+
+DEMO_TINY_DDP = [
+    "fit",
+    "--config",
+    str(REPO / "configs" / "demo.yaml"),
+    "--trainer.accelerator=cpu",
+    "--trainer.devices=2",
+    "--trainer.strategy=ddp",
+    "--trainer.max_epochs=1",
+    "--trainer.logger=false",
+    "--data.init_args.max_dataset_size=4",
+    "--model.init_args.ngf=8",
+    "--model.init_args.ndf=8",
+    "--model.init_args.generator=resnet_2blocks",
+]
+
+
+def _refusals(stderr: str) -> int:
+    return sum(line.startswith("error:") and "is the run folder of another run" in line for line in stderr.splitlines())
+
+
+def test_a_ddp_run_refused_on_rank_0_starts_no_other_process(tmp_path, run_folder_holder):
+    run_folder = tmp_path / "run"
+    run_folder_holder(run_folder)
+    result = subprocess.run(
+        [sys.executable, "-m", "cyclegan_pl", *DEMO_TINY_DDP, f"--trainer.default_root_dir={run_folder}"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        timeout=240,
+    )
+    assert result.returncode == 1
+    assert _refusals(result.stderr) == 1  # rank 0 refused before starting rank 1: one process, one line
+    assert sorted(p.name for p in run_folder.iterdir()) == [".cyclegan_pl.lock"]
+
+
+def test_every_rank_stops_when_rank_0_finds_the_run_folder_in_use(tmp_path, run_folder_holder):
+    # Both ranks start on their own (as torchrun or SLURM start them), so rank 1 runs before rank 0
+    # has decided: the refusal reaches it through the strategy, and both stop with the same line.
+    # A rank that went on alone would wait in a collective; the timeout only guards against that.
+    import socket
+
+    run_folder = tmp_path / "run"
+    run_folder_holder(run_folder)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "cyclegan_pl", *DEMO_TINY_DDP, f"--trainer.default_root_dir={run_folder}"],
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={
+                **os.environ,
+                "PYTHONPATH": str(REPO),
+                "LOCAL_RANK": str(rank),
+                "NODE_RANK": "0",
+                "WORLD_SIZE": "2",
+                "MASTER_ADDR": "127.0.0.1",
+                "MASTER_PORT": str(port),
+            },
+        )
+        for rank in (0, 1)
+    ]
+    try:
+        results = [(process.communicate(timeout=240), process.returncode) for process in processes]
+    finally:
+        for process in processes:
+            process.kill()
+    assert [code for _, code in results] == [1, 1], [err[-3000:] for (_, err), _ in results]
+    assert [_refusals(err) for (_, err), _ in results] == [1, 1]
+    assert sorted(p.name for p in run_folder.iterdir()) == [".cyclegan_pl.lock"]  # nothing written

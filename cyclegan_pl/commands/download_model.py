@@ -28,7 +28,7 @@ def download_model(name: PublishedName, **options: Any) -> Path:  # type: ignore
         name: the published model (``--help`` lists them): CycleGAN's by their reference names
             (horse2zebra, style_monet...), pix2pix's with a ``pix2pix_`` prefix, CUT's and FastCUT's
             with ``cut_`` / ``fastcut_``.
-        **options: ``root``, ``url``, ``overwrite``, ``progress``, ``timeout`` of
+        **options: ``root``, ``url``, ``overwrite``, ``progress``, ``timeout``, ``verify`` of
             :func:`cyclegan_pl.weights.download_model`.
     """
     info = published_model(name)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Any, Dict, Literal, Optional
 
 import lightning.pytorch as pl
 
@@ -33,10 +34,14 @@ def translate(
     """Translate a folder or one image with a checkpoint, keeping relative paths, names, sizes.
 
     Folders are searched recursively; each output image has its source's relative path, name and
-    size (sides the generator cannot take are padded, then cropped back). An output folder inside
-    the input folder is left out of the inputs. Images are read as the model's data was (8-bit
-    photos, or natively: 16-bit, float, multi-band) and written in the data's units
-    (:mod:`cyclegan_pl.data.output`).
+    size (sides the generator cannot take are padded, then cropped back, down to 1x1). An output
+    folder inside the input folder is left out of the inputs. Images are read as the model's data
+    was (8-bit photos, or natively: 16-bit, float, multi-band) and written in the data's units
+    (:mod:`cyclegan_pl.data.output`). Before anything is written, every output path is checked:
+    none may be an input image (``output`` equal to ``input``, or one image translated into its
+    own folder, would overwrite the sources) and no two inputs may share one (``x.jpg`` and
+    ``x.png``). Each image is written atomically: a run that stops keeps the images translated so
+    far, complete, and no partial file.
 
     Args:
         ckpt_path: a checkpoint written by ``fit``, ``import-reference`` or ``download-model``,
@@ -62,6 +67,7 @@ def translate(
         raise OptionError(f"input={input} does not exist; pass an image file or a folder of images.", option="input")
     if batch_size < 1:
         raise OptionError(f"batch_size={batch_size}: must be >= 1.", option="batch_size")
+    _check_output_folder(Path(output))
     writer = ImageWriter(output_dir=output, extension=extension, depth=depth)
     module = load_checkpoint(ckpt_path)
     module.translation(direction)
@@ -72,6 +78,7 @@ def translate(
     dataset = ImageFolderDataset(
         input, channels=reader, exclude=[output], dtype="uint8", direction=direction, tiling=tiling
     )
+    _check_output_paths(dataset, writer, output, module.intensity[direction[-1]])
     trainer = pl.Trainer(
         accelerator=device,
         devices=1,
@@ -83,3 +90,45 @@ def translate(
     trainer.predict(module, dataloaders=image_folder_loader(dataset, batch_size, num_workers), return_predictions=False)
     print(f"translated images written to {output}")
     return Path(output)
+
+
+def _check_output_folder(output: Path) -> None:
+    """Refuse an output that is a file, or lies under one, or in a folder that cannot be written."""
+    if output.exists() and not output.is_dir():
+        raise OptionError(
+            f"output={output} is a file: pass a folder for the translated images (it is created when missing).",
+            option="output",
+        )
+    existing = output.absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise OptionError(f"output={output} cannot be created: {existing} is a file, not a folder.", option="output")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise OptionError(f"output={output} cannot be written: {existing} is not writable by you.", option="output")
+
+
+def _check_output_paths(dataset: ImageFolderDataset, writer: ImageWriter, output: Path, mapping: Any) -> None:
+    """Refuse, before anything is written, an output path that is an input image or that two inputs share.
+
+    The paths are the writer's own, with the extension it gives images of the output domain
+    (``mapping``, the module's intensity mapping of that domain).
+    """
+    _, suffix, _ = writer.output.resolve(mapping)
+    inputs = {path.resolve(): path for path in dataset.files}
+    planned: Dict[Path, Path] = {}
+    for index, source in enumerate(dataset.files):
+        target = writer.target_path(dataset.relpath(index), str(source), suffix)
+        resolved = target.resolve()
+        if resolved in inputs:
+            raise OptionError(
+                f"output={output}: the translation of {source} would be written over the input image "
+                f"{inputs[resolved]}; pass an output folder that holds none of the input images.",
+                option="output",
+            )
+        if resolved in planned:
+            raise OptionError(
+                f"{planned[resolved]} and {source} would both be translated to {target}: rename one of them, or "
+                "translate them into separate output folders."
+            )
+        planned[resolved] = source

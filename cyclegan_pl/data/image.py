@@ -159,11 +159,23 @@ def read_image_size(path: PathLike) -> Tuple[int, int]:
     try:
         with Image.open(path) as image:
             width, height = image.size
-            if image.getexif().get(_EXIF_ORIENTATION, 1) in (5, 6, 7, 8):
+            if _orientation(image) in (5, 6, 7, 8):
                 width, height = height, width
     except Exception as error:  # PIL raises many types for bad files
         raise _image_error(path, error) from error
     return height, width
+
+
+def _orientation(image: Image.Image) -> int:
+    """The EXIF orientation of an opened image, from what precedes its pixel data.
+
+    A PNG's eXIf chunk counts only before the image data, as libpng (torchvision's decoder) and
+    browsers read it: looking for one after would decode the whole image (PIL loads it to reach
+    the later chunks), which reading a size from a header must never do.
+    """
+    if image.format == "PNG" and "exif" not in image.info:
+        return 1
+    return image.getexif().get(_EXIF_ORIENTATION, 1)
 
 
 _BOMB_NUMBERS = re.compile(r"\((\d+) pixels\) exceeds limit of (\d+) pixels")
@@ -238,7 +250,8 @@ def _decode_pil(path: PathLike, channels: int) -> torch.Tensor:
     try:
         with Image.open(path) as image:
             _note_first_frame_only(path, image)
-            image = ImageOps.exif_transpose(image)
+            if _orientation(image) != 1:  # the orientation read_image_size saw, and no other
+                image = ImageOps.exif_transpose(image)
             return pil_to_tensor(image, channels)
     except BadImageError:
         raise

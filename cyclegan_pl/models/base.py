@@ -80,6 +80,7 @@ from cyclegan_pl.networks.padding import crop_to, pad_to_multiple
 from cyclegan_pl.networks.tiling import Tiling, translate_tiled
 from cyclegan_pl.weights.checkpoints import CHECKPOINT_KEY
 from cyclegan_pl.weights.hub import PretrainedMixin
+from cyclegan_pl.weights.tensors import checked_state_dict
 
 # The module prepares every batch itself (on_after_batch_transfer), with or without a data module:
 # Lightning's notice that it then uses the module's hook says what is meant.
@@ -245,6 +246,9 @@ class ImageTranslationModule(PretrainedMixin, pl.LightningModule):
         reseed_every_step: bool = True,
     ) -> None:
         super().__init__()
+        for name, value in (("ngf", ngf), ("ndf", ndf), ("n_layers_d", n_layers_d)):
+            if value < 1:
+                raise OptionError(f"{name}={value}: must be 1 or more (it sizes the networks' layers).", option=name)
         # Collects the arguments of the whole __init__ chain, the method's own included.
         self.save_hyperparameters()
         self.automatic_optimization = False
@@ -357,10 +361,13 @@ class ImageTranslationModule(PretrainedMixin, pl.LightningModule):
         """The generator translating ``direction`` (one the method translates)."""
         return getattr(self, self._translation(direction).generator)
 
+    def generator_names(self) -> Tuple[str, ...]:
+        """The attributes of the generators, each once, in the order of ``translations``."""
+        return tuple(dict.fromkeys(translation.generator for translation in self.translations))
+
     def generators(self) -> List[nn.Module]:
         """Each generator once, in the order of ``translations``."""
-        names = dict.fromkeys(translation.generator for translation in self.translations)
-        return [getattr(self, name) for name in names]
+        return [getattr(self, name) for name in self.generator_names()]
 
     # --- images in ------------------------------------------------------------------------------
     def prepare_images(self, images: Tensor, domain: str = "A") -> Tensor:
@@ -612,6 +619,18 @@ class ImageTranslationModule(PretrainedMixin, pl.LightningModule):
         }
 
     def on_load_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
+        # Lightning loads the state_dict right after this hook (`--ckpt_path`): its tensors are
+        # checked first, so a file that does not fit is one line, not load_state_dict's traceback.
+        weights = checkpoint.get("state_dict")
+        if isinstance(weights, dict) and getattr(self, "strict_loading", True):
+            source = getattr(self._trainer, "ckpt_path", None) if self._trainer is not None else None
+            checkpoint["state_dict"] = checked_state_dict(
+                weights,
+                self.state_dict(),
+                str(source or "the checkpoint"),
+                f"the {type(self).__name__} configured",
+                generators=self.generator_names(),
+            )
         state = checkpoint.get(CHECKPOINT_KEY, {})
         self.stream_seed = state.get("stream_seed", checkpoint.get("cyclegan_pl_stream_seed", self.stream_seed))
         self.loss_log.iterations = state.get("iterations", self.loss_log.iterations)

@@ -16,11 +16,13 @@ from lightning.fabric.utilities.cloud_io import get_filesystem
 from lightning.fabric.utilities.types import _PATH
 from lightning.pytorch import LightningModule
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+from torch import Tensor
 
 from cyclegan_pl.errors import CheckpointError
 from cyclegan_pl.files import atomic_torch_save, load_torch_file
 from cyclegan_pl.methods import METHODS
 from cyclegan_pl.weights.hub import from_pretrained, is_pretrained_source
+from cyclegan_pl.weights.tensors import conform_tensors, module_for_weights, tensor_specs
 
 PathLike = Union[str, Path]
 
@@ -40,6 +42,11 @@ def load_lightning_checkpoint(path: PathLike, what: str = "--ckpt_path") -> Dict
             f"{what} {path} is not a Lightning checkpoint (no 'state_dict'): pass a .ckpt written by "
             "`fit`, `import-reference` or `download-model`; reference-code .pth files are converted "
             "with `python -m cyclegan_pl import-reference`."
+        )
+    others = [str(key) for key, value in checkpoint["state_dict"].items() if not isinstance(value, Tensor)]
+    if others:
+        raise CheckpointError(
+            f"{what} {path}: its state_dict holds entries that are not tensors ({', '.join(others[:3])})."
         )
     return checkpoint
 
@@ -76,16 +83,34 @@ def load_checkpoint(path: PathLike, map_location: str = "cpu") -> LightningModul
     holding one, as ``hf://owner/name`` (needs ``cyclegan_pl[hub]``). Nothing in the files is
     executed (see :func:`cyclegan_pl.files.load_torch_file`; the folder's weights are safetensors).
 
+    The file's options are checked against the method's typed arguments and its tensors against
+    the module they describe before that module is built (a file describing a huge network costs
+    nothing), and each tensor's dtype and values are checked
+    (:mod:`~cyclegan_pl.weights.tensors`).
+
     Raises:
-        CheckpointError: the file is missing, unreadable, unsafe, or holds no known method.
+        CheckpointError: the file is missing, unreadable, unsafe, holds no known method, or
+            its options or tensors do not make that method's module; one line naming the file.
     """
     if is_pretrained_source(path):
         return from_pretrained(path, map_location=map_location)
     checkpoint = load_lightning_checkpoint(path)
     module_class = checkpoint_method(checkpoint, path)
+    hyper_parameters = checkpoint.get("hyper_parameters", {})
+    if not isinstance(hyper_parameters, dict):
+        raise CheckpointError(f"{path}: its hyper_parameters are not a mapping of options; pass another checkpoint.")
     # LightningCLI adds bookkeeping entries such as `_class_path`; they are no arguments.
-    hparams = {k: v for k, v in checkpoint.get("hyper_parameters", {}).items() if not k.startswith("_")}
-    module = module_class(**hparams)
+    hparams = {k: v for k, v in hyper_parameters.items() if not str(k).startswith("_")}
+    state = checkpoint["state_dict"]
+    module = module_for_weights(
+        module_class,
+        hparams,
+        tensor_specs(state),
+        options_origin=f"The hyper_parameters of {path}",
+        weights_origin=str(path),
+        described_by="its hyper_parameters",
+    )
+    checkpoint["state_dict"] = conform_tensors(state, module.state_dict(), str(path), module.generator_names())
     module.load_state_dict(checkpoint["state_dict"])
     module.on_load_checkpoint(checkpoint)
     return module.to(map_location)

@@ -10,6 +10,7 @@ for Hub repos (``pip install 'cyclegan_pl[hub]'``).
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import shutil
@@ -17,12 +18,14 @@ import tempfile
 from pathlib import Path
 from typing import Any, Dict, Optional, Union
 
-from torch import Tensor, nn
+import torch
+from torch import Tensor
 
 from cyclegan_pl.data.intensity import load_intensity
 from cyclegan_pl.errors import CheckpointError, DownloadError, OptionError, UserError
 from cyclegan_pl.files import atomic_file
 from cyclegan_pl.methods import METHODS, class_path
+from cyclegan_pl.weights.tensors import TensorSpec, conform_tensors, module_for_weights
 
 #: The files of a :func:`save_pretrained` folder.
 PRETRAINED_WEIGHTS = "model.safetensors"
@@ -36,6 +39,8 @@ HUB_PREFIX = re.compile(r"^hf:/+")
 _REPO_ID = re.compile(r"[\w.-]+/[\w.-]+")
 #: What ``card_info`` may hold: shown in the model card, kept in checkpoints and folders.
 CARD_FIELDS = ("name", "description", "dataset", "epochs", "command", "metrics", "source")
+#: The largest config.json read: the package writes a few kB (the hyperparameters and the card).
+MAX_CONFIG_BYTES = 1 << 20
 
 
 class PretrainedMixin:
@@ -71,13 +76,14 @@ class PretrainedMixin:
             card["metrics"] = {**card.get("metrics", {}), **metrics}
         return card
 
-    def save_pretrained(self, directory: Union[str, Path], **card: Any) -> Path:
+    def save_pretrained(self, directory: Union[str, Path], repo_id: Optional[str] = None, **card: Any) -> Path:
         """Write the model as a folder: ``model.safetensors``, ``config.json`` and ``README.md``.
 
-        See :func:`save_pretrained`; ``card`` entries override what the model knows
-        (:data:`CARD_FIELDS`), e.g. ``dataset="horse2zebra"``, ``metrics={"fid/a2b": 61.2}``.
+        See :func:`save_pretrained`; ``repo_id`` is the Hub repo the folder is meant for, and
+        ``card`` entries override what the model knows (:data:`CARD_FIELDS`), e.g.
+        ``dataset="horse2zebra"``, ``metrics={"fid/a2b": 61.2}``.
         """
-        return save_pretrained(self, directory, **card)
+        return save_pretrained(self, directory, repo_id=repo_id, **card)
 
     @classmethod
     def from_pretrained(cls, source: Union[str, Path], revision: Optional[str] = None, map_location: str = "cpu"):
@@ -101,7 +107,7 @@ class PretrainedMixin:
         return push_to_hub(self, repo_id, private=private, commit_message=commit_message, token=token, **card)
 
 
-def save_pretrained(module: Any, directory: Union[str, Path], **card: Any) -> Path:
+def save_pretrained(module: Any, directory: Union[str, Path], repo_id: Optional[str] = None, **card: Any) -> Path:
     """Write ``module`` as a folder: ``model.safetensors``, ``config.json`` and ``README.md``.
 
     The weights are a safetensors file (tensors only: nothing runs when it is read), the
@@ -114,6 +120,9 @@ def save_pretrained(module: Any, directory: Union[str, Path], **card: Any) -> Pa
     Args:
         module: the model (any registered method).
         directory: the folder to write (created when missing).
+        repo_id: the Hugging Face Hub repo (``owner/name``) the folder is uploaded to: the model
+            card's usage lines then load ``hf://owner/name``. Without it they name the folder as
+            ``./<its name>``: the card never shows where it was saved on this machine.
         **card: model card entries overriding what the model knows (:data:`CARD_FIELDS`).
 
     Returns:
@@ -146,7 +155,7 @@ def save_pretrained(module: Any, directory: Union[str, Path], **card: Any) -> Pa
     with atomic_file(folder / PRETRAINED_CONFIG) as tmp:
         tmp.write_text(config_text)
     with atomic_file(folder / PRETRAINED_CARD) as tmp:
-        tmp.write_text(_model_card(type(module), config, info, folder))
+        tmp.write_text(_model_card(type(module), config, info, folder, repo_id))
     return folder
 
 
@@ -176,21 +185,26 @@ def from_pretrained(
             f"{folder} holds a {module_class.__name__}, not a {expected.__name__}: load it with "
             f"{module_class.__name__}.from_pretrained or cyclegan_pl.load_checkpoint."
         )
-    try:
-        module = module_class(**config["hparams"])
-    except (TypeError, UserError) as error:
-        raise CheckpointError(
-            f"{folder / PRETRAINED_CONFIG}: its hparams do not build a {module_class.__name__} ({error})."
-        ) from None
-    module.load_state_dict(_read_pretrained_weights(folder, module))
-    trained = tuple(config.get("trained_directions") or module.directions)
-    if not set(trained) <= set(module.directions):
+    directions = [translation.direction for translation in module_class.translations]
+    trained = tuple(config["trained_directions"] or directions)
+    if not set(trained) <= set(directions):
         raise CheckpointError(
             f"{folder / PRETRAINED_CONFIG}: trained_directions {list(trained)} are not directions a "
-            f"{module_class.__name__} translates ({', '.join(module.directions)})."
+            f"{module_class.__name__} translates ({', '.join(directions)})."
         )
+    weights = folder / PRETRAINED_WEIGHTS
+    module = module_for_weights(
+        module_class,
+        config["hparams"],
+        _safetensors_header(weights, folder),
+        options_origin=f"The hparams of {folder / PRETRAINED_CONFIG}",
+        weights_origin=str(weights),
+        described_by=f"its {PRETRAINED_CONFIG}",
+    )
+    state = _read_pretrained_weights(weights)
+    module.load_state_dict(conform_tensors(state, module.state_dict(), str(weights), module.generator_names()))
     module.trained_directions = trained
-    module.card_info = dict(config.get("card") or {})
+    module.card_info = config["card"]
     try:
         # Folders of 0.2.0 hold 8-bit models: the default mapping.
         module.use_intensity(load_intensity(config.get("intensity", {})))
@@ -216,7 +230,7 @@ def push_to_hub(
     api = hub.HfApi(token=token)
     staging = Path(tempfile.mkdtemp(prefix="cyclegan_pl_push_"))
     try:
-        save_pretrained(module, staging, **{"name": repo_id.rsplit("/", 1)[-1], **card})
+        save_pretrained(module, staging, repo_id=repo_id, **{"name": repo_id.rsplit("/", 1)[-1], **card})
         api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
         commit = api.upload_folder(
             repo_id=repo_id, folder_path=str(staging), commit_message=commit_message, repo_type="model"
@@ -283,23 +297,73 @@ def _pretrained_folder(source: Union[str, Path], revision: Optional[str]) -> Pat
 
 
 def _read_pretrained_config(folder: Path) -> Dict[str, Any]:
+    """The folder's config.json, each entry of the type the package writes (or one line naming it)."""
     path = folder / PRETRAINED_CONFIG
     if not path.is_file():
         raise CheckpointError(
             f"{folder} holds no {PRETRAINED_CONFIG}: pass a folder written by save_pretrained, or a "
             ".ckpt checkpoint file."
         )
+    size = path.stat().st_size
+    if size > MAX_CONFIG_BYTES:
+        raise CheckpointError(
+            f"{path} is {size / 2**20:.1f} MiB, far more than a model folder's {PRETRAINED_CONFIG} (a few kB): it was "
+            "not written by save_pretrained; copy the folder again."
+        )
     try:
         config = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise CheckpointError(f"{path} cannot be read as JSON ({error}).") from None
+    except RecursionError:
+        raise CheckpointError(f"{path} nests too deeply to be a cyclegan_pl config.") from None
     if not isinstance(config, dict) or not isinstance(config.get("hparams"), dict):
         raise CheckpointError(f"{path} is not a cyclegan_pl config (no 'hparams' mapping).")
-    if int(config.get("format", PRETRAINED_FORMAT)) > PRETRAINED_FORMAT:
+    version = config.get("format", PRETRAINED_FORMAT)
+    if type(version) is not int or version < 1:
+        raise CheckpointError(f"{path}: format must be a positive integer, not {_shown(version)}.")
+    if version > PRETRAINED_FORMAT:
         raise CheckpointError(
-            f"{path} was written by a newer cyclegan_pl (format {config['format']}); upgrade cyclegan_pl to load it."
+            f"{path} was written by a newer cyclegan_pl (format {version}); upgrade cyclegan_pl to load it."
         )
-    return config
+    directions = config.get("trained_directions")
+    if directions is not None and not (
+        isinstance(directions, list) and all(isinstance(direction, str) for direction in directions)
+    ):
+        raise CheckpointError(f"{path}: trained_directions must be a list of directions, not {_shown(directions)}.")
+    return {**config, "trained_directions": directions, "card": _checked_card(config.get("card"), path)}
+
+
+def _checked_card(card: Any, path: Path) -> Dict[str, Any]:
+    """The model card entries of a config (:data:`CARD_FIELDS`), each of the type the package writes."""
+    if card is None:
+        return {}
+    if not isinstance(card, dict):
+        raise CheckpointError(f"{path}: card must be a mapping of model card entries, not {_shown(card)}.")
+    checked: Dict[str, Any] = {}
+    for key in CARD_FIELDS:
+        value = card.get(key)
+        if value is None:
+            continue
+        if key == "metrics":
+            if not isinstance(value, dict) or not all(_is_number(number) for number in value.values()):
+                raise CheckpointError(f"{path}: card.metrics must map names to numbers, not {_shown(value)}.")
+            value = {str(name): float(number) for name, number in value.items()}
+        elif key == "epochs":
+            if type(value) is not int or value < 0:
+                raise CheckpointError(f"{path}: card.epochs must be a count of epochs, not {_shown(value)}.")
+        elif not isinstance(value, str):
+            raise CheckpointError(f"{path}: card.{key} must be text, not {_shown(value)}.")
+        checked[key] = value
+    return checked
+
+
+def _is_number(value: Any) -> bool:
+    return type(value) in (int, float) and math.isfinite(value)
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _pretrained_class(config: Dict[str, Any], folder: Path) -> Any:
@@ -312,32 +376,59 @@ def _pretrained_class(config: Dict[str, Any], folder: Path) -> Any:
     return module_class
 
 
-def _read_pretrained_weights(folder: Path, module: nn.Module) -> Dict[str, Tensor]:
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
+def _safetensors_header(path: Path, folder: Path) -> Dict[str, TensorSpec]:
+    """The shape and dtype of each tensor of a safetensors file, from its header: no tensor is read."""
+    from safetensors import SafetensorError, safe_open
 
-    path = folder / PRETRAINED_WEIGHTS
     if not path.is_file():
         raise CheckpointError(f"{folder} holds no {PRETRAINED_WEIGHTS}: copy it there from where the folder came from.")
     try:
-        state = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as error:
+        with safe_open(str(path), framework="pt") as handle:
+            return {key: _header_spec(handle.get_slice(key)) for key in handle.keys()}  # noqa: SIM118 - not iterable
+    except (SafetensorError, OSError, ValueError, TypeError) as error:
         raise CheckpointError(f"{path} is truncated or not a safetensors file ({error}); copy it again.") from None
-    expected = module.state_dict()
-    missing = [key for key in expected if key not in state]
-    unexpected = [key for key in state if key not in expected]
-    reshaped = [key for key in expected if key in state and state[key].shape != expected[key].shape]
-    if missing or unexpected or reshaped:
-        examples = ", ".join((missing + unexpected + reshaped)[:3])
-        raise CheckpointError(
-            f"{path} does not fit the {type(module).__name__} its {PRETRAINED_CONFIG} describes: {len(missing)} "
-            f"missing, {len(unexpected)} unexpected, {len(reshaped)} reshaped tensors (e.g. {examples})."
-        )
-    return state
 
 
-def _model_card(method_class: Any, config: Dict[str, Any], card: Dict[str, Any], folder: Path) -> str:
-    """The README.md of a save_pretrained folder: front matter for the Hub, then the facts."""
+def _header_spec(piece: Any) -> TensorSpec:
+    return tuple(piece.get_shape()), _SAFETENSORS_DTYPES.get(piece.get_dtype())
+
+
+# The dtypes safetensors names in its header; others (F8 variants...) are left unnamed here and
+# refused by conform_tensors once read.
+_SAFETENSORS_DTYPES = {
+    "F64": torch.float64,
+    "F32": torch.float32,
+    "F16": torch.float16,
+    "BF16": torch.bfloat16,
+    "I64": torch.int64,
+    "I32": torch.int32,
+    "I16": torch.int16,
+    "I8": torch.int8,
+    "U8": torch.uint8,
+    "BOOL": torch.bool,
+    "C64": torch.complex64,
+}
+
+
+def _read_pretrained_weights(path: Path) -> Dict[str, Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError, TypeError) as error:
+        raise CheckpointError(f"{path} is truncated or not a safetensors file ({error}); copy it again.") from None
+
+
+def _model_card(
+    method_class: Any, config: Dict[str, Any], card: Dict[str, Any], folder: Path, repo_id: Optional[str]
+) -> str:
+    """The README.md of a save_pretrained folder: front matter for the Hub, then the facts.
+
+    Its usage lines load ``hf://<repo_id>`` when the folder goes to the Hub, else ``./<folder's
+    name>``: a card shared with others must not show this machine's folders.
+    """
+    source = f"hf://{repo_id}" if repo_id else f"./{folder.resolve().name}"
     hp = config["hparams"]
     method = method_class.__name__
     all_directions = [translation.direction for translation in method_class.translations]
@@ -381,12 +472,12 @@ def _model_card(method_class: Any, config: Dict[str, Any], card: Dict[str, Any],
         "## Use",
         "",
         "```bash",
-        f"python -m cyclegan_pl translate --ckpt_path {folder} --input IMAGES --output OUT --direction {directions[0]}",
+        f"python -m cyclegan_pl translate --ckpt_path {source} --input IMAGES --output OUT --direction {directions[0]}",
         "```",
         "",
         "```python",
         "from cyclegan_pl import load_checkpoint",
-        f'model = load_checkpoint("{folder}")  # or {method}.from_pretrained(...)',
+        f'model = load_checkpoint("{source}")  # or {method}.from_pretrained(...)',
         f'images_out = model.translate(images_in, "{directions[0]}")  # N, C, H, W in [-1, 1]',
         "```",
         "",

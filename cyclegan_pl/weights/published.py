@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +36,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from cyclegan_pl.errors import DiskFullError, DownloadError, UserError
 from cyclegan_pl.fetch import extract_tar_members, fetch
+from cyclegan_pl.files import atomic_file, file_sha256, staging_folder
 from cyclegan_pl.methods import METHODS
 from cyclegan_pl.registry import Registry
 
@@ -66,6 +66,9 @@ class PublishedModel:
             (an anti-aliased generator, dropout, FastCUT's options), stored in the checkpoint so
             that ``fit --ckpt_path`` continues that recipe.
         fit_command: our command that trains this model's recipe, when we have one.
+        sha256: the sha256 of the published file (of the archive, for a run folder), 64 lowercase
+            hex digits, which :func:`download_model` checks; None where no value could be
+            confirmed: the file is then checked by its architecture only (see the README).
     """
 
     name: str
@@ -80,6 +83,7 @@ class PublishedModel:
     run_folder: Optional[str] = None
     hparams: Mapping[str, Any] = field(default_factory=dict)
     fit_command: Optional[str] = None
+    sha256: Optional[str] = None
 
     def url(self, server: Optional[str] = None) -> str:
         """The file's URL on ``server`` (default: $CYCLEGAN_PL_MODEL_URL, else the authors' server)."""
@@ -137,15 +141,23 @@ def download_model(
     overwrite: bool = False,
     progress: bool = True,
     timeout: float = 60.0,
+    verify: bool = True,
 ) -> Path:
     """Download a published model and write a checkpoint ROOT/NAME.ckpt to translate with.
 
     A generator file is kept beside the checkpoint as ROOT/NAME.pth; a run folder is copied out
     of its archive (downloaded once, kept for the other models in it) into ROOT/NAME/. A .pth
-    file or run folder already there (put in place by hand) is converted without downloading,
-    and a checkpoint already there is returned as it is unless ``overwrite``. Every file is
-    loaded strictly into the architecture the entry names before anything is written. The
-    checkpoint translates AtoB (the name's input domain) only.
+    file, archive or run folder already there (put in place by hand) is converted without
+    downloading, and a checkpoint already there is returned as it is unless ``overwrite``.
+
+    Every file is checked before anything is written: a downloaded file and an archive or
+    ``.pth`` file in place against the sha256 its entry records (:attr:`PublishedModel.sha256`),
+    then by loading it strictly into the architecture the entry names. Where no sha256 is recorded
+    (see the README), and for a run folder copied by hand, the architecture is the only check, and
+    a note says so. A download is staged beside its target and replaces the files there (an
+    earlier NAME.pth, the archive, the run folder's files, the checkpoint) only once it passed
+    both checks, so a failed ``overwrite`` leaves the previous model as it was. The checkpoint
+    translates AtoB (the name's input domain) only.
 
     Args:
         name: a published model (see :func:`published_models`).
@@ -155,16 +167,19 @@ def download_model(
         overwrite: download and convert again even when the files are there (the archive too).
         progress: show a progress bar on stderr.
         timeout: seconds to wait for the server on connect and on each read.
+        verify: check the file's sha256 against the recorded one; False accepts another file on
+            purpose (a mirror you trust that serves a file of its own). The architecture is
+            checked either way.
 
     Returns:
         The checkpoint.
 
     Raises:
-        DownloadError: the download failed, the archive lacks the model's run folder, or a file
-            is not the network the name implies (what this call downloaded or extracted is
-            removed; nothing is written).
+        DownloadError: the download failed, a file's sha256 is not the recorded one, the archive
+            lacks the model's run folder, or a file is not the network the name implies (what this
+            call downloaded or extracted is not kept; files already there are unchanged).
     """
-    from cyclegan_pl.weights.reference_import import imported_module, save_imported_checkpoint
+    from cyclegan_pl.weights.reference_import import save_imported_checkpoint
 
     info = published_model(name)
     root = Path(root)
@@ -172,27 +187,12 @@ def download_model(
     if checkpoint.is_file() and not overwrite:
         return checkpoint
     source = url or info.url()
+    fetcher = _Fetcher(info, source, checkpoint, progress, timeout, verify)
     if info.run_folder is not None:
-        weights = _fetch_run_folder(info, source, root, checkpoint, overwrite, progress, timeout)
+        imported = _run_folder_model(fetcher, root, overwrite)
     else:
-        weights = _fetch_generator(info, source, root, checkpoint, overwrite, progress, timeout)
-    try:
-        module, start_epoch, provenance = imported_module(
-            weights.path,
-            model=info.method,
-            direction="AtoB",
-            named=dict(generator=info.generator, ngf=64, norm=info.norm),
-            start_epoch=0,
-            hparams=dict(info.hparams),
-        )
-    except UserError as error:
-        weights.discard()
-        reason = str(error).split("\n(While importing")[0]  # import-reference's options do not apply here
-        antialiased = "anti-aliased " if info.hparams.get("antialias") else ""
-        raise DownloadError(
-            f"{weights.what} {'does not hold' if info.run_folder else 'is not'} the {antialiased}{info.generator} "
-            f"generator ({info.norm} norm) that '{name}' is: {reason}\n{weights.advice}"
-        ) from None
+        imported = _generator_model(fetcher, root, overwrite)
+    module, start_epoch, provenance = imported
     module.card_info = {
         "name": name,
         "description": info.description(),
@@ -205,54 +205,107 @@ def download_model(
     return checkpoint
 
 
+#: What :func:`imported_module` returns: the module, its start epoch and its provenance.
+Imported = Tuple[Any, int, Dict[str, Any]]
+
+
 @dataclass
-class _Weights:
-    """Reference weights in place for import, and how to undo and explain a failed import.
+class _Fetcher:
+    """One model's download: where from, how, and the checks every file it uses passes."""
 
-    Args:
-        path: the ``.pth`` file or run folder to import.
-        what: how messages name it (with where it came from).
-        advice: what the user can do when it does not load (what was removed, the manual step).
-        created: what this call downloaded or extracted, removed when the import fails.
-    """
+    info: PublishedModel
+    source: str
+    checkpoint: Path
+    progress: bool
+    timeout: float
+    verify: bool
 
-    path: Path
-    what: str
-    advice: str
-    created: List[Path] = field(default_factory=list)
+    def fetch(self, destination: Path, what: str, manual_step: str) -> None:
+        fetch(
+            self.source,
+            destination,
+            what=what,
+            manual_step=manual_step,
+            progress=self.progress,
+            timeout=self.timeout,
+        )
 
-    def discard(self) -> None:
-        for path in self.created:
-            if path.is_dir():
-                shutil.rmtree(path, ignore_errors=True)
-            else:
-                path.unlink(missing_ok=True)
+    def check_sha256(self, path: Path, what: str, advice: str) -> None:
+        """Refuse ``path`` unless it has the recorded sha256 (or there is none, or verify is off)."""
+        info = self.info
+        if not self.verify:
+            return
+        if info.sha256 is None:
+            print(
+                f"note: no sha256 of the published {info.name} file is recorded in cyclegan_pl, so {what} is checked "
+                f"by its architecture only (it must load strictly into the {info.generator} generator)."
+            )
+            return
+        actual = file_sha256(path)
+        if actual != info.sha256:
+            error = DownloadError(
+                f"{what} has sha256 {actual}, but the published {info.name} file has sha256 {info.sha256}: it is not "
+                f"the file its authors published (a broken or changed download, or another file). {advice} If you "
+                "trust this file on purpose (a mirror of your own), pass verify=False."
+            )
+            error.options = ("verify",)
+            raise error
+
+    def imported(self, path: Path, what: str, advice: str, shown_as: Optional[Path] = None) -> Imported:
+        """The module the reference weights at ``path`` make, loaded strictly into the entry's architecture."""
+        from cyclegan_pl.weights.reference_import import imported_module
+
+        info = self.info
+        try:
+            return imported_module(
+                path,
+                model=info.method,
+                direction="AtoB",
+                named=dict(generator=info.generator, ngf=64, norm=info.norm),
+                start_epoch=0,
+                hparams=dict(info.hparams),
+                shown_as=shown_as,
+            )
+        except UserError as error:
+            reason = str(error).split("\n(While importing")[0]  # import-reference's options do not apply here
+            if shown_as is not None:
+                reason = reason.replace(str(path), str(shown_as))
+            antialiased = "anti-aliased " if info.hparams.get("antialias") else ""
+            raise DownloadError(
+                f"{what} {'does not hold' if info.run_folder else 'is not'} the {antialiased}{info.generator} "
+                f"generator ({info.norm} norm) that '{info.name}' is: {reason}\n{advice}"
+            ) from None
 
 
-def _fetch_generator(
-    info: PublishedModel, source: str, root: Path, checkpoint: Path, overwrite: bool, progress: bool, timeout: float
-) -> _Weights:
-    """ROOT/NAME.pth, downloaded unless it is there."""
+def _generator_model(fetcher: _Fetcher, root: Path, overwrite: bool) -> Imported:
+    """The model of ROOT/NAME.pth, downloaded unless it is there (and then only kept once it passed)."""
+    info, source = fetcher.info, fetcher.source
     weights = root / f"{info.name}.pth"
     manual_step = (
         f"download {source} by hand, save it as {weights} and run this command again: it converts a file "
         f"already there without downloading (`python -m cyclegan_pl import-reference --source {weights} "
-        f"--output {checkpoint}` converts it too)."
+        f"--output {fetcher.checkpoint}` converts it too)."
     )
     if not overwrite and weights.is_file():
-        return _Weights(weights, f"{weights}", f"Replace it: {manual_step}")
-    fetch(source, weights, what=f"model '{info.name}'", manual_step=manual_step, progress=progress, timeout=timeout)
-    advice = f"It was removed. Try again, or {manual_step}"
-    return _Weights(weights, f"The file downloaded from {source}", advice, [weights])
+        advice = f"Replace it: {manual_step}"
+        fetcher.check_sha256(weights, str(weights), advice)
+        return fetcher.imported(weights, str(weights), advice)
+    kept = f" ({weights}, already there, is unchanged)" if weights.exists() else ""
+    advice = f"It was removed{kept}. Try again, or {manual_step}"
+    what = f"The file downloaded from {source}"
+    with atomic_file(weights) as staged:
+        fetcher.fetch(staged, f"model '{info.name}'", manual_step)
+        fetcher.check_sha256(staged, what, advice)
+        return fetcher.imported(staged, what, advice, shown_as=weights)
 
 
-def _fetch_run_folder(
-    info: PublishedModel, source: str, root: Path, checkpoint: Path, overwrite: bool, progress: bool, timeout: float
-) -> _Weights:
-    """ROOT/NAME/ holding the run folder's latest_net_*.pth, copied out of the archive unless there.
+def _run_folder_model(fetcher: _Fetcher, root: Path, overwrite: bool) -> Imported:
+    """The model of ROOT/NAME/ holding the run folder's latest_net_*.pth, copied out of the archive unless there.
 
-    The archive is kept for the other models in it; only the run folder's few files are read from it.
+    The archive is kept for the other models in it; only the run folder's few files are read from
+    it, into a staging folder, and they replace those of ROOT/NAME/ once they passed.
     """
+    info, source = fetcher.info, fetcher.source
     assert info.run_folder is not None
     folder = root / info.name
     archive = root / f"{info.method}_{Path(info.path).name}"
@@ -263,54 +316,60 @@ def _fetch_run_folder(
         f"download {source} by hand and save it as {archive}, or copy its {info.run_folder}/{generator_file} "
         f"(and {others} where present) into {folder}/; then run this command again: "
         f"it uses files already there without downloading (`python -m cyclegan_pl import-reference --source "
-        f"{folder} --model {info.method}{hparams} --output {checkpoint}` converts the folder too)."
+        f"{folder} --model {info.method}{hparams} --output {fetcher.checkpoint}` converts the folder too)."
     )
     if not overwrite and (folder / generator_file).is_file():
-        return _Weights(folder, f"{folder}/", f"Replace its files: {manual_step}")
-
-    downloaded = overwrite or not archive.is_file()
-    if downloaded:
-        fetch(
-            source,
-            archive,
-            what=f"the {info.label} models archive (for '{info.name}')",
-            manual_step=manual_step,
-            progress=progress,
-            timeout=timeout,
+        print(
+            f"note: {folder}/ is used as it is: files copied by hand are checked by their architecture only "
+            "(the recorded sha256 is the archive's)."
         )
-        origin, advice = f"{archive} (downloaded from {source})", f"It was removed. Try again, or {manual_step}"
-    else:
+        return fetcher.imported(folder, f"{folder}/", f"Replace its files: {manual_step}")
+    if not overwrite and archive.is_file():
         origin = f"{archive}"
         advice = f"Delete it or run again with --overwrite to download it again, or {manual_step}"
-    weights = _Weights(folder, f"{folder}/, copied out of {origin},", advice, [archive] if downloaded else [])
-    try:
-        with tarfile.open(archive, "r:*") as handle:
-            members = _run_folder_members(handle.getnames(), info.run_folder, run_files, generator_file, origin)
-        # A folder this call creates goes as a whole on failure; of one that was there, only the
-        # files this call writes.
-        weights.created += [folder] if not folder.exists() else [folder / file for file in members]
+        fetcher.check_sha256(archive, origin, advice)
+        return _from_archive(fetcher, archive, folder, origin, advice)
+    kept = f" ({archive.name} and {folder.name}/, already there, are unchanged)" if archive.exists() else ""
+    origin, advice = f"{archive} (downloaded from {source})", f"It was removed{kept}. Try again, or {manual_step}"
+    with atomic_file(archive) as staged:
+        fetcher.fetch(staged, f"the {info.label} models archive (for '{info.name}')", manual_step)
+        fetcher.check_sha256(staged, origin, advice)
+        return _from_archive(fetcher, staged, folder, origin, advice)
+
+
+def _from_archive(fetcher: _Fetcher, archive: Path, folder: Path, origin: str, advice: str) -> Imported:
+    """The model of the archive's run folder: its files copied out into a staging folder, imported,
+    then moved into ``folder`` (which keeps any other file it holds)."""
+    info = fetcher.info
+    run_files, generator_file = _run_files(info)
+    assert info.run_folder is not None
+    with staging_folder(folder) as staged:
         try:
-            extract_tar_members(archive, {member: folder / file for file, member in members.items()})
+            with tarfile.open(archive, "r:*") as handle:
+                members = _run_folder_members(handle.getnames(), info.run_folder, run_files, generator_file, origin)
+            try:
+                extract_tar_members(archive, {member: staged / file for file, member in members.items()})
+            except DownloadError as error:
+                raise DownloadError(f"{origin}: {error}.") from None
+        except DiskFullError:
+            raise
         except DownloadError as error:
-            raise DownloadError(f"{origin}: {error}.") from None
-    except DiskFullError:
-        weights.discard()
-        raise
-    except DownloadError as error:
-        weights.discard()
-        raise DownloadError(f"{error} {advice}") from None
-    except (tarfile.TarError, EOFError, OSError) as error:
-        weights.discard()
-        # tarfile lists what each decompressor said on further lines: the first one is the gist.
-        reason = str(error).splitlines()[0].rstrip(":") if str(error) else "truncated"
-        raise DownloadError(
-            f"{origin} is not a readable tar archive ({type(error).__name__}: {reason}). {advice}"
-        ) from None
-    # Files of an earlier copy (or put there by hand) that this archive's folder lacks would be
-    # imported with the new ones.
-    for stale in set(run_files) - set(members):
-        (folder / stale).unlink(missing_ok=True)
-    return weights
+            raise DownloadError(f"{error} {advice}") from None
+        except (tarfile.TarError, EOFError, OSError) as error:
+            # tarfile lists what each decompressor said on further lines: the first one is the gist.
+            reason = str(error).splitlines()[0].rstrip(":") if str(error) else "truncated"
+            raise DownloadError(
+                f"{origin} is not a readable tar archive ({type(error).__name__}: {reason}). {advice}"
+            ) from None
+        imported = fetcher.imported(staged, f"{folder}/, copied out of {origin},", advice, shown_as=folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        for file in members:
+            os.replace(staged / file, folder / file)
+        # Files of an earlier copy (or put there by hand) that this archive's folder lacks would be
+        # imported with the new ones.
+        for stale in set(run_files) - set(members):
+            (folder / stale).unlink(missing_ok=True)
+    return imported
 
 
 def _run_files(info: PublishedModel) -> Tuple[Tuple[str, ...], str]:

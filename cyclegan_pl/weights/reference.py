@@ -26,6 +26,7 @@ from torch import nn
 
 from cyclegan_pl.errors import CheckpointError, CheckpointMismatchError
 from cyclegan_pl.files import load_torch_file
+from cyclegan_pl.weights.tensors import conform_tensors
 
 __all__ = [
     "CheckpointMismatchError",
@@ -367,6 +368,7 @@ def load_reference_state_dict(
     ]
     if reshaped or (strict and (missing or unexpected)):
         raise _mismatch_error(_strip_data_parallel_prefix(state_dict), net, missing, unexpected, reshaped, source_name)
+    converted = conform_tensors(converted, expected, source_name or "the given state_dict")
     return net.load_state_dict(converted, strict=strict)
 
 

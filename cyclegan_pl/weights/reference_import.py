@@ -248,6 +248,7 @@ def imported_module(
     named: Optional[Dict[str, Any]] = None,
     start_epoch: Optional[int] = None,
     hparams: Optional[Dict[str, Any]] = None,
+    shown_as: Optional[Path] = None,
 ) -> Tuple[Any, int, Dict[str, Any]]:
     """The module a reference run folder or generator file holds, its start epoch and its provenance.
 
@@ -258,6 +259,8 @@ def imported_module(
         start_epoch: epochs the checkpoint counts as completed (default: the number in the file
             names, else 0).
         hparams: further module arguments; ``named`` takes precedence.
+        shown_as: where ``source`` ends up, when it is a staging copy checked before it replaces
+            that (``download-model``): notes and the provenance name it instead of ``source``.
 
     Raises:
         CheckpointError: ``source`` does not exist, holds no reference files, or a file is
@@ -296,16 +299,20 @@ def imported_module(
             )
             error.options = tuple(_OPTION_NAMES.get(name, name) for name in err.fixes)
             raise error from None
+    shown = Path(shown_as) if shown_as is not None else source
     untouched = [attribute for attribute in method.reference_networks.values() if attribute not in plan.files]
     if untouched:
-        print(f"note: {', '.join(sorted(untouched))} not found in {source}: left at their random initialization.")
+        print(f"note: {', '.join(sorted(untouched))} not found in {shown}: left at their random initialization.")
 
     module.trained_directions = tuple(t.direction for t in method.translations if t.generator in plan.files)
     if start_epoch is None:
         start_epoch = int(plan.epoch_label) if plan.epoch_label and plan.epoch_label.isdigit() else 0
     provenance = {
-        "source": str(source),
-        "files": {attribute: str(path) for attribute, path in plan.files.items()},
+        "source": str(shown),
+        "files": {
+            attribute: str(shown if path == source else shown / path.relative_to(source))
+            for attribute, path in plan.files.items()
+        },
         "reference_names": plan.reference_names,
         "epoch": plan.epoch_label,
     }

@@ -74,3 +74,70 @@ def test_without_gradio_the_command_names_the_extra(tmp_path, monkeypatch, capsy
     with pytest.raises(SystemExit):
         main(["app", "--ckpt_path", str(tmp_path / "missing.ckpt")])
     assert "error: The app needs the gradio package: pip install 'cyclegan_pl[app]'" in capsys.readouterr().err
+
+
+def _page_error(client, path) -> str:
+    with pytest.raises(Exception) as error:  # gradio_client's AppError carries the page's message
+        client.predict(gradio_client.handle_file(str(path)), "AtoB", api_name="/translate")
+    return str(error.value)
+
+
+@pytest.fixture
+def tiny_folder(tmp_path):
+    torch.manual_seed(0)
+    module = CycleGAN(generator="resnet_2blocks", ngf=8, ndf=8)
+    return module, module.save_pretrained(tmp_path / "h2z")
+
+
+def test_tiny_and_non_image_uploads_get_an_answer_each(tmp_path, tiny_folder, loopback_only):
+    module, folder = tiny_folder
+    page = app(folder, port=_free_port(), device="cpu", block=False)
+    try:
+        client = gradio_client.Client(page.local_url, verbose=False)
+        for width, height in [(1, 1), (3, 2), (4, 4)]:
+            path = tmp_path / f"tiny_{width}x{height}.png"
+            Image.new("RGB", (width, height), (250, 10, 10)).save(path)
+            output = Image.open(client.predict(gradio_client.handle_file(str(path)), "AtoB", api_name="/translate"))
+            assert output.size == (width, height)
+        text = tmp_path / "notes.png"
+        text.write_text("not an image at all")
+        message = _page_error(client, text)
+        assert "notes.png" in message and "not an image" in message
+        empty = tmp_path / "empty.jpg"
+        empty.write_bytes(b"")
+        assert "empty.jpg" in _page_error(client, empty)
+    finally:
+        page.close()
+
+
+def test_an_image_over_the_pixel_limit_is_refused_from_its_header(tmp_path, tiny_folder, loopback_only, monkeypatch):
+    from PIL import ImageFile
+
+    module, folder = tiny_folder
+    decoded = []
+    load = ImageFile.ImageFile.load
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: decoded.append(self.size) or load(self))
+    page = app(folder, port=_free_port(), device="cpu", block=False, max_pixels=10_000, concurrency=2, queue_size=5)
+    try:
+        assert (page._queue.default_concurrency_limit, page._queue.max_size) == (2, 5)
+        client = gradio_client.Client(page.local_url, verbose=False)
+        large = tmp_path / "large.png"
+        Image.new("RGB", (200, 100), (0, 0, 250)).save(large)  # 20000 pixels: compresses to a few hundred bytes
+        decoded.clear()
+        message = _page_error(client, large)
+        assert "large.png" in message and "200x100" in message and "10000" in message and "max_pixels" in message
+        assert (200, 100) not in decoded  # refused from the header: never decoded
+        small = tmp_path / "small.png"
+        Image.new("RGB", (100, 100), (0, 0, 250)).save(small)  # at the limit: translated
+        output = Image.open(client.predict(gradio_client.handle_file(str(small)), "AtoB", api_name="/translate"))
+        assert output.size == (100, 100)
+    finally:
+        page.close()
+
+
+@pytest.mark.parametrize("option", ["max_pixels", "concurrency", "queue_size"])
+def test_app_limits_must_be_positive(tmp_path, tiny_folder, option):
+    from cyclegan_pl.errors import OptionError
+
+    with pytest.raises(OptionError, match=f"{option}=0"):
+        app(tiny_folder[1], port=_free_port(), device="cpu", block=False, **{option: 0})

@@ -171,3 +171,34 @@ def test_dynamo_exporter_rejects_a_too_low_opset(cyclegan_ckpt, tmp_path):
     pytest.importorskip("onnxscript")
     with pytest.raises(ValueError, match="--opset 17"):
         export(cyclegan_ckpt, tmp_path / "net.onnx", format="onnx", opset=17, onnx_exporter="dynamo")
+
+
+TINY_SIZES = [(1, 3, 1, 1), (2, 3, 2, 3), (1, 3, 4, 4), (1, 3, 3, 17)]
+
+
+@pytest.mark.parametrize("format, onnx_exporter", [("torchscript", "auto"), ("onnx", "legacy"), ("onnx", "dynamo")])
+def test_the_exported_file_takes_images_of_a_few_pixels(cyclegan_ckpt, tmp_path, format, onnx_exporter):
+    # The export promises any size: a side of 1-4 px is padded inside the exported program.
+    if format == "onnx":
+        ort = pytest.importorskip("onnxruntime")
+        if onnx_exporter == "dynamo":
+            pytest.importorskip("onnxscript")
+    output = export(
+        cyclegan_ckpt, tmp_path / f"net.{'pt' if format == 'torchscript' else 'onnx'}", format=format,
+        onnx_exporter=onnx_exporter, height=32, width=32,
+    )  # fmt: skip
+    if format == "torchscript":
+        program = torch.jit.load(str(output))
+        run = lambda images: program(images).numpy()  # noqa: E731
+    else:
+        session = ort.InferenceSession(str(output), providers=["CPUExecutionProvider"])
+        run = lambda images: session.run(None, {"images": images.numpy()})[0]  # noqa: E731
+    module = load_checkpoint(cyclegan_ckpt)
+    module.eval_mode = True
+    for index, size in enumerate(TINY_SIZES):
+        images = torch.rand(size, generator=torch.Generator().manual_seed(index)) * 2 - 1
+        with torch.no_grad():
+            got = run(images)
+        assert got.shape == size and torch.isfinite(torch.from_numpy(got)).all()
+        if size[2] * size[3] > 1:  # one pixel is flat: instance norm amplifies rounding alone
+            assert abs(got - module.translate(images).numpy()).max() < 1e-4, size

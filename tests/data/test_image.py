@@ -230,3 +230,17 @@ def test_a_one_pixel_wide_pair_names_the_file(tmp_path):
 
     with pytest.raises(DataLayoutError, match=r"thin\.png.*1 pixel wide"):
         split_halves(torch.zeros(3, 8, 1), tmp_path / "thin.png")
+
+
+def test_a_png_size_is_read_without_decoding_it(tmp_path, monkeypatch):
+    # A few hundred bytes of PNG can describe a huge image: its size must come from the header.
+    # (PIL decodes the whole PNG to look for an EXIF chunk after the pixel data.)
+    from PIL import ImageFile
+
+    path = tmp_path / "wide.png"
+    Image.new("RGB", (300, 200), (10, 20, 30)).save(path)
+    decoded = []
+    load = ImageFile.ImageFile.load
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: decoded.append(self.size) or load(self))
+    assert read_image_size(path) == (200, 300)
+    assert decoded == []

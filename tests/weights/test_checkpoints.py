@@ -136,3 +136,79 @@ def test_lightning_reads_ckpt_path_through_the_safe_reader(tmp_path):
     with pytest.raises(CheckpointError, match="swapped.ckpt was refused"):
         SafeCheckpointIO().load_checkpoint(path)
     assert not marker.exists()
+
+
+# --- a checkpoint that does not fit its model is one line, never a traceback ------------------
+
+
+def _tiny_checkpoint(path: Path) -> Path:
+    from cyclegan_pl import CycleGAN
+    from cyclegan_pl.weights.reference_import import save_imported_checkpoint
+
+    torch.manual_seed(0)
+    return save_imported_checkpoint(CycleGAN(generator="resnet_2blocks", ngf=8, ndf=8), 0, {}, path)
+
+
+def _damaged(checkpoint: dict, damage: str) -> dict:
+    state, hparams = checkpoint["state_dict"], checkpoint["hyper_parameters"]
+    if damage == "missing":
+        del state["gen_ab.model.1.weight"]
+    elif damage == "extra":
+        state["gen_ab.model.99.weight"] = torch.zeros(3)
+    elif damage == "reshaped":
+        state["disc_a.model.0.weight"] = torch.zeros(8, 3, 3, 3)
+    elif damage == "unknown_option":
+        hparams["lambda_cycle_typo"] = 10.0
+    elif damage == "wrong_type":
+        hparams["ngf"] = "eight"
+    elif damage == "bad_value":
+        hparams["ngf"] = -5
+    return checkpoint
+
+
+DAMAGES = ["missing", "extra", "reshaped", "unknown_option", "wrong_type", "bad_value"]
+
+
+@pytest.mark.parametrize("damage", DAMAGES)
+def test_translate_with_a_checkpoint_that_does_not_fit_its_model_is_one_line(tmp_path, cli_in_process, damage):
+    from PIL import Image
+
+    path = _tiny_checkpoint(tmp_path / "m.ckpt")
+    torch.save(_damaged(torch.load(path, weights_only=True), damage), path)
+    (tmp_path / "in").mkdir()
+    Image.new("RGB", (20, 16), (10, 200, 30)).save(tmp_path / "in" / "a.png")
+    result = cli_in_process(
+        "translate", "--ckpt_path", str(path), "--input", "in", "--output", "out", "--device", "cpu",
+        cwd=tmp_path, check=False,
+    )  # fmt: skip
+    assert result.returncode == 1
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and str(path) in lines[0], result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("hparams", [{"ngf": 1024}, {"generator": "resnet_100000blocks"}])
+def test_a_huge_architecture_in_a_checkpoint_is_refused_without_building_it(tmp_path, request, hparams):
+    from cyclegan_pl.weights import load_checkpoint
+
+    path = _tiny_checkpoint(tmp_path / "m.ckpt")
+    checkpoint = torch.load(path, weights_only=True)
+    checkpoint["hyper_parameters"].update(hparams)
+    torch.save(checkpoint, path)
+    request.getfixturevalue("refuse_large_builds")  # after the checkpoint is written for real
+    with pytest.raises(CheckpointError, match=r"m\.ckpt") as error:
+        load_checkpoint(path)
+    assert "\n" not in str(error.value)
+
+
+def test_lightning_restoring_a_checkpoint_that_does_not_fit_is_one_line(tmp_path, make_trainer):
+    # `fit/validate/test/predict --ckpt_path`: Lightning restores through the module's hook.
+    from cyclegan_pl import CycleGAN
+
+    path = _tiny_checkpoint(tmp_path / "m.ckpt")  # ngf 8
+    module = CycleGAN(generator="resnet_2blocks", ngf=16, ndf=8)
+    loader = torch.utils.data.DataLoader([{"image": torch.zeros(3, 32, 32), "path": "x.png"}])
+    with pytest.raises(CheckpointError, match=r"m\.ckpt does not fit the CycleGAN configured: .* reshaped") as error:
+        make_trainer().predict(module, dataloaders=loader, ckpt_path=path)
+    assert "\n" not in str(error.value)

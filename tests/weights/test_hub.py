@@ -190,3 +190,90 @@ def test_hub_ids_go_through_huggingface_hub(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "huggingface_hub", None)  # not installed
     with pytest.raises(UserError, match=r"pip install 'cyclegan_pl\[hub\]'"):
         load_checkpoint("hf://someone/h2z")
+
+
+# --- a config.json is checked before anything is built ---------------------------------------
+
+
+def _edited_folder(tmp_path: Path, edit) -> Path:
+    torch.manual_seed(0)
+    folder = CycleGAN(**TINY_CYCLEGAN).save_pretrained(tmp_path / "model")
+    config = json.loads((folder / "config.json").read_text())
+    text = edit(config)
+    (folder / "config.json").write_text(text if isinstance(text, str) else json.dumps(config))
+    return folder
+
+
+CONFIG_EDITS = {
+    "format_text": lambda c: c.update(format="abc"),
+    "format_bool": lambda c: c.update(format=True),
+    "directions_number": lambda c: c.update(trained_directions=5),
+    "directions_unknown": lambda c: c.update(trained_directions=["AtoC"]),
+    "card_list": lambda c: c.update(card=["a"]),
+    "card_metrics_text": lambda c: c.update(card={"metrics": {"fid": "low"}}),
+    "hparams_list": lambda c: c.update(hparams=[1]),
+    "ngf_negative": lambda c: c["hparams"].update(ngf=-5),
+    "ngf_fraction": lambda c: c["hparams"].update(ngf=8.5),
+    "ngf_nan": lambda c: c["hparams"].update(ngf=float("nan")),
+    "ngf_text": lambda c: c["hparams"].update(ngf="8"),
+    "unknown_option": lambda c: c["hparams"].update(lambda_typo=1.0),
+    "class_path_number": lambda c: c.update(class_path=7),
+    "deeply_nested": lambda c: "[" * 100_000 + "]" * 100_000,
+}
+
+
+@pytest.mark.parametrize("edit", list(CONFIG_EDITS))
+def test_a_config_of_wrong_types_is_one_line_naming_the_file(tmp_path, edit):
+    folder = _edited_folder(tmp_path, CONFIG_EDITS[edit])
+    with pytest.raises(CheckpointError) as error:
+        load_checkpoint(folder)
+    message = str(error.value)
+    assert "\n" not in message and str(folder / "config.json") in message, message
+
+
+@pytest.mark.parametrize("hparams", [{"ngf": 1024}, {"generator": "resnet_100000blocks"}])
+def test_a_huge_architecture_in_a_config_is_refused_without_building_it(tmp_path, request, hparams):
+    folder = _edited_folder(tmp_path, lambda config: config["hparams"].update(hparams))
+    request.getfixturevalue("refuse_large_builds")  # after the folder is written for real
+    with pytest.raises(CheckpointError, match="model.safetensors") as error:
+        load_checkpoint(folder)
+    assert "\n" not in str(error.value)
+
+
+def test_a_config_file_too_large_to_be_one_is_not_read(tmp_path):
+    folder = _edited_folder(tmp_path, lambda config: None)
+    with open(folder / "config.json", "a") as handle:
+        handle.truncate(64 << 20)  # sparse: nothing is written, the size is what counts
+    with pytest.raises(CheckpointError, match="config.json is 64.0 MiB"):
+        load_checkpoint(folder)
+
+
+# --- the model card names no local folder ---------------------------------------------------
+
+
+def test_the_model_card_uses_a_relative_folder_or_the_hub_id_never_the_local_path(tmp_path, monkeypatch):
+    torch.manual_seed(0)
+    module = CycleGAN(**TINY_CYCLEGAN)
+    card = (module.save_pretrained(tmp_path / "deep" / "h2z") / "README.md").read_text()
+    assert str(tmp_path) not in card
+    assert "--ckpt_path ./h2z " in card and 'load_checkpoint("./h2z")' in card
+
+    uploaded = {}
+
+    class HfApi:
+        def __init__(self, token=None):
+            pass
+
+        def create_repo(self, repo_id, private=None, exist_ok=False, repo_type=None):
+            pass
+
+        def upload_folder(self, repo_id, folder_path, commit_message, repo_type):
+            uploaded["card"] = (Path(folder_path) / "README.md").read_text()
+            uploaded["folder"] = str(folder_path)
+            return types.SimpleNamespace(commit_url="https://hub.invalid/commit/1")
+
+    monkeypatch.setitem(sys.modules, "huggingface_hub", types.SimpleNamespace(HfApi=HfApi))
+    module.push_to_hub("someone/h2z")
+    assert uploaded["folder"] not in uploaded["card"] and "cyclegan_pl_push_" not in uploaded["card"]
+    assert "--ckpt_path hf://someone/h2z " in uploaded["card"]
+    assert 'load_checkpoint("hf://someone/h2z")' in uploaded["card"]

@@ -328,3 +328,151 @@ def test_an_unsafe_member_of_the_cut_archive_is_refused(tmp_path, server, member
     with pytest.raises(DownloadError, match=f"{refusal}: '{member}'|'{member}' is {refusal}"):
         download_model("cut_horse2zebra", root=root, progress=False)
     assert list(root.iterdir()) == [] and not (tmp_path / "horse2zebra_cut_pretrained").exists()
+
+
+# --- integrity: the published files' sha256 ------------------------------------------------
+
+
+def _with_sha256(monkeypatch, name: str, sha256):
+    """The entry ``name`` with another recorded sha256, as download_model finds it."""
+    import dataclasses
+
+    from cyclegan_pl.weights import published
+
+    entry = dataclasses.replace(PUBLISHED_MODELS.get(name), sha256=sha256)
+    monkeypatch.setattr(
+        published, "published_model", lambda wanted: entry if wanted == name else PUBLISHED_MODELS.get(wanted)
+    )
+    return entry
+
+
+def _sha256(body: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(body).hexdigest()
+
+
+def test_every_recorded_sha256_is_64_hex_digits_or_unknown():
+    for name in PUBLISHED_MODELS.names():
+        sha256 = PUBLISHED_MODELS.get(name).sha256
+        assert sha256 is None or (len(sha256) == 64 and set(sha256) <= set("0123456789abcdef")), name
+
+
+def test_a_download_of_the_recorded_sha256_is_converted(tmp_path, server, published, monkeypatch, capsys):
+    _with_sha256(monkeypatch, "horse2zebra", _sha256(published[1]))
+    server.routes["/cyclegan/pretrained_models/horse2zebra.pth"] = (published[1], "ok")
+    ckpt = download_model("horse2zebra", root=tmp_path, progress=False)
+    assert isinstance(load_checkpoint(ckpt), CycleGAN)
+    assert "architecture only" not in capsys.readouterr().out
+
+
+def test_a_download_of_another_sha256_is_refused_naming_both_and_nothing_is_kept(
+    tmp_path, server, published, monkeypatch
+):
+    recorded = _sha256(b"the published file")
+    _with_sha256(monkeypatch, "horse2zebra", recorded)
+    server.routes["/cyclegan/pretrained_models/horse2zebra.pth"] = (published[1], "ok")
+    with pytest.raises(DownloadError) as error:
+        download_model("horse2zebra", root=tmp_path, progress=False)
+    message = str(error.value)
+    assert "\n" not in message
+    assert recorded in message and _sha256(published[1]) in message and "verify=False" in message
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_verify_false_accepts_a_deliberate_mirror(tmp_path, server, published, monkeypatch, capsys):
+    _with_sha256(monkeypatch, "horse2zebra", _sha256(b"the published file"))
+    server.routes["/cyclegan/pretrained_models/horse2zebra.pth"] = (published[1], "ok")
+    with pytest.raises(SystemExit):
+        main(["download-model", "horse2zebra", "--root", str(tmp_path)])
+    assert "--verify=False" in capsys.readouterr().err  # the option as the command line takes it
+    main(["download-model", "horse2zebra", "--root", str(tmp_path), "--verify", "false"])
+    assert isinstance(load_checkpoint(tmp_path / "horse2zebra.ckpt"), CycleGAN)
+
+
+def test_a_file_put_in_place_by_hand_is_verified_and_kept_when_refused(tmp_path, published, monkeypatch):
+    _with_sha256(monkeypatch, "horse2zebra", _sha256(b"the published file"))
+    (tmp_path / "horse2zebra.pth").write_bytes(published[1])
+    with pytest.raises(DownloadError, match=f"{tmp_path / 'horse2zebra.pth'} has sha256 {_sha256(published[1])}"):
+        download_model("horse2zebra", root=tmp_path, url="http://127.0.0.1:9/unused.pth", progress=False)
+    assert [p.name for p in tmp_path.iterdir()] == ["horse2zebra.pth"]  # the user's file stays
+    assert (tmp_path / "horse2zebra.pth").read_bytes() == published[1]
+
+
+def test_the_cut_archive_is_verified_downloaded_or_in_place(tmp_path, server, cut_archive, monkeypatch):
+    recorded = _sha256(b"the published archive")
+    _with_sha256(monkeypatch, "cut_horse2zebra", recorded)
+    server.routes[CUT_ARCHIVE] = (cut_archive.body, "ok")
+    root = tmp_path / "models"
+    with pytest.raises(DownloadError, match=f"has sha256 {_sha256(cut_archive.body)}, but .* {recorded}"):
+        download_model("cut_horse2zebra", root=root, progress=False)
+    assert list(root.iterdir()) == []
+    archive = root / "cut_pretrained_models.tar"
+    archive.write_bytes(cut_archive.body)  # in place by hand: refused, kept
+    with pytest.raises(DownloadError, match=f"{archive} has sha256"):
+        download_model("cut_horse2zebra", root=root, progress=False)
+    assert [p.name for p in root.iterdir()] == [archive.name]
+    _with_sha256(monkeypatch, "cut_horse2zebra", _sha256(cut_archive.body))
+    assert isinstance(load_checkpoint(download_model("cut_horse2zebra", root=root, progress=False)), CUT)
+
+
+def test_a_model_without_a_recorded_sha256_says_it_is_checked_by_its_architecture_only(
+    tmp_path, server, published, monkeypatch, capsys
+):
+    _with_sha256(monkeypatch, "horse2zebra", None)
+    server.routes["/cyclegan/pretrained_models/horse2zebra.pth"] = (published[1], "ok")
+    main(["download-model", "horse2zebra", "--root", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert "no sha256 of the published horse2zebra file is recorded" in out and "architecture only" in out
+
+
+# --- --overwrite replaces files only with complete, verified ones ----------------------------
+
+
+@pytest.mark.parametrize("failure", ["truncated", "dropped", "other_sha256"])
+def test_overwrite_with_a_failing_download_keeps_the_previous_files(tmp_path, server, published, monkeypatch, failure):
+    route = "/cyclegan/pretrained_models/horse2zebra.pth"
+    body = published[1]
+    if failure == "other_sha256":
+        _with_sha256(monkeypatch, "horse2zebra", _sha256(body))
+    server.routes[route] = (body, "ok")
+    ckpt = download_model("horse2zebra", root=tmp_path, progress=False)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+
+    torch.manual_seed(1)
+    other = reference_bytes(define_generator("resnet_9blocks", ngf=64, norm="instance"))
+    served = {"truncated": (body[: len(body) // 2], "ok"), "dropped": (other, "dropped"), "other_sha256": (other, "ok")}
+    server.routes[route] = served[failure]
+    with pytest.raises(DownloadError):
+        download_model("horse2zebra", root=tmp_path, progress=False, overwrite=True)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before  # no temporary file either
+    assert isinstance(load_checkpoint(ckpt), CycleGAN)
+
+
+def test_overwrite_of_a_cut_model_with_a_bad_archive_keeps_the_archive_and_the_run_folder(
+    tmp_path, server, cut_archive
+):
+    root = tmp_path / "models"
+    server.routes[CUT_ARCHIVE] = (cut_archive.body, "ok")
+    download_model("cut_horse2zebra", root=root, progress=False)
+
+    def snapshot():
+        return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+    before = snapshot()
+    torch.manual_seed(0)
+    small = define_generator("resnet_9blocks", ngf=8, norm="instance", antialias=True)  # not the published width
+    for body in (
+        tar_bytes({"checkpoints/horse2zebra_cut_pretrained/latest_net_G.pth": state_bytes(small)}),  # refused on import
+        tar_bytes({"checkpoints/other/latest_net_G.pth": state_bytes(small)}),  # no run folder
+        cut_archive.body[: len(cut_archive.body) // 3],  # cut short: not a readable tar
+    ):
+        server.routes[CUT_ARCHIVE] = (body, "ok")
+        with pytest.raises(DownloadError):
+            download_model("cut_horse2zebra", root=root, progress=False, overwrite=True)
+        assert snapshot() == before
+        assert sorted(p.name for p in root.iterdir()) == [
+            "cut_horse2zebra",
+            "cut_horse2zebra.ckpt",
+            "cut_pretrained_models.tar",
+        ]
