@@ -327,7 +327,12 @@ class UnetSkipConnectionBlock(nn.Module):
         self.gradient_checkpointing: bool = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        inner = self._checkpointed(x) if self.gradient_checkpointing and torch.is_grad_enabled() else self.model(x)
+        if torch.jit.is_scripting():  # exported files run without gradients, so without checkpointing
+            inner = self.model(x)
+        elif self.gradient_checkpointing and torch.is_grad_enabled():
+            inner = self._checkpointed(x)
+        else:
+            inner = self.model(x)
         if self.outermost:
             return inner
         return torch.cat([x, inner], 1)
