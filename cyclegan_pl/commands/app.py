@@ -22,6 +22,7 @@ import torch
 
 from cyclegan_pl.data.image import pil_to_tensor, read_image_size, to_uint8
 from cyclegan_pl.errors import BadImageError, ImageTooLargeError, OptionError, UserError
+from cyclegan_pl.networks.tiling import AUTO_TILING, Tiling
 from cyclegan_pl.weights import load_checkpoint
 
 APP_EXTRA = "pip install 'cyclegan_pl[app]'"
@@ -39,8 +40,9 @@ def _import_gradio() -> Any:
     return gradio
 
 
-def translate_image(module: Any, image: Any, direction: str) -> Any:
-    """Translate one PIL image with ``module``; returns a PIL image of the same size."""
+def translate_image(module: Any, image: Any, direction: str, tiling: Optional[Tiling] = None) -> Any:
+    """Translate one PIL image with ``module`` (in tiles where ``tiling`` applies); returns a PIL
+    image of the same size."""
     from PIL import Image
 
     if image is None:
@@ -48,11 +50,17 @@ def translate_image(module: Any, image: Any, direction: str) -> Any:
     module.translation(direction)
     tensor = pil_to_tensor(image, module.source_channels(direction))[None]
     with torch.no_grad():
-        output = module.translate(tensor.to(module.device), direction)[0]
+        output = module.translate(tensor.to(module.device), direction, tiling=tiling)[0]
     return Image.fromarray(to_uint8(output))
 
 
-def translate_upload(module: Any, path: Optional[str], direction: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> Any:
+def translate_upload(
+    module: Any,
+    path: Optional[str],
+    direction: str,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    tiling: Optional[Tiling] = AUTO_TILING,
+) -> Any:
     """Translate an uploaded image file, checked from its header before it is decoded.
 
     Args:
@@ -60,6 +68,7 @@ def translate_upload(module: Any, path: Optional[str], direction: str, max_pixel
         path: the uploaded file (None: nothing was uploaded).
         direction: the translation.
         max_pixels: the most pixels (width x height) an upload may have.
+        tiling: translate uploads it applies to in tiles (None: always whole).
 
     Raises:
         OptionError: nothing was uploaded.
@@ -84,7 +93,7 @@ def translate_upload(module: Any, path: Optional[str], direction: str, max_pixel
         )
     try:
         with Image.open(path) as image:
-            return translate_image(module, image, direction)
+            return translate_image(module, image, direction, tiling)
     except (OSError, ValueError, SyntaxError) as error:  # PIL's ways of saying the data is damaged
         if isinstance(error, UserError):
             raise
@@ -122,13 +131,19 @@ def _upload_input(gr: Any, **options: Any) -> Any:
     return component
 
 
-def build_app(module: Any, title: Optional[str] = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> Any:
+def build_app(
+    module: Any,
+    title: Optional[str] = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    tiling: Optional[Tiling] = AUTO_TILING,
+) -> Any:
     """The Gradio page for ``module`` (not started): image in, direction, image out (API ``/translate``).
 
     Args:
         module: the model.
         title: the page's title (default: the model's name and method).
         max_pixels: the most pixels an upload may have (see :func:`translate_upload`).
+        tiling: translate uploads it applies to in tiles.
     """
     gr = _import_gradio()
     card = getattr(module, "card_info", {}) or {}
@@ -137,7 +152,7 @@ def build_app(module: Any, title: Optional[str] = None, max_pixels: int = DEFAUL
 
     def run(path: Optional[str], direction: str) -> Any:
         try:
-            return translate_upload(module, path, direction, max_pixels)
+            return translate_upload(module, path, direction, max_pixels, tiling)
         except UserError as error:
             raise gr.Error(str(error)) from None
 
@@ -166,6 +181,7 @@ def app(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     concurrency: int = 1,
     queue_size: int = 16,
+    tiling: Tiling = AUTO_TILING,
     block: bool = True,
 ) -> Any:
     """Start a web page to try a model: upload an image, pick the direction, download the result.
@@ -184,6 +200,10 @@ def app(
         concurrency: how many uploads are translated at the same time (each holds its own
             activations in memory).
         queue_size: how many requests may wait; further ones are refused until the queue drains.
+        tiling: translate large uploads in tiles (``--tiling.tile 512 --tiling.overlap 64``), with
+            the whole image's normalisation statistics, so memory follows the tile, not the
+            image (docs/method.md#tiled-translation). As ``translate``: uploads over 4 megapixels
+            are tiled (``--tiling.above``), which matters once ``max_pixels`` allows them.
         block: wait until interrupted (Ctrl+C); False returns the running page (tests, notebooks).
     """
     for name, value in (("max_pixels", max_pixels), ("concurrency", concurrency), ("queue_size", queue_size)):
@@ -191,12 +211,14 @@ def app(
             raise OptionError(f"{name}={value}: must be 1 or more.", option=name)
     _import_gradio()  # before the model loads: a missing extra is said at once
     module = load_checkpoint(ckpt_path)
+    for direction in module.trained_directions:
+        tiling.check(getattr(module.generator_for(direction), "size_multiple", 1))
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     module = module.to(device)
     if eval_mode is not None:
         module.eval_mode = eval_mode
-    page = build_app(module, max_pixels=max_pixels)
+    page = build_app(module, max_pixels=max_pixels, tiling=tiling)
     page.queue(default_concurrency_limit=concurrency, max_size=queue_size)
     # An upload's bytes are bounded too (8 bytes a pixel: 16-bit RGBA, uncompressed, and headers).
     max_file_size = 8 * max_pixels + (1 << 20)

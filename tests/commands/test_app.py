@@ -141,3 +141,30 @@ def test_app_limits_must_be_positive(tmp_path, tiny_folder, option):
 
     with pytest.raises(OptionError, match=f"{option}=0"):
         app(tiny_folder[1], port=_free_port(), device="cpu", block=False, **{option: 0})
+
+
+def test_uploads_over_the_tiling_threshold_are_translated_in_tiles(tmp_path, tiny_folder, loopback_only, monkeypatch):
+    from cyclegan_pl.models import base
+    from cyclegan_pl.networks.tiling import Tiling
+
+    module, folder = tiny_folder
+    calls = []
+    real = base.translate_tiled
+    monkeypatch.setattr(base, "translate_tiled", lambda *args, **kwargs: calls.append(1) or real(*args, **kwargs))
+    tiling = Tiling(tile=32, overlap=8, above=50 * 50)
+    page = app(folder, port=_free_port(), device="cpu", block=False, tiling=tiling)
+    try:
+        client = gradio_client.Client(page.local_url, verbose=False)
+        pixels = (np.random.default_rng(0).random((90, 70, 3)) * 255).astype(np.uint8)
+        for name, image in (("small.png", pixels[:40, :40]), ("big.png", pixels)):
+            Image.fromarray(image).save(tmp_path / name)
+            output = Image.open(
+                client.predict(gradio_client.handle_file(str(tmp_path / name)), "AtoB", api_name="/translate")
+            )
+            assert output.size == image.shape[1::-1]
+        assert len(calls) == 1  # the big upload only
+        expected = module.translate(torch.from_numpy(pixels).permute(2, 0, 1)[None], tiling=tiling)[0]
+        got = torch.from_numpy(np.array(output)).permute(2, 0, 1).float()
+        assert (got - ((expected + 1) / 2 * 255).clamp(0, 255)).abs().max() <= 1
+    finally:
+        page.close()
