@@ -34,7 +34,6 @@ def test_the_1024_config_changes_only_size_memory_options_and_names():
     high = _flatten(yaml.safe_load((CONFIGS / "h2z_1024.yaml").read_text()))
     changed = {key for key in recipe.keys() | high.keys() if recipe.get(key) != high.get(key)}
     assert changed == {
-        "trainer.precision",
         "trainer.default_root_dir",
         "trainer.logger.init_args.name",
         "trainer.callbacks.2.init_args.num_images",
