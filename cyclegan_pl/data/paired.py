@@ -77,15 +77,10 @@ class PairedDataset(EpochDataset):
             swap = self.direction == "BtoA"
             source_path = self.files_b[index] if swap else self.files_a[index]
             target_path = self.files_a[index] if swap else self.files_b[index]
-            source = read_image(source_path, self.input_nc)
-            target = read_image(target_path, self.output_nc)
-            if target.shape[-2:] != source.shape[-2:]:
-                target = apply_geometry(target, Geometry(resize=tuple(source.shape[-2:])))
-            return source, target
-        both = read_image(self.files_a[index], 1 if max(self.input_nc, self.output_nc) == 1 else 3)
-        left, right = split_halves(both, self.files_a[index])
-        source, target = (right, left) if self.direction == "BtoA" else (left, right)
-        return match_channels(source, self.input_nc), match_channels(target, self.output_nc)
+            return sized_like_source(read_image(source_path, self.input_nc), read_image(target_path, self.output_nc))
+        channels = side_by_side_channels(self.input_nc, self.output_nc)
+        both = read_image(self.files_a[index], channels)
+        return split_side_by_side(both, self.files_a[index], self.direction, self.input_nc, self.output_nc)
 
     def paths(self, index: int) -> Tuple[str, str]:
         """(input, target) file paths of pair ``index`` after the direction."""
@@ -122,3 +117,32 @@ def pair_files(dir_a: Path, dir_b: Path) -> Tuple[List[Path], List[Path]]:
             f"{format_names(missing)}. Paired A/B folders must hold files with matching names."
         )
     return files_a, [by_stem_b[stem(p, dir_a)] for p in files_a]
+
+
+def sized_like_source(source: torch.Tensor, target: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """A pair of separate files: the target resized (bicubic) to the source's size when they differ."""
+    if target.shape[-2:] != source.shape[-2:]:
+        target = apply_geometry(target, Geometry(resize=tuple(source.shape[-2:])))
+    return source, target
+
+
+def side_by_side_channels(input_nc: int, output_nc: int) -> int:
+    """The channels a side-by-side A|B file is decoded with: 1 only when both halves are gray."""
+    return 1 if max(input_nc, output_nc) == 1 else 3
+
+
+def split_side_by_side(
+    both: torch.Tensor, path: object, direction: str, input_nc: int, output_nc: int
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(input, target) of a decoded side-by-side A|B image after ``direction``, at their channels.
+
+    Args:
+        both: the whole image, decoded with :func:`side_by_side_channels` channels.
+        path: where it comes from, named in the error for an image too narrow to split.
+        direction: ``AtoB`` (the left half is the input) or ``BtoA``.
+        input_nc: channels of the input.
+        output_nc: channels of the target.
+    """
+    left, right = split_halves(both, path)
+    source, target = (right, left) if direction == "BtoA" else (left, right)
+    return match_channels(source, input_nc), match_channels(target, output_nc)
