@@ -306,7 +306,8 @@ _OTHER_COMMANDS_HELP = (
     "translate (a checkpoint on a folder of images), "
     "evaluate (FID and KID of two folders, or of a checkpoint on its test split), "
     "export (a generator as TorchScript or ONNX), import-reference (reference-code .pth files to a "
-    "Lightning checkpoint), app (a web page to try a model). "
+    "Lightning checkpoint), app (a web page to try a model), optimize (image folders into LitData chunks for "
+    "the streaming data modules). "
     "Run `python -m cyclegan_pl COMMAND --help` for their options."
 )
 
