@@ -1,4 +1,4 @@
-"""Image folders, preprocessing, data modules and dataset downloads."""
+"""Image folders, preprocessing, data modules and dataset downloads; LitData chunks (``streaming``)."""
 
 from cyclegan_pl.data.base import EpochDataset, item_generator
 from cyclegan_pl.data.datamodules import ImageDataModule, PairedDataModule, UnpairedDataModule, default_num_workers
@@ -10,6 +10,22 @@ from cyclegan_pl.data.samplers import EpochSampler, SizeGroupedBatchSampler
 from cyclegan_pl.data.synthetic import make_demo_dataset, make_demo_paired_dataset
 from cyclegan_pl.data.transforms import PREPROCESS, Geometry, ImageTransform, to_float
 from cyclegan_pl.data.unpaired import UnpairedDataset
+
+# Imported on first use: they import litdata, which plain folder training does not need.
+_STREAMING = {
+    "StreamingPairedDataModule": "cyclegan_pl.data.streaming",
+    "StreamingUnpairedDataModule": "cyclegan_pl.data.streaming",
+    "optimize_images": "cyclegan_pl.data.chunks",
+}
+
+
+def __getattr__(name: str):
+    if name in _STREAMING:
+        import importlib
+
+        return getattr(importlib.import_module(_STREAMING[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "DATASETS",
@@ -25,6 +41,8 @@ __all__ = [
     "PairedDataModule",
     "PairedDataset",
     "SizeGroupedBatchSampler",
+    "StreamingPairedDataModule",
+    "StreamingUnpairedDataModule",
     "UnpairedDataModule",
     "UnpairedDataset",
     "default_num_workers",
@@ -35,6 +53,7 @@ __all__ = [
     "list_images",
     "make_demo_dataset",
     "make_demo_paired_dataset",
+    "optimize_images",
     "read_image",
     "require_images",
     "to_float",
