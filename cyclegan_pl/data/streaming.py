@@ -370,7 +370,7 @@ class StreamingUnpairedDataModule(_StreamingOptions, UnpairedDataModule):
         root: The converted dataset: a local folder or an s3:// or gs:// URL (object-store URLs are not
             tested in CI; credentials come from the environment, as for the AWS or Google tools).
         cache_dir: Where chunks read from a URL are kept (default: LitData's, ~/.lightning/chunks).
-        max_cache_size: How much of that folder to use, e.g. 100GB (default: LitData's, 75% of the free disk).
+        max_cache_size: How much of that folder to use, e.g. 100GB (default: LitData's).
     """
 
     def __init__(
@@ -419,7 +419,7 @@ class StreamingPairedDataModule(_StreamingOptions, PairedDataModule):
     Args:
         root: The converted dataset: a local folder or an s3:// or gs:// URL (not tested in CI).
         cache_dir: Where chunks read from a URL are kept (default: LitData's, ~/.lightning/chunks).
-        max_cache_size: How much of that folder to use, e.g. 100GB (default: LitData's, 75% of the free disk).
+        max_cache_size: How much of that folder to use, e.g. 100GB (default: LitData's).
     """
 
     def __init__(
