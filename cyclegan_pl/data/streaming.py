@@ -41,6 +41,7 @@ from cyclegan_pl.data.chunks import (
     join,
     open_split,
     record_reader,
+    storage_error,
     storage_errors,
     streaming_options,
     unpack_record,
@@ -78,8 +79,13 @@ class ChunkRecords:
         if self._reader is None or self._pid != os.getpid():
             self._reader = record_reader(self.split, self.cache_dir, self.max_cache_size)
             self._pid = os.getpid()
-        with storage_errors(self.split.location):
+        try:  # (not a context manager: this runs for every item)
             return self._reader[int(index)]
+        except Exception as error:
+            translated = storage_error(error, self.split.location)
+            if translated is None:
+                raise
+            raise translated from None
 
     def __getstate__(self) -> Dict[str, Any]:
         return {**self.__dict__, "_reader": None, "_pid": -1}
@@ -213,8 +219,13 @@ class StreamedItems(StreamingDataset):
         self.assemble = assemble
 
     def __getitem__(self, index: Any) -> Dict[str, Any]:
-        with storage_errors(self.split.location):
+        try:
             record = super().__getitem__(index)
+        except Exception as error:
+            translated = storage_error(error, self.split.location)
+            if translated is None:
+                raise
+            raise translated from None
         position = index.index if isinstance(index, ChunkedIndex) else int(index)
         return self.assemble(self.current_epoch - 1, position, record)
 

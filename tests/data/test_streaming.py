@@ -411,3 +411,20 @@ def test_options_that_belong_to_optimize_are_refused(h2z_chunks):
     for option, value in (("download", True), ("skip_bad_images", True), ("max_dataset_size", 3)):
         with pytest.raises(OptionError, match=f"{option}={value} does not apply to streamed chunks"):
             StreamingUnpairedDataModule(str(h2z_chunks), **{option: value})
+
+
+def test_a_damaged_record_is_one_line_naming_it():
+    from cyclegan_pl.data.chunks import pack_record
+
+    record = pack_record([b"n.png", b"\xff\xd8\xff image bytes"])
+    assert unpack_record(record, 2, "item 0") == [b"n.png", b"\xff\xd8\xff image bytes"]
+    for damaged, why in (
+        (record[:-1], "damaged"),
+        (record + b"x", "damaged"),
+        (b"PKL" + record[3:], "not a cyclegan_pl record"),
+        (record[:8], "not a cyclegan_pl record"),
+    ):
+        with pytest.raises(DataLayoutError, match=f"item 0 .*{why}"):
+            unpack_record(damaged, 2, "item 0")
+    with pytest.raises(DataLayoutError, match="not a cyclegan_pl record of 4 parts"):
+        unpack_record(record, 4, "item 0")
