@@ -208,3 +208,23 @@ def test_cut_streams_every_image_once_across_two_nodes_as_on_one(cut_chunks, tmp
     assert everything == sorted(p.name for p in (cut_chunks.parent / "src" / "trainA").iterdir())
     assert per_node == [sorted(Path(p).name for batch in s["batches"] for p in batch) for s in one]
     assert files_under(nodes[1]) == []
+
+
+@pytest.mark.parametrize(
+    ("trainer", "gpus", "several"),
+    [
+        ({"num_nodes": 2, "devices": 1}, 0, True),
+        ({"devices": 2}, 0, True),
+        ({"devices": "0,1"}, 2, True),
+        ({"devices": [3]}, 4, False),
+        ({"devices": 1}, 2, False),
+        ({"devices": "auto", "accelerator": "cpu"}, 2, False),
+        ({"devices": "auto"}, 2, True),
+        ({}, 1, False),
+    ],
+)
+def test_the_default_strategy_is_ddp_with_unused_parameters_for_several_processes(trainer, gpus, several, monkeypatch):
+    from cyclegan_pl import cli
+
+    monkeypatch.setattr(cli, "_cuda_devices", lambda: gpus)
+    assert cli._several_processes(trainer) is several
