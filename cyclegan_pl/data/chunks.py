@@ -516,10 +516,6 @@ class ChunkSplit:
     content: str
     count: int
 
-    @property
-    def parts(self) -> int:
-        return len(CONTENTS[self.content])
-
     def item_name(self, index: int) -> str:
         return f"item {index} of chunk folder '{self.location}'"
 

@@ -254,12 +254,11 @@ class ChunkItems(EpochDataset):
     Args:
         length: number of items.
         records: the records item ``i`` is made from (record ``i mod len(records)``).
-        assemble: makes the items.
-        seed: unused by the items (their seed is the assembler's), kept for ``EpochDataset``.
+        assemble: makes the items (:class:`UnpairedItems`, :class:`PairedItems`: their seed is the items').
     """
 
-    def __init__(self, length: int, records: ChunkRecords, assemble: Assemble, seed: int = 0) -> None:
-        super().__init__(seed)
+    def __init__(self, length: int, records: ChunkRecords, assemble: Assemble) -> None:
+        super().__init__(getattr(assemble, "seed", 0))
         self.length = length
         self.records = records
         self.assemble = assemble
@@ -411,7 +410,7 @@ class StreamingUnpairedDataModule(_StreamingOptions, UnpairedDataModule):
                 split = "test"
         split_a, items = self._unpaired_items(split, self.eval_transform, serial=True)
         count_b = items.records_b.split.count
-        return ChunkItems(max(split_a.count, count_b), self._records(split_a), items, self.seed)
+        return ChunkItems(max(split_a.count, count_b), self._records(split_a), items)
 
     def _predict_source(self) -> tuple:
         self._predict_without_folder()
@@ -452,7 +451,7 @@ class StreamingPairedDataModule(_StreamingOptions, PairedDataModule):
             self._say_val_is_test("test")
             split = "test"
         chunk_split, items = self._pairs(split, self.eval_transform)
-        return ChunkItems(chunk_split.count, self._records(chunk_split), items, self.seed)
+        return ChunkItems(chunk_split.count, self._records(chunk_split), items)
 
     def _predict_source(self) -> tuple:
         self._predict_without_folder()
