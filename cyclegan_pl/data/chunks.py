@@ -62,9 +62,10 @@ from cyclegan_pl.data.paired import is_separate_pair_layout, pair_files
 from cyclegan_pl.errors import BadImageError, DataLayoutError, OptionError, StorageError
 from cyclegan_pl.files import atomic_file, atomic_folder
 
-# Before litdata is imported: it reads the variable once, then asks PyPI for its newest version
-# each time a dataset or a conversion is made.
-os.environ.setdefault("LITDATA_DISABLE_VERSION_CHECK", "1")
+# Before litdata is imported: it reads the variable once, and versions before 0.2.70 then ask PyPI
+# for a newer one each time a dataset or a conversion is made. A user's own opt-in is kept.
+if "LITDATA_CHECK_UPDATES" not in os.environ:
+    os.environ.setdefault("LITDATA_DISABLE_VERSION_CHECK", "1")
 
 import litdata  # noqa: E402  (the variable above must be set first)
 from litdata.streaming.serializers import _SERIALIZERS, BytesSerializer, Serializer  # noqa: E402

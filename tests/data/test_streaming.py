@@ -400,6 +400,8 @@ def test_a_url_without_credentials_is_one_line_and_touches_no_network(no_network
 def test_litdata_never_asks_pypi_for_its_version(monkeypatch, h2z_chunks):
     import litdata.helpers
 
+    # The variable litdata reads (before 0.2.70 litdata checks PyPI unless it is set; since, only when asked).
+    assert os.environ["LITDATA_DISABLE_VERSION_CHECK"] == "1"
     asked = []
     monkeypatch.setattr("requests.get", lambda *args, **kwargs: asked.append(args))
     litdata.helpers._get_newer_version.cache_clear()
