@@ -27,8 +27,8 @@ stored as ``bytes``, no compression or encryption, plain chunk file names, the i
 run: an index changed after the check still only ever yields bytes, which :func:`unpack_record`
 parses with bounds checks.
 
-LitData details handled here: it asks PyPI for a newer version whenever a dataset is made
-(``LITDATA_DISABLE_VERSION_CHECK=1`` is set before it is imported, so nothing goes to the
+LitData details handled here: before 0.2.70 it asks PyPI for a newer version whenever a dataset is
+made (``LITDATA_DISABLE_VERSION_CHECK=1`` is set before it is imported, so nothing goes to the
 network unasked); ``optimize`` empties its cache folders (``$TMPDIR/chunks`` and
 ``$TMPDIR/data`` by default, shared by every user of the machine) before it starts, so each
 conversion gets private ones; its SIGINT handler ends the process with status 0 and stays
