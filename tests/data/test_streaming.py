@@ -121,10 +121,13 @@ def test_an_interrupted_conversion_leaves_nothing_that_looks_complete(helpers, t
     def staging_chunks():
         return list(tmp_path.glob(".chunks.cyclegan_pl-tmp-*/chunk-*.bin"))
 
+    def written_chunks():  # in the staging folder, or (if it were written in place) in the output
+        return staging_chunks() + list(output.glob("chunk-*.bin"))
+
     started = set()
 
     def interrupt_when_half_done():
-        while not staging_chunks():
+        while not written_chunks():
             time.sleep(0.01)
         started.update(_processes_below(os.getpid()))  # LitData's workers and their helpers
         os.kill(os.getpid(), signal.SIGINT)
@@ -140,7 +143,7 @@ def test_an_interrupted_conversion_leaves_nothing_that_looks_complete(helpers, t
     process = subprocess.Popen(
         [*command, "--chunk_bytes", "1KB"], env={**os.environ, "PYTHONPATH": str(REPO)}, start_new_session=True
     )
-    while not staging_chunks() and process.poll() is None:
+    while not written_chunks() and process.poll() is None:
         time.sleep(0.01)
     assert process.poll() is None
     os.killpg(process.pid, signal.SIGKILL)  # our own process group: the command and its conversion workers
