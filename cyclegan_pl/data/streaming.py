@@ -240,6 +240,28 @@ class ResumableStreamingLoader(StreamingDataLoader):
 
     _resumed_epoch_started = False
 
+    def load_state_dict(self, obj: Dict[str, Any]) -> None:
+        """Restore the loader's position; stopped mid-epoch, it must be in these chunks, shuffled alike."""
+        super().load_state_dict(obj)
+        if not self.restore:
+            return  # an epoch's end: the next epoch starts afresh, whatever changed
+        saved, dataset = obj.get("dataset") or {}, self.dataset
+        changes = []
+        if saved.get("input_dir_url") != dataset.input_dir.url or (
+            dataset.input_dir.url is None and saved.get("input_dir_path") != dataset.input_dir.path
+        ):
+            was = saved.get("input_dir_url") or saved.get("input_dir_path")
+            changes.append(f"the chunks at {was}, not {dataset.input_dir.url or dataset.input_dir.path} (root)")
+        if saved.get("seed", dataset.seed) != dataset.seed:
+            changes.append(f"seed {saved['seed']}, not {dataset.seed} (seed)")
+        if saved.get("shuffle", dataset.shuffle) != dataset.shuffle:
+            changes.append(f"shuffle={saved['shuffle']}, not {dataset.shuffle} (serial_batches)")
+        if changes:
+            raise OptionError(
+                f"The checkpoint stopped mid-epoch at a place in {'; '.join(changes)}: resume with the data "
+                "options it was trained with, or from a checkpoint saved at the end of an epoch."
+            )
+
     def __iter__(self) -> Iterator[Any]:
         # Decided on the first batch, as LitData's own iterator decides (iter() alone does nothing).
         if self.restore and self._resumed_epoch_started:

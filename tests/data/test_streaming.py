@@ -247,20 +247,20 @@ class _Batches(Callback):
         self.seen.append((trainer.current_epoch, batch_idx, *batch["A_paths"], *batch["B_paths"]))
 
 
-def _fit(chunks: Path, root: Path, workers: int, ckpt_path=None):
+def _fit(chunks: Path, root: Path, workers: int, ckpt_path=None, max_epochs: int = 3, every: int = 8):
     pl.seed_everything(0)
     module = CycleGAN(generator="resnet_2blocks", ngf=8, ndf=8)
     data = StreamingUnpairedDataModule(str(chunks), **dict(SMALL, num_workers=workers, batch_size=2))
     batches = _Batches()
     trainer = pl.Trainer(
         accelerator="cpu",
-        max_epochs=3,
+        max_epochs=max_epochs,
         logger=False,
         enable_progress_bar=False,
         enable_model_summary=False,
         limit_val_batches=0,
         plugins=[SafeCheckpointIO()],  # the loader's state must load as plain data
-        callbacks=[batches, ModelCheckpoint(dirpath=root, every_n_train_steps=8, save_top_k=-1, filename="{step}")],
+        callbacks=[batches, ModelCheckpoint(dirpath=root, every_n_train_steps=every, save_top_k=-1, filename="{step}")],
     )
     trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
     return batches.seen, {k: v.clone() for k, v in module.state_dict().items()}
@@ -277,6 +277,18 @@ def test_a_run_resumed_mid_epoch_sees_the_batches_of_an_uninterrupted_run(worker
     assert resumed == seen[4:]
     for key, value in weights.items():
         assert torch.equal(resumed_weights[key], value), key
+
+
+def test_a_mid_epoch_position_in_chunks_that_moved_is_one_line(helpers, tmp_path):
+    source = helpers.make_unpaired(tmp_path / "src", 10, 4, size=20)
+    optimize_images(source, str(tmp_path / "chunks"), progress=False)
+    # 5 iterations of 2 optimizer steps per epoch: step=8 is mid-epoch 0, step=10 its end.
+    _fit(tmp_path / "chunks", tmp_path / "ckpt", 0, max_epochs=1, every=2)
+    (tmp_path / "chunks").rename(tmp_path / "moved")
+    with pytest.raises(OptionError, match=r"stopped mid-epoch at a place in the chunks at .*chunks/trainA, not "):
+        _fit(tmp_path / "moved", tmp_path / "ckpt2", 0, tmp_path / "ckpt" / "step=8.ckpt", max_epochs=2, every=2)
+    seen, _ = _fit(tmp_path / "moved", tmp_path / "ckpt3", 0, tmp_path / "ckpt" / "step=10.ckpt", max_epochs=2, every=2)
+    assert [s[:2] for s in seen] == [(1, i) for i in range(5)]  # the next epoch, whole
 
 
 # --- bad and hostile input ------------------------------------------------------------------------
