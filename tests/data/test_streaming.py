@@ -445,3 +445,14 @@ def test_a_damaged_record_is_one_line_naming_it():
             unpack_record(damaged, 2, "item 0")
     with pytest.raises(DataLayoutError, match="not a cyclegan_pl record of 4 parts"):
         unpack_record(record, 4, "item 0")
+
+
+def test_predict_reads_a_folder_named_by_predict_dir(h2z_chunks, data_root):
+    with pytest.raises(OptionError, match="predict_dir=None: streamed chunks"):
+        StreamingUnpairedDataModule(str(h2z_chunks), **SMALL).setup("predict")
+    folder = data_root / "horse2zebra" / "testB"
+    module = StreamingUnpairedDataModule(str(h2z_chunks), predict_dir=str(folder), predict_direction="BtoA", **SMALL)
+    module.setup("predict")
+    batch = next(iter(module.predict_dataloader()))
+    assert batch["direction"] == ["BtoA"] and batch["image"].dtype == torch.uint8
+    assert len(module.get_dataset("predict")) == len(list(folder.iterdir()))
