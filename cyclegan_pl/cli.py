@@ -13,7 +13,8 @@ What this adds to LightningCLI:
   (:class:`~cyclegan_pl.weights.SafeCheckpointIO`); ``--ckpt_path`` is checked before
   anything starts: ``last`` is resolved (or said to be missing), an unreadable file is one line,
   and a checkpoint of another method than the config's stops instead of switching the model;
-* ``--trainer.strategy ddp`` becomes DDP with ``find_unused_parameters`` (each step leaves the
+* ``--trainer.strategy ddp``, and the default ``auto`` when it would mean DDP (``--trainer.num_nodes``
+  above 1, several devices), becomes DDP with ``find_unused_parameters`` (each step leaves the
   other networks without gradients);
 * the optimizers are the methods' own (``--optimizer`` / ``--lr_scheduler`` are not offered:
   the learning-rate schedule is the ``LinearDecay`` callback);
@@ -218,12 +219,38 @@ class CycleGANCLI(LightningCLI):
         if not any(isinstance(plugin, CheckpointIO) for plugin in plugins):
             kwargs["plugins"] = plugins + [SafeCheckpointIO()]
         strategy = kwargs.get("strategy", trainer_config.get("strategy"))
+        if strategy in (None, "auto") and _several_processes({**dict(trainer_config), **kwargs}):
+            strategy = "ddp"  # what Lightning's auto chooses for several processes outside notebooks
         if isinstance(strategy, str) and strategy in _UNUSED_PARAMETER_STRATEGIES:
             kwargs["strategy"] = _UNUSED_PARAMETER_STRATEGIES[strategy]
         trainer = super().instantiate_trainer(**kwargs)
         if not any(isinstance(callback, SigtermCheckpoint) for callback in trainer.callbacks):
             trainer.callbacks.append(SigtermCheckpoint())
         return trainer
+
+
+def _several_processes(trainer: Any) -> bool:
+    """Whether the Trainer options ask for more than one process: several nodes or several devices."""
+    if int(trainer.get("num_nodes") or 1) > 1:
+        return True
+    devices = trainer.get("devices")
+    if isinstance(devices, (list, tuple)):
+        return len(devices) > 1
+    if isinstance(devices, str) and "," in devices:
+        return len([d for d in devices.split(",") if d.strip()]) > 1
+    if devices in ("auto", -1, "-1", None):
+        # Lightning's "auto" devices are every GPU (on a CPU, one process).
+        return str(trainer.get("accelerator") or "auto") in ("auto", "gpu", "cuda") and _cuda_devices() > 1
+    try:
+        return int(devices) > 1
+    except (TypeError, ValueError):
+        return False
+
+
+def _cuda_devices() -> int:
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
 def _user_error_cause(error: BaseException) -> Optional[UserError]:
@@ -304,7 +331,8 @@ _OTHER_COMMANDS_HELP = (
     "translate (a checkpoint on a folder of images), "
     "evaluate (FID and KID of two folders, or of a checkpoint on its test split), "
     "export (a generator as TorchScript or ONNX), import-reference (reference-code .pth files to a "
-    "Lightning checkpoint), app (a web page to try a model). "
+    "Lightning checkpoint), app (a web page to try a model), optimize (image folders into LitData chunks for "
+    "the streaming data modules). "
     "Run `python -m cyclegan_pl COMMAND --help` for their options."
 )
 

@@ -125,3 +125,7 @@ class RunFolderInUseError(UserError, RuntimeError):
 
 class DiskFullError(UserError, OSError):
     """A file could not be written because the disk (or quota) is full; the old file is intact."""
+
+
+class StorageError(UserError, OSError):
+    """An object-store URL cannot be reached: no credentials, or the library its scheme needs is missing."""

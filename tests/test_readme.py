@@ -35,7 +35,7 @@ README = REPO / "README.md"
 # interpreter spends 7-9 s importing torch and Lightning. The Lightning commands (fit, test,
 # predict) keep their own process, their W&B runs, DDP launches and signal handlers being per process
 # (`--print_config` only parses, so it runs here too).
-IN_PROCESS = {"download", "download-model", "translate", "evaluate", "import-reference", "export"}
+IN_PROCESS = {"download", "download-model", "translate", "evaluate", "import-reference", "export", "optimize"}
 # Test images per domain the README's whole-folder commands see; README_IMAGE is the one it names.
 TEST_IMAGES = 6
 README_IMAGE = "n02381460_1000.jpg"
@@ -43,7 +43,9 @@ TINY_EVALUATE = ["--feature_extractor=cyclegan_pl.metrics.StandInFeatures", "--l
 TINY_GENERATOR = {"h2z": "resnet_2blocks", "yosemite": "resnet_2blocks", "facades": "unet_32", "demo": "resnet_2blocks"}
 TINY_GENERATOR["demo_multiband"] = "resnet_2blocks"
 # CUT's nce_layers 0,4,8,12,16 reach the fifth residual block: its configs keep resnet_9blocks (at ngf 8).
-TINY_GENERATOR.update({"h2z_cut": "resnet_9blocks", "h2z_fastcut": "resnet_9blocks"})
+TINY_GENERATOR.update({"h2z_cut": "resnet_9blocks", "h2z_fastcut": "resnet_9blocks", "h2z_stream": "resnet_2blocks"})
+# Streamed configs read whole converted splits (max_dataset_size belongs to optimize): a few batches.
+TINY_STREAM = ["--trainer.limit_train_batches=2"]
 TINY_BENCHMARK = {
     "train_throughput.py": [
         "--methods=[cyclegan]",
@@ -66,6 +68,7 @@ TINY_BENCHMARK = {
         "--crop_size=32",
         "--scratch=bench_scratch",  # the synthetic 16-bit set goes under the test's folder
     ],
+    "streaming_throughput.py": ["--workers=[0]", "--warmup=1", "--repeats=1"],
 }
 
 
@@ -94,6 +97,8 @@ def tiny(argv: List[str], fit_options: List[str]) -> List[str]:
             config = Path(argv[argv.index("--config") + 1]).stem
             # The configs' own `download: true` stays: it makes the demo set (the others are linked).
             shrink = [option for option in fit_options if not option.startswith("--data.init_args.download")]
+            if config.endswith("_stream"):
+                shrink = [o for o in shrink if not o.startswith("--data.init_args.max_dataset_size")] + TINY_STREAM
             extra = [*shrink, f"--model.init_args.generator={TINY_GENERATOR[config]}"]
             if command == "fit" and "--ckpt_path" in argv:
                 extra.append("--trainer.max_epochs=3")  # one epoch past the checkpoint's

@@ -3,7 +3,8 @@
 Each is a typed function whose docstring documents its options (``--help``), built on the library:
 ``download`` (a dataset), ``download-model`` (a published model), ``translate`` (images through a
 model), ``evaluate`` (FID and KID), ``export`` (TorchScript or ONNX), ``import-reference``
-(reference-code weights) and ``app`` (a web page to try a model). :mod:`cyclegan_pl.cli` wires them
+(reference-code weights), ``app`` (a web page to try a model) and ``optimize`` (image folders
+into LitData chunks). :mod:`cyclegan_pl.cli` wires them
 to the command line.
 """
 
@@ -15,6 +16,7 @@ from cyclegan_pl.commands.download_model import download_model
 from cyclegan_pl.commands.evaluate import evaluate
 from cyclegan_pl.commands.export import export
 from cyclegan_pl.commands.import_reference import import_reference
+from cyclegan_pl.commands.optimize import optimize
 from cyclegan_pl.commands.translate import translate
 from cyclegan_pl.registry import Registry
 
@@ -28,8 +30,19 @@ for _name, _function in (
     ("import-reference", import_reference),
     ("app", app),
     ("evaluate", evaluate),
+    ("optimize", optimize),
 ):
     COMMANDS.add(_name, _function)
 del _name, _function
 
-__all__ = ["COMMANDS", "app", "download", "download_model", "evaluate", "export", "import_reference", "translate"]
+__all__ = [
+    "COMMANDS",
+    "app",
+    "download",
+    "download_model",
+    "evaluate",
+    "export",
+    "import_reference",
+    "optimize",
+    "translate",
+]

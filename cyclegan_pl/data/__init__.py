@@ -1,4 +1,5 @@
-"""Image folders (photographs, and 16-bit, float and multi-band images), preprocessing, data modules, downloads."""
+"""Image folders (photographs, and 16-bit, float and multi-band images), preprocessing, data modules,
+dataset downloads; LitData chunks (``streaming``)."""
 
 from cyclegan_pl.data.base import EpochDataset, item_generator
 from cyclegan_pl.data.datamodules import ImageDataModule, PairedDataModule, UnpairedDataModule, default_num_workers
@@ -14,6 +15,22 @@ from cyclegan_pl.data.samplers import EpochSampler, SizeGroupedBatchSampler
 from cyclegan_pl.data.synthetic import make_demo_dataset, make_demo_multiband_dataset, make_demo_paired_dataset
 from cyclegan_pl.data.transforms import PREPROCESS, Geometry, ImageTransform, to_float
 from cyclegan_pl.data.unpaired import UnpairedDataset
+
+# Imported on first use: they import litdata, which plain folder training does not need.
+_STREAMING = {
+    "StreamingPairedDataModule": "cyclegan_pl.data.streaming",
+    "StreamingUnpairedDataModule": "cyclegan_pl.data.streaming",
+    "optimize_images": "cyclegan_pl.data.chunks",
+}
+
+
+def __getattr__(name: str):
+    if name in _STREAMING:
+        import importlib
+
+        return getattr(importlib.import_module(_STREAMING[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "DATASETS",
@@ -32,6 +49,8 @@ __all__ = [
     "PairedDataModule",
     "PairedDataset",
     "SizeGroupedBatchSampler",
+    "StreamingPairedDataModule",
+    "StreamingUnpairedDataModule",
     "UnpairedDataModule",
     "UnpairedDataset",
     "default_num_workers",
@@ -43,6 +62,7 @@ __all__ = [
     "make_demo_dataset",
     "make_demo_multiband_dataset",
     "make_demo_paired_dataset",
+    "optimize_images",
     "read_image",
     "read_native",
     "require_images",

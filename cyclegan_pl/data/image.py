@@ -26,6 +26,7 @@ Conversion rules (documented choices):
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import warnings
@@ -149,6 +150,25 @@ def read_image(path: PathLike, channels: int = 3) -> torch.Tensor:
     return _decode_pil(path, channels)
 
 
+def decode_image(data: bytes, channels: int = 3, name: PathLike = "image") -> torch.Tensor:
+    """Decode the bytes of an image file as :func:`read_image` decodes the file (same rules).
+
+    Args:
+        data: the whole content of an image file.
+        channels: 3 for RGB or 1 for grayscale.
+        name: what the bytes are (e.g. where they were stored), named in errors.
+
+    Raises:
+        BadImageError: the bytes are corrupt, truncated or not an image.
+    """
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 or 3, got {channels}")
+    fast = _decode_fast(data, channels)
+    if fast is not None:
+        return fast
+    return _decode_pil(name, channels, source=io.BytesIO(data))
+
+
 def read_image_size(path: PathLike) -> Tuple[int, int]:
     """``(height, width)`` of an image after EXIF orientation, read from its header only.
 
@@ -246,9 +266,9 @@ def _as_tensor(data: bytes) -> torch.Tensor:
     return torch.frombuffer(bytearray(data), dtype=torch.uint8)
 
 
-def _decode_pil(path: PathLike, channels: int) -> torch.Tensor:
+def _decode_pil(path: PathLike, channels: int, source: Optional[io.BytesIO] = None) -> torch.Tensor:
     try:
-        with Image.open(path) as image:
+        with Image.open(path if source is None else source) as image:
             _note_first_frame_only(path, image)
             if _orientation(image) != 1:  # the orientation read_image_size saw, and no other
                 image = ImageOps.exif_transpose(image)

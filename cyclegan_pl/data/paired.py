@@ -81,21 +81,14 @@ class PairedDataset(EpochDataset):
             swap = self.direction == "BtoA"
             source_path = self.files_b[index] if swap else self.files_a[index]
             target_path = self.files_a[index] if swap else self.files_b[index]
-            source = self.read_input(source_path)
-            target = self.read_target(target_path)
-            if target.shape[-2:] != source.shape[-2:]:
-                target = apply_geometry(target, Geometry(resize=tuple(source.shape[-2:])))
-            return source, target
+            return sized_like_source(self.read_input(source_path), self.read_target(target_path))
         if self.read_input.native:
             both = self.read_input(self.files_a[index])  # one file: both halves have its bands
-        else:
-            channels = 1 if max(self.read_input.channels, self.read_target.channels) == 1 else 3
-            both = as_reader(channels)(self.files_a[index])
-        left, right = split_halves(both, self.files_a[index])
-        source, target = (right, left) if self.direction == "BtoA" else (left, right)
-        if self.read_input.native:
-            return source, target
-        return match_channels(source, self.read_input.channels), match_channels(target, self.read_target.channels)
+            left, right = split_halves(both, self.files_a[index])
+            return (right, left) if self.direction == "BtoA" else (left, right)
+        input_nc, output_nc = self.read_input.channels, self.read_target.channels
+        both = as_reader(side_by_side_channels(input_nc, output_nc))(self.files_a[index])
+        return split_side_by_side(both, self.files_a[index], self.direction, input_nc, output_nc)
 
     def paths(self, index: int) -> Tuple[str, str]:
         """(input, target) file paths of pair ``index`` after the direction."""
@@ -132,3 +125,32 @@ def pair_files(dir_a: Path, dir_b: Path) -> Tuple[List[Path], List[Path]]:
             f"{format_names(missing)}. Paired A/B folders must hold files with matching names."
         )
     return files_a, [by_stem_b[stem(p, dir_a)] for p in files_a]
+
+
+def sized_like_source(source: torch.Tensor, target: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """A pair of separate files: the target resized (bicubic) to the source's size when they differ."""
+    if target.shape[-2:] != source.shape[-2:]:
+        target = apply_geometry(target, Geometry(resize=tuple(source.shape[-2:])))
+    return source, target
+
+
+def side_by_side_channels(input_nc: int, output_nc: int) -> int:
+    """The channels a side-by-side A|B file is decoded with: 1 only when both halves are gray."""
+    return 1 if max(input_nc, output_nc) == 1 else 3
+
+
+def split_side_by_side(
+    both: torch.Tensor, path: object, direction: str, input_nc: int, output_nc: int
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(input, target) of a decoded side-by-side A|B image after ``direction``, at their channels.
+
+    Args:
+        both: the whole image, decoded with :func:`side_by_side_channels` channels.
+        path: where it comes from, named in the error for an image too narrow to split.
+        direction: ``AtoB`` (the left half is the input) or ``BtoA``.
+        input_nc: channels of the input.
+        output_nc: channels of the target.
+    """
+    left, right = split_halves(both, path)
+    source, target = (right, left) if direction == "BtoA" else (left, right)
+    return match_channels(source, input_nc), match_channels(target, output_nc)

@@ -78,9 +78,7 @@ class UnpairedDataset(EpochDataset):
         return self._draw_b_index(index, item_generator(self.seed, epoch, index))
 
     def _draw_b_index(self, index: int, generator: torch.Generator) -> int:
-        if self.serial:
-            return index % len(self.files_b)
-        return int(torch.randint(len(self.files_b), (1,), generator=generator))
+        return draw_b_index(index, len(self.files_b), generator, self.serial)
 
     def __getitem__(self, key: Key) -> Dict[str, object]:
         epoch, index = self._split_key(key)
@@ -100,3 +98,13 @@ class UnpairedDataset(EpochDataset):
             "A_paths": str(self.files_a[a_index]),
             "B_paths": str(self.files_b[b_index]),
         }
+
+
+def draw_b_index(index: int, count_b: int, generator: torch.Generator, serial: bool = False) -> int:
+    """The B image of unpaired item ``index``: ``index mod count_b`` when ``serial``, else a uniform
+    draw from the item's generator (the first draw of that generator; the jitter of A, then of B,
+    follows). The folder and the streamed datasets pair their items through this one function.
+    """
+    if serial:
+        return index % count_b
+    return int(torch.randint(count_b, (1,), generator=generator))
