@@ -49,6 +49,7 @@ from cyclegan_pl.data.chunks import (
 from cyclegan_pl.data.datamodules import PairedDataModule, UnpairedDataModule
 from cyclegan_pl.data.image import decode_image
 from cyclegan_pl.data.paired import side_by_side_channels, sized_like_source, split_side_by_side
+from cyclegan_pl.data.readers import ImageReader, as_reader
 from cyclegan_pl.data.transforms import ImageTransform
 from cyclegan_pl.data.unpaired import draw_b_index
 from cyclegan_pl.errors import BadImageError, DataLayoutError, OptionError
@@ -302,10 +303,24 @@ class _StreamingOptions:
             "download": (hp.download, "chunks are made from folders with `python -m cyclegan_pl optimize`"),
             "skip_bad_images": (hp.skip_bad_images, "pass it to optimize, which then leaves unreadable files out"),
             "max_dataset_size": (hp.max_dataset_size is not None, "convert a smaller folder instead"),
+            "image_mode": (
+                hp.image_mode == "native",
+                "chunks are decoded as 8-bit photos; train 16-bit, float or multi-band images from their folders",
+            ),
+            "normalization": (
+                hp.normalization != "dtype",
+                "chunks are decoded as 8-bit photos, mapped over 0..255; use normalization=dtype or the folders",
+            ),
         }
         for option, (given, what) in refused.items():
             if given:
                 raise OptionError(f"{option}={getattr(hp, option)} does not apply to streamed chunks: {what}.", option)
+
+    def readers(self) -> Dict[str, ImageReader]:
+        """Chunks hold encoded files decoded as 8-bit photos of ``input_nc``/``output_nc`` channels."""
+        if self._readers is None:  # type: ignore[has-type]
+            self._readers = {"A": as_reader(self.input_nc, "domain A"), "B": as_reader(self.output_nc, "domain B")}  # type: ignore[attr-defined]
+        return self._readers
 
     @property
     def location(self) -> str:

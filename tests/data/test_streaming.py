@@ -425,7 +425,13 @@ def test_litdata_never_asks_pypi_for_its_version(monkeypatch, h2z_chunks):
 
 
 def test_options_that_belong_to_optimize_are_refused(h2z_chunks):
-    for option, value in (("download", True), ("skip_bad_images", True), ("max_dataset_size", 3)):
+    for option, value in (
+        ("download", True),
+        ("skip_bad_images", True),
+        ("max_dataset_size", 3),
+        ("image_mode", "native"),
+        ("normalization", "percentile"),
+    ):
         with pytest.raises(OptionError, match=f"{option}={value} does not apply to streamed chunks"):
             StreamingUnpairedDataModule(str(h2z_chunks), **{option: value})
 
