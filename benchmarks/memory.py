@@ -84,7 +84,7 @@ def _batch(size: int, generator: torch.Generator) -> Dict:
     return {"A": image(), "B": image(), "A_paths": ["a"], "B_paths": ["b"]}
 
 
-def _measure(method: str, size: int, option: str, ngf: int, device: str, queue) -> None:
+def _measure(method: str, size: int, option: str, ngf: int, device: str, iterations: int, queue) -> None:
     libraries = _rss_mib()  # torch is imported; lightning and the package next
     import lightning.pytorch as pl
     from torch.utils.data import DataLoader
@@ -97,7 +97,7 @@ def _measure(method: str, size: int, option: str, ngf: int, device: str, queue) 
     module = _module(method, ngf, settings)
     generator = torch.Generator().manual_seed(0)
     warmup_size = 256 if method == "pix2pix" else 64
-    batches = [_batch(warmup_size, generator), _batch(size, generator)]
+    batches = [_batch(warmup_size, generator)] + [_batch(size, generator) for _ in range(iterations)]
     marks: Dict[str, float] = {}
 
     class Meter(pl.Callback):
@@ -110,10 +110,10 @@ def _measure(method: str, size: int, option: str, ngf: int, device: str, queue) 
                 marks["start"] = time.perf_counter()
 
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-            if batch_idx == 1:
+            if batch_idx == iterations:
                 if device == "cuda":
                     torch.cuda.synchronize()
-                marks["seconds"] = time.perf_counter() - marks["start"]
+                marks["seconds"] = (time.perf_counter() - marks["start"]) / iterations
                 marks["peak"] = _peak_mib(device)
 
     trainer = pl.Trainer(
@@ -132,11 +132,14 @@ def _measure(method: str, size: int, option: str, ngf: int, device: str, queue) 
     queue.put(dict(libraries=libraries, **marks))
 
 
-def measure(method: str, size: int, option: str, ngf: int = 64, device: str = "cpu") -> Dict:
+def measure(method: str, size: int, option: str, ngf: int = 64, device: str = "cpu", iterations: int = 1) -> Dict:
     """One row, measured in a fresh process."""
+    # Every allocation over 64 KiB gets its own mapping, returned to the system when freed, so the
+    # process's resident memory follows the tensors alive (glibc otherwise keeps freed blocks).
+    os.environ.setdefault("MALLOC_MMAP_THRESHOLD_", "65536")
     context = mp.get_context("spawn")
     queue = context.Queue()
-    process = context.Process(target=_measure, args=(method, size, option, ngf, device, queue))
+    process = context.Process(target=_measure, args=(method, size, option, ngf, device, iterations, queue))
     process.start()
     process.join()
     if process.exitcode != 0:
@@ -159,6 +162,7 @@ def main(
     ngf: int = 64,
     device: Literal["cpu", "cuda"] = "cpu",
     bf16_sizes_on_cpu: List[int] = [256],
+    iterations: int = 1,
     save: Optional[str] = None,
 ) -> List[Dict]:
     """Measure one training iteration per (method, size, option); print a markdown table.
@@ -171,6 +175,7 @@ def main(
         device: cpu or cuda.
         bf16_sizes_on_cpu: the sizes at which rows with bf16 run on CPU (bf16 autocast is far
             slower than fp32 on CPUs); ignored on CUDA.
+        iterations: measured iterations per row (the time is their mean; the peak covers all).
         save: write the rows as JSON to this file too.
     """
     print(f"device={device} ngf={ngf} batch=1 threads={torch.get_num_threads()}")
@@ -186,7 +191,7 @@ def main(
             for option in options:
                 if device == "cpu" and "precision" in OPTION_SETTINGS[option] and size not in bf16_sizes_on_cpu:
                     continue
-                result = measure(method, size, option, ngf, device)
+                result = measure(method, size, option, ngf, device, iterations)
                 step = result["peak"] - result["before"]
                 row = dict(model=method, size=size, options=option, step=step, **result)
                 rows.append(row)

@@ -51,11 +51,11 @@ def _photo(index: int, height: int, width: int) -> np.ndarray:
         return np.array(image.convert("RGB").resize((width, height), Image.BICUBIC))
 
 
-def _generator():
+def _generator(ngf: int):
     from cyclegan_pl.networks import define_generator
 
     torch.manual_seed(0)
-    return define_generator("resnet_9blocks", ngf=64).eval()
+    return define_generator("resnet_9blocks", ngf=ngf).eval()
 
 
 def _borders(length: int, tile: int, overlap: int, multiple: int) -> List[int]:
@@ -82,11 +82,11 @@ def seam_ratio(image: torch.Tensor, rows: List[int], columns: List[int]) -> floa
     return float(border.mean() / elsewhere.mean())
 
 
-def _match(index: int, size: int, tile: int, overlap: int, statistics: List[str], queue) -> None:
+def _match(index: int, size: int, tile: int, overlap: int, statistics: List[str], ngf: int, queue) -> None:
     from cyclegan_pl.networks.tiling import translate_tiled
 
     torch.set_grad_enabled(False)
-    generator = _generator()
+    generator = _generator(ngf)
     image = torch.from_numpy(_photo(index, size, size)).permute(2, 0, 1)[None].float() / 127.5 - 1
     start = time.perf_counter()
     whole = generator(image)
@@ -111,7 +111,7 @@ def _match(index: int, size: int, tile: int, overlap: int, statistics: List[str]
     queue.put(results)
 
 
-def _large(size: Tuple[int, int], tile: int, overlap: int, statistics: str, queue) -> None:
+def _large(size: Tuple[int, int], tile: int, overlap: int, statistics: str, ngf: int, queue) -> None:
     libraries = _rss_mib()
     from PIL import Image
 
@@ -124,7 +124,7 @@ def _large(size: Tuple[int, int], tile: int, overlap: int, statistics: str, queu
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
         torch.manual_seed(0)
-        CycleGAN(generator="resnet_9blocks", ngf=64).save_pretrained(folder / "model")
+        CycleGAN(generator="resnet_9blocks", ngf=ngf).save_pretrained(folder / "model")
         (folder / "in").mkdir()
         Image.fromarray(_photo(0, height, width)).save(folder / "in" / "large.jpg", quality=95)
         del Image
@@ -169,6 +169,7 @@ def main(
     large_size: Tuple[int, int] = (8000, 6000),
     large_tile: int = 512,
     large_statistics: List[Statistics] = ["thumbnail"],
+    ngf: int = 64,
 ) -> Dict[str, List[Dict]]:
     """Print the tables (markdown).
 
@@ -183,18 +184,20 @@ def main(
         large_tile: tile side for the large photo.
         large_statistics: the statistics the large photo is translated with (``whole_image``
             takes about ten passes: hours at 8000 x 6000 on two CPU cores).
+        ngf: the ResNet-9's width (64 is the published one).
     """
     results: Dict[str, List[Dict]] = {}
     print(f"threads={torch.get_num_threads()}")
     if "match" in tables:
         print(
-            f"\nTiles of {tile} px (overlap and context {overlap}) against the whole {size} px image, ResNet-9 ngf 64"
+            f"\nTiles of {tile} px (overlap and context {overlap}) against the whole {size} px image, "
+            f"ResNet-9 ngf {ngf}"
         )
         print("| image | statistics | mean diff (8-bit levels) | max diff | seam ratio | s |")
         print("|---|---|---|---|---|---|")
         rows = results["match"] = []
         for index in range(images):
-            for row in _in_process(_match, index, size, tile, overlap, list(statistics)):
+            for row in _in_process(_match, index, size, tile, overlap, list(statistics), ngf):
                 rows.append(dict(image=index, **row))
                 mean = f"{row['mean_levels']:.3f}" if "mean_levels" in row else "-"
                 largest = f"{row['max_levels']:.1f}" if "max_levels" in row else "-"
@@ -205,12 +208,12 @@ def main(
                 )
     if "large" in tables:
         width, height = large_size
-        print(f"\nA {width}x{height} JPEG through `translate`, tiles of {large_tile} px, ResNet-9 ngf 64, CPU")
+        print(f"\nA {width}x{height} JPEG through `translate`, tiles of {large_tile} px, ResNet-9 ngf {ngf}, CPU")
         print("| statistics | libraries (MiB) | before (MiB) | peak RSS (MiB) | s |")
         print("|---|---|---|---|---|")
         rows = results["large"] = []
         for kind in large_statistics:
-            row = _in_process(_large, tuple(large_size), large_tile, overlap, kind)
+            row = _in_process(_large, tuple(large_size), large_tile, overlap, kind, ngf)
             assert row["written"] == ["large.png"], row["written"]
             rows.append(dict(statistics=kind, **row))
             print(

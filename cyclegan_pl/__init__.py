@@ -11,9 +11,8 @@ from cyclegan_pl.callbacks import FID, ImagePoolCallback, ImageWriter, LinearDec
 from cyclegan_pl.data import PairedDataModule, UnpairedDataModule
 from cyclegan_pl.errors import UserError
 from cyclegan_pl.models import CUT, CycleGAN, Pix2Pix
+from cyclegan_pl.version import __version__
 from cyclegan_pl.weights import load_checkpoint
-
-__version__ = "0.2.0"
 
 __all__ = [
     "CUT",

@@ -193,6 +193,13 @@ def atomic_torch_save(obj: Any, path: PathLike) -> None:
         torch.save(obj, handle)
 
 
+def _staging_folder_beside(target: Path) -> Path:
+    """A new, empty temporary folder next to ``target`` (stale ones of dead processes removed first)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temporaries(target)
+    return Path(tempfile.mkdtemp(prefix=_temporary_name(target), suffix=".tmp", dir=target.parent))
+
+
 @contextlib.contextmanager
 def atomic_folder(path: PathLike, replace: bool = False) -> Iterator[Path]:
     """Yield an empty staging folder beside ``path``; once the block succeeds it becomes ``path``.
@@ -207,9 +214,7 @@ def atomic_folder(path: PathLike, replace: bool = False) -> Iterator[Path]:
         DiskFullError: the disk or quota is full.
     """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_temporaries(target)
-    staging = Path(tempfile.mkdtemp(prefix=_temporary_name(target), suffix=".tmp", dir=target.parent))
+    staging = _staging_folder_beside(target)
     try:
         yield staging
         os.chmod(staging, 0o777 & ~_umask())
@@ -242,9 +247,7 @@ def staging_folder(path: PathLike) -> Iterator[Path]:
         path: the folder the files are meant for (it need not exist).
     """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_temporaries(target)
-    staging = Path(tempfile.mkdtemp(prefix=_temporary_name(target), suffix=".tmp", dir=target.parent))
+    staging = _staging_folder_beside(target)
     try:
         yield staging
     finally:

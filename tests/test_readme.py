@@ -42,6 +42,7 @@ README_IMAGE = "n02381460_1000.jpg"
 TINY_EVALUATE = ["--feature_extractor=cyclegan_pl.metrics.StandInFeatures", "--limit=4", "--size=32", "--device=cpu"]
 TINY_GENERATOR = {"h2z": "resnet_2blocks", "yosemite": "resnet_2blocks", "facades": "unet_32", "demo": "resnet_2blocks"}
 TINY_GENERATOR["demo_multiband"] = "resnet_2blocks"
+TINY_GENERATOR["h2z_1024"] = "resnet_2blocks"
 # CUT's nce_layers 0,4,8,12,16 reach the fifth residual block: its configs keep resnet_9blocks (at ngf 8).
 TINY_GENERATOR.update({"h2z_cut": "resnet_9blocks", "h2z_fastcut": "resnet_9blocks", "h2z_stream": "resnet_2blocks"})
 # Streamed configs read whole converted splits (max_dataset_size belongs to optimize): a few batches.
@@ -69,6 +70,24 @@ TINY_BENCHMARK = {
         "--scratch=bench_scratch",  # the synthetic 16-bit set goes under the test's folder
     ],
     "streaming_throughput.py": ["--workers=[0]", "--warmup=1", "--repeats=1"],
+    "memory.py": [
+        "--methods=[pix2pix]",
+        "--sizes=[256]",
+        "--ngf=8",
+        "--options=[none, checkpointing]",
+        "--iterations=1",
+    ],
+    "tiling.py": [
+        "--tables=[match, large]",
+        "--size=128",
+        "--tile=64",
+        "--overlap=16",
+        "--images=1",
+        "--ngf=8",
+        "--large_size=[160, 120]",
+        "--large_tile=64",
+        "--large_statistics=[whole_image]",
+    ],
 }
 
 

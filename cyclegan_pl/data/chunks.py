@@ -297,7 +297,7 @@ def record_of(content: str, names: List[Tuple[str, ...]], files: List[Tuple[str,
 
 
 def marker_for(plan: SplitPlan) -> Dict[str, Any]:
-    from cyclegan_pl import __version__
+    from cyclegan_pl.version import __version__
 
     return {
         "format": FORMAT,

@@ -670,7 +670,9 @@ class ImageTranslationModule(PretrainedMixin, pl.LightningModule):
             if not tiled:
                 output = self.generate_for_inference(translation, padded)
             else:
-                output = torch.cat([self._translate_tiled(translation, image[None], tiling) for image in padded])
+                tiled_images = [self._translate_tiled(translation, image[None], tiling) for image in padded]
+                # One image (the usual case at these sizes) is not copied again.
+                output = tiled_images[0] if len(tiled_images) == 1 else torch.cat(tiled_images)
         return crop_to(output, height, width)
 
     def _translate_tiled(self, translation: Translation, image: Tensor, tiling: Tiling) -> Tensor:

@@ -314,7 +314,7 @@ def translate_tiled(
         output[..., top:bottom, left:right] += translated * weight.to(translated.dtype)
         weights[..., top:bottom, left:right] += weight
     assert output is not None
-    return output / weights.to(output.dtype)
+    return output.div_(weights.to(output.dtype))  # in place: the output is the size of the image
 
 
 def _thumbnail_estimate(
