@@ -18,7 +18,7 @@ from __future__ import annotations
 import functools
 import math
 import re
-from typing import Callable, List, Optional, Protocol, Sequence
+from typing import Callable, List, Optional, Protocol, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -26,7 +26,7 @@ from torch import nn
 from ..errors import OptionError
 from ..registry import PatternRegistry, Registry
 from .antialias import Downsample, Upsample
-from .checkpointing import checkpointed, checkpointed_run
+from .checkpointing import checkpointed_run
 from .norms import NORMS
 
 __all__ = [
@@ -101,6 +101,9 @@ class ResnetBlock(nn.Module):
         return x + self.conv_block(x)
 
 
+#: Where a recomputed part of a checkpointed ResNet generator begins.
+_UNIT_STARTS = (nn.ReflectionPad2d, nn.ReplicationPad2d, nn.Conv2d, nn.ConvTranspose2d, Upsample, ResnetBlock)
+
 PADDINGS: Registry[Optional[Callable[[int], nn.Module]]] = Registry("padding")
 PADDINGS.add("reflect", nn.ReflectionPad2d)
 PADDINGS.add("replicate", nn.ReplicationPad2d)
@@ -121,9 +124,10 @@ class ResnetGenerator(nn.Module):
 
     Attributes:
         size_multiple: input sides must be multiples of this (4).
-        gradient_checkpointing: when True and gradients are enabled, each residual block is
-            recomputed during backward instead of keeping its activations (less memory, same
-            numbers and running statistics).
+        gradient_checkpointing: when True and gradients are enabled, each residual block, and
+            each convolution with its norm, activation and resampling, is recomputed during
+            backward instead of keeping its activations (less memory, same numbers and running
+            statistics).
 
     Args:
         input_nc: input image channels.
@@ -217,17 +221,24 @@ class ResnetGenerator(nn.Module):
         self.size_multiple: int = 2**self.n_downsampling
         self.gradient_checkpointing: bool = False
 
-    def _run(self, layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
-        if self.gradient_checkpointing and torch.is_grad_enabled() and isinstance(layer, ResnetBlock):
-            return checkpointed(layer, x)
-        return layer(x)
+    def _checkpointing(self) -> bool:
+        return self.gradient_checkpointing and torch.is_grad_enabled()
+
+    def _units(self, end: int, kept: Sequence[int]) -> List[Tuple[int, int]]:
+        """``model[:end]`` cut into the parts recomputed as one: each starts at a padding,
+        convolution, blur upsampling or residual block, and a part also ends after every entry
+        in ``kept`` (whose output the caller needs)."""
+        starts = {0, end} | {index + 1 for index in kept if index + 1 < end}
+        starts |= {index for index, layer in enumerate(self.model[:end]) if isinstance(layer, _UNIT_STARTS)}
+        bounds = sorted(starts)
+        return list(zip(bounds[:-1], bounds[1:], strict=True))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input_size(x, self.size_multiple, type(self).__name__)
-        if not (self.gradient_checkpointing and torch.is_grad_enabled()):
+        if not self._checkpointing():
             return self.model(x)
-        for layer in self.model:
-            x = self._run(layer, x)
+        for start, stop in self._units(len(self.model), ()):
+            x = checkpointed_run(self.model[start:stop], x)
         return x
 
     def encode(self, x: torch.Tensor, layers: Sequence[int]) -> List[torch.Tensor]:
@@ -243,12 +254,18 @@ class ResnetGenerator(nn.Module):
         """
         check_input_size(x, self.size_multiple, type(self).__name__)
         self._check_layers(layers)
-        wanted = set(layers)
+        wanted, end = set(layers), max(layers) + 1
         found = {}
-        for index, layer in enumerate(self.model[: max(layers) + 1]):
-            x = self._run(layer, x)
-            if index in wanted:
-                found[index] = x
+        if not self._checkpointing():
+            for index, layer in enumerate(self.model[:end]):
+                x = layer(x)
+                if index in wanted:
+                    found[index] = x
+        else:
+            for start, stop in self._units(end, layers):
+                x = checkpointed_run(self.model[start:stop], x)
+                if stop - 1 in wanted:
+                    found[stop - 1] = x
         return [found[index] for index in layers]
 
     def feature_channels(self, layers: Sequence[int]) -> List[int]:

@@ -76,3 +76,23 @@ def test_checkpointing_stores_less_for_the_backward_pass():
         plain = saved_bytes(net)
         net.gradient_checkpointing = True
         assert saved_bytes(net) < 0.75 * plain, type(net).__name__
+
+
+def test_checkpointed_encoder_gives_the_same_features_and_gradients():
+    """CUT's PatchNCE features (``encode``) come out of recomputed parts that end at each layer asked for."""
+    torch.manual_seed(0)
+    plain = define_generator("resnet_9blocks", ngf=8, antialias=True)
+    checkpointed = copy.deepcopy(plain)
+    checkpointed.gradient_checkpointing = True
+    x = torch.randn(1, 3, 64, 64)
+    results = []
+    for net in (plain, checkpointed):
+        features = net.encode(x, [0, 4, 8, 12, 16])
+        sum(feature.square().mean() for feature in features).backward()
+        results.append(([feature.detach() for feature in features], {n: p.grad for n, p in net.named_parameters()}))
+    (features_a, grads_a), (features_b, grads_b) = results
+    for feature_a, feature_b in zip(features_a, features_b, strict=True):
+        torch.testing.assert_close(feature_b, feature_a, rtol=0, atol=1e-6)
+    for name, grad in grads_a.items():
+        if grad is not None:
+            torch.testing.assert_close(grads_b[name], grad, rtol=1e-5, atol=1e-6, msg=name)
