@@ -425,11 +425,19 @@ def to_uint8(image: torch.Tensor) -> np.ndarray:
         raise ValueError(f"expected one (C, H, W) image, got shape {tuple(image.shape)}")
     if image.dtype == torch.uint8:  # already 8-bit (a data module's batch): written as it is
         return image.detach().cpu().permute(1, 2, 0).squeeze(2).numpy()
-    scaled = ((image.detach().float().cpu() + 1.0) / 2.0 * 255.0).clamp_(0.0, 255.0)
-    array = scaled.to(torch.uint8).permute(1, 2, 0).numpy()
-    if array.shape[2] == 1:
+    channels, height, width = image.shape
+    array = np.empty((height, width, channels), dtype=np.uint8)
+    # In bands of rows, so a huge image needs no float copies of its own size.
+    for top in range(0, height, _ROWS_AT_ONCE):
+        rows = image[:, top : top + _ROWS_AT_ONCE].detach().float().cpu()
+        scaled = ((rows + 1.0) / 2.0 * 255.0).clamp_(0.0, 255.0)
+        array[top : top + _ROWS_AT_ONCE] = scaled.to(torch.uint8).permute(1, 2, 0).numpy()
+    if channels == 1:
         return array[:, :, 0]
     return array
+
+
+_ROWS_AT_ONCE = 256
 
 
 def write_image(array: np.ndarray, path: PathLike, image_format: Optional[str] = None) -> None:

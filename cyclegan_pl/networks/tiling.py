@@ -19,10 +19,10 @@ approximation (a finer image has other statistics); ``per_tile`` lets each tile 
 A last sweep runs every tile with the chosen statistics and blends the outputs.
 
 Blending: each tile's output is weighted by a ramp (``linear`` or ``cosine``) that falls to zero
-across its overlap with a neighbour and is flat elsewhere; the weighted outputs are divided by
-the summed weights, so the weights of every position sum to one and a position covered by one
-tile takes that tile's value as it is. Memory: one tile's activations, plus the output and the
-weights at the image's size.
+across its overlap with a neighbour and is flat elsewhere. The ramps are divided by their sum
+along each side first; a tile's weight is its row ramp times its column ramp, so the weights of
+every position sum to one and a position covered by one tile takes that tile's value as it is.
+Memory: one tile's activations, plus the input and the output at the image's size.
 
 Tiles start at multiples of the generator's ``size_multiple``, so that every layer's grid lines
 up with the image's. Outputs near a tile's edge lack the context beyond it; ``overlap`` should
@@ -124,6 +124,16 @@ class TileGrid:
         if shape == "cosine":
             weight = 0.5 - 0.5 * torch.cos(math.pi * weight)
         return weight
+
+    def normalised_ramps(self, shape: Ramp = "linear") -> List[Tensor]:
+        """Each tile's :meth:`ramp` divided by the sum of all ramps at each position, so they sum to
+        one along the side. A tile's weight is its row ramp times its column ramp and the tiles
+        form a full grid, so these products sum to one over the image: no image-sized weights."""
+        ramps = [self.ramp(index, shape) for index in range(len(self.starts))]
+        total = torch.zeros(self.length, dtype=torch.float64)
+        for (start, end), ramp in zip(self.spans(), ramps, strict=True):
+            total[start:end] += ramp
+        return [ramp / total[start:end] for (start, end), ramp in zip(self.spans(), ramps, strict=True)]
 
 
 def tiles_of(height: int, width: int, tile: int, overlap: int, multiple: int) -> Iterator[Tuple[Tuple, Tuple, Tuple]]:
@@ -302,19 +312,18 @@ def translate_tiled(
                 for span, core, _ in tiles:
                     run(span, (layer, sums), core)
                 shared.estimate[layer] = sums.statistics()
-    rows, columns = TileGrid(height, tile, overlap, multiple), TileGrid(width, tile, overlap, multiple)
+    row_ramps = TileGrid(height, tile, overlap, multiple).normalised_ramps(ramp)
+    column_ramps = TileGrid(width, tile, overlap, multiple).normalised_ramps(ramp)
     output: Optional[Tensor] = None
-    weights = torch.zeros(1, 1, height, width, dtype=torch.float32, device=image.device)
     for span, _, (i, j) in tiles:
         translated = run(span, None, (0, 0, 0, 0))
         if output is None:
             output = torch.zeros(1, translated.shape[1], height, width, dtype=translated.dtype, device=image.device)
         top, bottom, left, right = span
-        weight = (rows.ramp(i, ramp)[:, None] * columns.ramp(j, ramp)[None, :]).to(image.device, torch.float32)
-        output[..., top:bottom, left:right] += translated * weight.to(translated.dtype)
-        weights[..., top:bottom, left:right] += weight
+        weight = row_ramps[i][:, None] * column_ramps[j][None, :]
+        output[..., top:bottom, left:right] += translated * weight.to(image.device, translated.dtype)
     assert output is not None
-    return output.div_(weights.to(output.dtype))  # in place: the output is the size of the image
+    return output
 
 
 def _thumbnail_estimate(

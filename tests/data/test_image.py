@@ -244,3 +244,13 @@ def test_a_png_size_is_read_without_decoding_it(tmp_path, monkeypatch):
     monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: decoded.append(self.size) or load(self))
     assert read_image_size(path) == (200, 300)
     assert decoded == []
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_to_uint8_in_bands_of_rows_equals_the_whole_image_formula(channels):
+    from cyclegan_pl.data.image import to_uint8
+
+    image = torch.rand(channels, 600, 37, generator=torch.Generator().manual_seed(0)) * 2.2 - 1.1
+    expected = ((image + 1.0) / 2.0 * 255.0).clamp(0.0, 255.0).to(torch.uint8).permute(1, 2, 0).numpy()
+    got = to_uint8(image)
+    np.testing.assert_array_equal(got, expected[:, :, 0] if channels == 1 else expected)
