@@ -10,13 +10,14 @@ The names a config or notebook needs are importable from here: the modules (``Cy
 from cyclegan_pl.callbacks import FID, ImagePoolCallback, ImageWriter, LinearDecay, ResultsPage, SampleGrid
 from cyclegan_pl.data import PairedDataModule, UnpairedDataModule
 from cyclegan_pl.errors import UserError
-from cyclegan_pl.models import CUT, CycleGAN, Pix2Pix
+from cyclegan_pl.models import CUT, DCLGAN, CycleGAN, Pix2Pix
 from cyclegan_pl.weights import load_checkpoint
 
 __version__ = "0.2.0"
 
 __all__ = [
     "CUT",
+    "DCLGAN",
     "FID",
     "CycleGAN",
     "ImagePoolCallback",
