@@ -10,7 +10,7 @@ The names a config or notebook needs are importable from here: the modules (``Cy
 from cyclegan_pl.callbacks import FID, ImagePoolCallback, ImageWriter, LinearDecay, ResultsPage, SampleGrid
 from cyclegan_pl.data import PairedDataModule, UnpairedDataModule
 from cyclegan_pl.errors import UserError
-from cyclegan_pl.models import CUT, DCLGAN, UNSB, CycleGAN, Pix2Pix
+from cyclegan_pl.models import CUT, DCLGAN, UNSB, CycleGAN, Pix2Pix, UNSBSampling
 from cyclegan_pl.weights import load_checkpoint
 
 __version__ = "0.2.0"
@@ -28,6 +28,7 @@ __all__ = [
     "ResultsPage",
     "SampleGrid",
     "UNSB",
+    "UNSBSampling",
     "UnpairedDataModule",
     "UserError",
     "__version__",

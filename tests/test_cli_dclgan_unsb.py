@@ -99,6 +99,37 @@ def test_h2z_unsb_config_fits_and_translates_reproducibly(unsb_run, tmp_path, cl
     assert "UNSB translates AtoB only" in result.stderr
 
 
+def test_h2z_unsb_predict_takes_the_seed_and_the_steps(unsb_run, data_root, tmp_path, cli_in_process):
+    ckpt = unsb_run / "checkpoints" / "last.ckpt"
+    source = photos(tmp_path / "photos")
+    # Float files: the tiny model's outputs differ by less than 8-bit steps.
+    translate(cli_in_process, ckpt, source, tmp_path / "translated", "--depth=float32", "--extension=npy")
+
+    def predict(name: str, *options: str) -> Path:
+        cli_in_process("predict", "--config", str(CONFIGS / "h2z_unsb.yaml"), "--ckpt_path", str(ckpt),
+                       "--model.init_args.ngf=8", "--model.init_args.ndf=8", f"--data.init_args.predict_dir={source}",
+                       f"--data.init_args.root={data_root / 'horse2zebra'}", "--data.init_args.download=false",
+                       "--data.init_args.num_workers=0", "--trainer.logger=false",
+                       "--trainer.callbacks+=cyclegan_pl.ImageWriter",
+                       f"--trainer.callbacks.output_dir={tmp_path / name}", "--trainer.callbacks.depth=float32",
+                       "--trainer.callbacks.extension=npy", "--return_predictions=false", *options,
+                       cwd=tmp_path)  # fmt: skip
+        return tmp_path / name
+
+    def image(folder: Path) -> np.ndarray:
+        return np.load(folder / "noise.npy")
+
+    sampling = ["--trainer.callbacks+=cyclegan_pl.UNSBSampling"]
+    default, again = predict("default"), predict("again", *sampling, "--trainer.callbacks.seed=0")
+    other_seed = predict("seed7", *sampling, "--trainer.callbacks.seed=7")
+    two_steps = predict("steps2", *sampling, "--trainer.callbacks.steps=2")
+    # The checkpoint's seed and steps give what translate gives; another seed or step count another image.
+    assert np.array_equal(image(default), image(tmp_path / "translated"))
+    assert np.array_equal(image(again), image(default))
+    assert not np.array_equal(image(other_seed), image(default))
+    assert not np.array_equal(image(two_steps), image(default))
+
+
 def test_h2z_unsb_test_and_evaluate(unsb_run, data_root, tmp_path, cli_in_process):
     ckpt = unsb_run / "checkpoints" / "last.ckpt"
     cli_in_process("test", "--config", str(CONFIGS / "h2z_unsb.yaml"), "--ckpt_path", str(ckpt),

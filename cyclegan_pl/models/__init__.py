@@ -6,6 +6,16 @@ from cyclegan_pl.models.cut import CUT
 from cyclegan_pl.models.cyclegan import CycleGAN
 from cyclegan_pl.models.dclgan import DCLGAN
 from cyclegan_pl.models.pix2pix import Pix2Pix
-from cyclegan_pl.models.unsb import UNSB
+from cyclegan_pl.models.unsb import UNSB, UNSBSampling
 
-__all__ = ["CUT", "DCLGAN", "METHODS", "CycleGAN", "ImageTranslationModule", "Pix2Pix", "Translation", "UNSB"]
+__all__ = [
+    "CUT",
+    "DCLGAN",
+    "METHODS",
+    "CycleGAN",
+    "ImageTranslationModule",
+    "Pix2Pix",
+    "Translation",
+    "UNSB",
+    "UNSBSampling",
+]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
+import lightning.pytorch as pl
 import torch
 from torch import Tensor, nn
 
@@ -77,7 +78,8 @@ class UNSB(ImageTranslationModule):
     ``inference_steps`` first steps (all ``num_timesteps`` by default) with fresh latents and
     noise from the sampling stream: seeded from ``sampling_seed`` (and the process rank) at the
     start of every validation, test and predict run, so a translation is reproducible;
-    :meth:`reset_sampling` restarts it by hand.
+    :meth:`reset_sampling` restarts it by hand, and the :class:`UNSBSampling` callback chooses the
+    seed and the steps of a command-line run.
 
     The published generator ignores its step index (``time_conditional_blocks=False``); half of
     its parameters never get a gradient, so DDP must look for unused parameters (the command line
@@ -472,3 +474,35 @@ class UNSB(ImageTranslationModule):
         if self.hparams.nce_idt:
             visuals["idt_B"] = self.translate(real_b, "AtoB")
         return visuals
+
+
+class UNSBSampling(pl.Callback):
+    """Choose a UNSB's sampling seed and step count for a run (``predict``, ``test``, ``validate``, ``fit``).
+
+    Command-line runs with ``--ckpt_path`` take the model's options from the checkpoint, so
+    ``--model.init_args.sampling_seed`` would not reach it; this callback sets them when the run
+    starts (``--trainer.callbacks+=cyclegan_pl.UNSBSampling --trainer.callbacks.seed 7
+    --trainer.callbacks.steps 2``). In Python, set ``model.inference_steps`` and call
+    ``model.reset_sampling(seed)`` instead.
+
+    Args:
+        seed: the sampling seed of the run's translations (default: the model's ``sampling_seed``).
+        steps: path steps per translation, 1 to ``num_timesteps`` (default: the model's
+            ``inference_steps``).
+    """
+
+    def __init__(self, seed: Optional[int] = None, steps: Optional[int] = None) -> None:
+        super().__init__()
+        self.seed = seed
+        self.steps = steps
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if not isinstance(pl_module, UNSB):
+            raise OptionError(
+                f"UNSBSampling sets a UNSB's sampling seed and steps; the model is a {type(pl_module).__name__}.",
+                option="callbacks",
+            )
+        if self.seed is not None:
+            pl_module.hparams.sampling_seed = self.seed
+        if self.steps is not None:
+            pl_module.inference_steps = self.steps

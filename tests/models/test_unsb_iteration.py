@@ -266,3 +266,15 @@ def test_unsb_translates_a_to_b_only_and_needs_the_second_a_batch(fit_batches):
 def test_unsb_option_errors(options, message):
     with pytest.raises(OptionError, match=message):
         UNSB(ngf=8, ndf=8, **options)
+
+
+def test_the_sampling_callback_sets_seed_and_steps_and_refuses_other_methods(make_trainer):
+    from cyclegan_pl import CUT, UNSBSampling
+
+    module = UNSB(ngf=8, ndf=8)
+    UNSBSampling(seed=7, steps=2).setup(make_trainer(), module, "predict")
+    assert module.hparams.sampling_seed == 7 and module.inference_steps == 2
+    with pytest.raises(OptionError, match="inference_steps=9"):
+        UNSBSampling(steps=9).setup(make_trainer(), module, "predict")
+    with pytest.raises(OptionError, match="UNSBSampling sets a UNSB's sampling seed and steps; the model is a CUT"):
+        UNSBSampling(seed=1).setup(make_trainer(), CUT(ngf=8, ndf=8), "predict")
