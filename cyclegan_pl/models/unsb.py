@@ -12,6 +12,7 @@ from cyclegan_pl.errors import OptionError
 from cyclegan_pl.losses import patch_nce_loss
 from cyclegan_pl.methods import register_method
 from cyclegan_pl.models.base import ImageTranslationModule, Translation, frozen
+from cyclegan_pl.models.inference import inference_mode
 from cyclegan_pl.models.streams import StepGenerator
 from cyclegan_pl.networks import (
     DiscriminatorName,
@@ -24,6 +25,7 @@ from cyclegan_pl.networks import (
     energy_network,
     init_weights,
 )
+from cyclegan_pl.networks.padding import crop_to, pad_to_multiple
 from cyclegan_pl.seeding import hash_seed
 
 #: The stream of a training step's time index: a CPU generator, seeded without the rank, so every
@@ -455,16 +457,33 @@ class UNSB(ImageTranslationModule):
         Per step s: the noise of the transition (s > 0), then the latent of ``G(X_s, s, z)``; the
         result is the last prediction, as the authors' ``fake_<steps>``.
         """
+        return self.sample_path(images)[-1]
+
+    def sample_path(self, images: Tensor) -> List[Tensor]:
+        """The predictions ``G(X_s, s, z_s)`` of each step of the path from prepared ``images``, in order.
+
+        Prediction k - 1 is what ``k`` inference steps return (the authors' ``fake_k``): the
+        steps share their draws, so fewer steps give the first predictions of the same path.
+        """
         if self._sampling is None or self._sampling.device != self.device:
             self.reset_sampling()
         draws = self._sampling
         n = images.shape[0]
-        state, prediction = images, images
+        state, predictions = images, []
         for s in range(self.inference_steps):
             if s > 0:
-                state = self.transition(state, prediction, self._noise_like(state, draws), s)
-            prediction = self.gen(state, self._step_indices(n, s), self._latents(n, draws))
-        return prediction
+                state = self.transition(state, predictions[-1], self._noise_like(state, draws), s)
+            predictions.append(self.gen(state, self._step_indices(n, s), self._latents(n, draws)))
+        return predictions
+
+    def translation_steps(self, images: Tensor) -> List[Tensor]:
+        """Translate images (N, C, H, W in [-1, 1], or stored values) of any size and return every
+        step's prediction at the input's size; the last is what :meth:`translate` returns."""
+        height, width = images.shape[-2:]
+        padded = pad_to_multiple(self.prepare_images(images, "A"), self.gen.size_multiple)
+        with inference_mode([self.gen], self.eval_mode):
+            predictions = self.sample_path(padded)
+        return [crop_to(prediction, height, width) for prediction in predictions]
 
     # --- evaluation -------------------------------------------------------------------------
     def visuals(self, batch: Dict[str, Any]) -> Dict[str, Tensor]:

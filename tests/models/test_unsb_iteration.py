@@ -230,11 +230,14 @@ def test_translation_runs_the_seeded_multi_step_path():
     module.reset_sampling()
     torch.testing.assert_close(module.translate(images), prediction, rtol=0, atol=1e-6)
 
-    # Fewer steps: the first predictions of the same path.
+    # Every step's prediction: the last is the translation; fewer steps give the first ones.
+    module.reset_sampling()
+    steps = module.translation_steps(images)
+    assert len(steps) == 5 and torch.equal(steps[-1], first)
     module.inference_steps = 2
     module.reset_sampling()
     two = module.translate(images)
-    assert module.hparams.inference_steps == 2 and not torch.equal(two, first)
+    assert module.hparams.inference_steps == 2 and torch.equal(two, steps[1]) and not torch.equal(two, first)
     with pytest.raises(OptionError, match="inference_steps=6: a translation runs 1 to num_timesteps=5"):
         module.inference_steps = 6
 
