@@ -44,6 +44,8 @@ TINY_GENERATOR = {"h2z": "resnet_2blocks", "yosemite": "resnet_2blocks", "facade
 TINY_GENERATOR["demo_multiband"] = "resnet_2blocks"
 # CUT's nce_layers 0,4,8,12,16 reach the fifth residual block: its configs keep resnet_9blocks (at ngf 8).
 TINY_GENERATOR.update({"h2z_cut": "resnet_9blocks", "h2z_fastcut": "resnet_9blocks"})
+# DCLGAN's nce_layers reach the fifth block too; UNSB has one (time-conditional) generator.
+TINY_GENERATOR.update({"h2z_dclgan": "resnet_9blocks", "h2z_unsb": "resnet_9blocks_cond"})
 TINY_BENCHMARK = {
     "train_throughput.py": [
         "--methods=[cyclegan]",
