@@ -190,7 +190,7 @@ class UNSB(ImageTranslationModule):
         self.energy = init_weights(energy_network(hp.output_nc, hp.ndf, hp.norm), init_type, hp.init_gain)
         channels = self.gen.feature_channels(list(nce_layers))
         self.projection = init_weights(PatchProjection(channels, projection_units), init_type, hp.init_gain)
-        self.inference_steps = inference_steps  # checked
+        self.inference_steps = inference_steps  # through the setter, which checks the range
         self.time_stream = StepGenerator(TIME_STREAM)
         self.noise_stream = StepGenerator(NOISE_STREAM)
         self._sampling: Optional[torch.Generator] = None
