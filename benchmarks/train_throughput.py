@@ -1,5 +1,7 @@
 """Training throughput: our Lightning loop against a plain PyTorch loop of the published iteration (docs/method.md).
 
+DCLGAN and UNSB are measured through Lightning only (their plain iterations are the tests' references).
+
 Each measurement runs in its own process (so peak memory is that run's alone) on one fixed
 in-memory batch: the data pipeline is measured separately by data_throughput.py.
 
@@ -21,22 +23,32 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-Method = Literal["cyclegan", "pix2pix", "cut", "fastcut"]
+Method = Literal["cyclegan", "pix2pix", "cut", "fastcut", "dclgan", "dclgan_matmul", "unsb"]
+# Methods measured only through Lightning: their plain-PyTorch iterations are the tests' references
+# (tests/models/reference_dclgan.py, reference_unsb.py), which the modules equal to 1e-6.
+LIGHTNING_ONLY = ("dclgan", "dclgan_matmul", "unsb")
 Loop = Literal["plain", "lightning", "lightning+batched"]
 
 
 def _batch(method: str, size: int, batch_size: int) -> Dict:
     generator = torch.Generator().manual_seed(0)
     image = lambda: torch.rand(batch_size, 3, size, size, generator=generator) * 2 - 1  # noqa: E731
-    return {"A": image(), "B": image(), "A_paths": ["a"] * batch_size, "B_paths": ["b"] * batch_size}
+    # A2: UNSB's second, independent A batch (the other methods ignore it).
+    return {"A": image(), "B": image(), "A2": image(), "A_paths": ["a"] * batch_size, "B_paths": ["b"] * batch_size}
 
 
 def _module(method: str, size: int, ngf: int, batched: bool):
-    from cyclegan_pl import CUT, CycleGAN, Pix2Pix
+    from cyclegan_pl import CUT, DCLGAN, UNSB, CycleGAN, Pix2Pix
     from cyclegan_pl.models.cut import FASTCUT_OPTIONS
 
     if method == "cyclegan":
         return CycleGAN(ngf=ngf, ndf=ngf, batched_calls=batched)
+    if method in ("dclgan", "dclgan_matmul"):
+        pairwise = "matmul" if method == "dclgan_matmul" else "broadcast"
+        return DCLGAN(ngf=ngf, ndf=ngf, batched_calls=batched, nce_pairwise=pairwise)
+    if method == "unsb":
+        # The published command's weights; the iteration's cost depends on its drawn step t.
+        return UNSB(ngf=ngf, ndf=ngf, batched_calls=batched, lambda_sb=1.0)
     if method in ("cut", "fastcut"):
         return CUT(ngf=ngf, ndf=ngf, batched_calls=batched, **(FASTCUT_OPTIONS if method == "fastcut" else {}))
     return Pix2Pix(generator=f"unet_{size}", ngf=ngf, ndf=ngf, batched_calls=batched)
@@ -222,6 +234,8 @@ def _measure(
     queue,
 ) -> None:
     torch.manual_seed(0)
+    if loop == "plain" and method in LIGHTNING_ONLY:
+        raise ValueError(f"{method} has no plain loop here: measure it with --loops '[lightning]'")
     if loop == "plain":
         iterator = _plain_iterations(method, size, ngf, device, precision, batch_size, warmup + iterations)
         for _ in range(warmup):
@@ -294,7 +308,9 @@ def main(
 
     Args:
         methods: which models to measure; ``cut`` and ``fastcut`` are CUT with its published
-            and its FastCUT options.
+            and its FastCUT options; ``dclgan`` is DCLGAN as published, ``dclgan_matmul`` with
+            ``nce_pairwise="matmul"``; ``unsb`` UNSB with the published command's weights
+            (``dclgan*`` and ``unsb`` have the ``lightning`` loops only).
         sizes: image sides in pixels (pix2pix uses unet_<size>).
         ngf: generator and discriminator width (64 is the published one).
         device: cpu or cuda.

@@ -1,4 +1,4 @@
-"""Adversarial losses, and CUT's contrastive PatchNCE loss.
+"""Adversarial losses, and the contrastive PatchNCE losses of CUT and DCLGAN.
 
 Every mode is a :class:`GANLoss` subclass registered in :data:`GAN_LOSSES` under its config name.
 A loss is called on the discriminator's raw output (no sigmoid) with ``target_is_real``; the
@@ -8,7 +8,9 @@ maps of any size and under autocast.
 ``wgangp`` is a real WGAN-GP: the models add :func:`gradient_penalty` to the discriminator loss
 (the reference code defines the penalty but never calls it).
 
-:func:`patch_nce_loss` is CUT's loss on projected feature patches (docs/method.md#cut-and-fastcut).
+:func:`patch_nce_loss` is CUT's loss on projected feature patches (docs/method.md#cut-and-fastcut);
+:func:`cosine_patch_nce_loss` is DCLGAN's variant (cosine similarities, negatives from the whole
+batch; docs/method.md#dclgan).
 """
 
 from __future__ import annotations
@@ -80,12 +82,26 @@ class HingeGANLoss(GANLoss):
         return F.relu(1.0 + prediction).mean()
 
 
+@GAN_LOSSES.register("hinge_margin")
+class MarginHingeGANLoss(HingeGANLoss):
+    """Hinge loss whose generator term keeps the margin: ``relu(1 - D(fake))`` for G.
+
+    The discriminator's terms are ``hinge``'s. The generator is scored with the discriminator's
+    real-target term, ``mean(relu(1 - D(G(x))))``, instead of ``-mean(D(G(x)))``: the generator
+    stops being pushed once its fakes score 1. This is the ``hinge`` mode of the CUT-family code
+    (DCLGAN's default, docs/method.md#dclgan).
+    """
+
+    def forward(self, prediction: Tensor, target_is_real: bool, for_discriminator: bool = False) -> Tensor:
+        return super().forward(prediction, target_is_real, for_discriminator=True)
+
+
 #: The type of the option choosing a loss mode.
 GANMode = GAN_LOSSES.choices()
 
 
 def build_gan_loss(gan_mode: str) -> GANLoss:
-    """Instantiate the GAN loss registered as ``gan_mode`` (lsgan, vanilla, wgangp, hinge)."""
+    """Instantiate the GAN loss registered as ``gan_mode`` (lsgan, vanilla, wgangp, hinge, hinge_margin)."""
     return GAN_LOSSES.get(gan_mode)()
 
 
@@ -168,3 +184,48 @@ def patch_nce_loss(
     logits = torch.cat([positive, negatives], dim=1) / temperature
     targets = torch.zeros(logits.shape[0], dtype=torch.long, device=query.device)
     return F.cross_entropy(logits, targets, reduction="none").view(batch, patches)
+
+
+def cosine_patch_nce_loss(query: Tensor, key: Tensor, temperature: float = 0.07, pairwise: str = "broadcast") -> Tensor:
+    """DCLGAN's PatchNCE loss of one feature layer, one value per query row (docs/method.md#dclgan).
+
+    As :func:`patch_nce_loss`, each query row must pick its own key out of the others, but the
+    similarities are cosines (``F.cosine_similarity``, eps 1e-8) of the projected rows, and the
+    negatives of every row are the keys of *all* rows of the batch (every image's patches), its
+    own key among them with logit -10. At the published initialisation the projected rows are far
+    from unit length, so cosines are not the dot products CUT uses.
+
+    Args:
+        query: (R, D) projected patches of the output images, image-major (R = N * P).
+        key: (R, D) projected patches of the source images at the same positions; detached
+            here (keys get no gradient).
+        temperature: tau (0.07).
+        pairwise: how the R x R cosines are computed: ``broadcast`` (the published computation,
+            an (R, R, D) intermediate: 64 MiB per layer at one image of 256 patches, 16 times
+            that at four images) or ``matmul`` (rows scaled to unit length, then one matrix
+            product: R x R memory, the same values up to rounding).
+
+    Returns:
+        (R,) cross-entropy of each row; the caller averages it.
+    """
+    if query.dim() != 2 or query.shape != key.shape:
+        raise ValueError(
+            f"cosine_patch_nce_loss needs query and key of the same (R, D) shape, got {tuple(query.shape)} "
+            f"and {tuple(key.shape)}."
+        )
+    if pairwise not in ("broadcast", "matmul"):
+        raise ValueError(f"pairwise={pairwise!r}: use 'broadcast' or 'matmul'.")
+    rows = query.shape[0]
+    key = key.detach()
+    positive = F.cosine_similarity(query, key, dim=-1).view(rows, 1)
+    if pairwise == "broadcast":
+        negatives = F.cosine_similarity(query[:, None, None, :], key[None, None, :, :], dim=-1).view(rows, rows)
+    else:
+        unit_q = query / query.norm(dim=1, keepdim=True).clamp_min(1e-8)
+        unit_k = key / key.norm(dim=1, keepdim=True).clamp_min(1e-8)
+        negatives = unit_q @ unit_k.t()
+    same_position = torch.eye(rows, dtype=torch.bool, device=query.device)
+    negatives = negatives.masked_fill(same_position, -10.0)
+    logits = torch.cat([positive, negatives], dim=1) / temperature
+    targets = torch.zeros(rows, dtype=torch.long, device=query.device)
+    return F.cross_entropy(logits, targets, reduction="none")

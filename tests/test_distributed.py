@@ -19,7 +19,7 @@ def run(args, cwd: Path) -> None:
     assert result.returncode == 0, result.stderr[-5000:]
 
 
-@pytest.mark.parametrize("kind", ["cyclegan", "pix2pix", "cut"])
+@pytest.mark.parametrize("kind", ["cyclegan", "pix2pix", "cut", "dclgan", "unsb"])
 def test_ddp_two_processes_keep_identical_parameters(kind, tmp_path):
     run([sys.executable, str(REPO / "tests" / "scripts" / "ddp_fit.py"), kind, str(tmp_path)], cwd=tmp_path)
     rank0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
@@ -61,7 +61,7 @@ def test_cli_plain_ddp_strategy_works(tmp_path):
     assert not (tmp_path / "runs" / "demo" / ".cyclegan_pl.lock").exists()  # rank 0 took it, and let it go
 
 
-@pytest.mark.parametrize("kind", ["cyclegan", "pix2pix", "cut"])
+@pytest.mark.parametrize("kind", ["cyclegan", "pix2pix", "cut", "dclgan", "unsb"])
 def test_every_rank_runs_the_same_collectives(kind, tmp_path):
     # The networks' forwards are collectives here (as with SyncBatchNorm): a rank that renders a
     # grid, computes FID or writes an image alone would run more of them. A hang fails at the timeout.

@@ -8,13 +8,13 @@ import pytest
 import torch
 from torch import nn
 
-from cyclegan_pl.losses import GAN_LOSSES, build_gan_loss, gradient_penalty, patch_nce_loss
+from cyclegan_pl.losses import GAN_LOSSES, build_gan_loss, cosine_patch_nce_loss, gradient_penalty, patch_nce_loss
 
 PRED = torch.tensor([[[[0.5, -1.0], [2.0, 0.0]]]])
 
 
 def test_registry_lists_all_modes():
-    assert set(GAN_LOSSES.names()) == {"lsgan", "vanilla", "wgangp", "hinge"}
+    assert set(GAN_LOSSES.names()) == {"lsgan", "vanilla", "wgangp", "hinge", "hinge_margin"}
     with pytest.raises(ValueError, match="GAN loss mode .lsgann.; choose one of: lsgan, vanilla"):
         build_gan_loss("lsgann")
 
@@ -42,6 +42,15 @@ def test_wgangp_and_hinge_known_values():
     assert hinge(PRED, True, for_discriminator=True).item() == pytest.approx((0.5 + 2 + 0 + 1) / 4)
     assert hinge(PRED, False, for_discriminator=True).item() == pytest.approx((1.5 + 0 + 3 + 1) / 4)
     assert hinge(PRED, True).item() == pytest.approx(-0.375)
+
+
+def test_hinge_margin_gives_the_generator_the_real_target_hinge():
+    margin = build_gan_loss("hinge_margin")
+    hinge = build_gan_loss("hinge")
+    for real in (True, False):
+        assert margin(PRED, real, for_discriminator=True).item() == hinge(PRED, real, for_discriminator=True).item()
+    # G: mean(relu(1 - D(fake))), not -mean(D(fake)).
+    assert margin(PRED, True).item() == pytest.approx((0.5 + 2 + 0 + 1) / 4)
 
 
 @pytest.mark.parametrize("mode", ["lsgan", "vanilla"])
@@ -119,3 +128,33 @@ def test_patch_nce_keys_get_no_gradient():
     assert query.grad is not None and query.grad.abs().sum() > 0
     with pytest.raises(ValueError, match=r"same \(N, P, D\) shape"):
         patch_nce_loss(query, key[:, :1])
+
+
+def test_cosine_patch_nce_known_values_and_whole_batch_negatives():
+    # Two rows, orthogonal unit keys scaled by 3 and 0.5: cosines ignore the lengths.
+    key = torch.tensor([[3.0, 0.0], [0.0, 0.5]])
+    query = torch.tensor([[2.0, 0.0], [1.0, 1.0]])
+    rows = cosine_patch_nce_loss(query, key, temperature=1.0)
+    cos = 1 / math.sqrt(2)
+    # Row 0: positive cos 1, negatives [-10 (itself), cos(q0, k1) = 0]; row 1: positive cos, [cos, -10].
+    expected0 = -1.0 + math.log(math.exp(1.0) + math.exp(-10.0) + math.exp(0.0))
+    expected1 = -cos + math.log(math.exp(cos) + math.exp(cos) + math.exp(-10.0))
+    assert rows.tolist() == pytest.approx([expected0, expected1], rel=1e-6)
+    # Rows of other images are negatives too: R x R, whatever the batch they came from.
+    big = torch.randn(6, 4)
+    assert cosine_patch_nce_loss(big, torch.randn(6, 4)).shape == (6,)
+
+
+def test_cosine_patch_nce_matmul_equals_broadcast_and_keys_get_no_gradient():
+    generator = torch.Generator().manual_seed(0)
+    query = (torch.randn(12, 8, generator=generator) * 1e-3).requires_grad_(True)
+    key = (torch.randn(12, 8, generator=generator) * 1e-3).requires_grad_(True)
+    broadcast = cosine_patch_nce_loss(query, key, 0.07)
+    matmul = cosine_patch_nce_loss(query, key, 0.07, pairwise="matmul")
+    torch.testing.assert_close(matmul, broadcast, rtol=1e-5, atol=1e-5)
+    broadcast.sum().backward()
+    assert key.grad is None and query.grad is not None
+    # Not CUT's dot products: at this scale those logits would all be ~0.
+    assert not torch.allclose(broadcast, patch_nce_loss(query[None], key[None], 0.07)[0])
+    with pytest.raises(ValueError, match="same \\(R, D\\) shape"):
+        cosine_patch_nce_loss(query, key[:3])

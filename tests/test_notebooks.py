@@ -27,6 +27,7 @@ EXPECTED_NOTEBOOKS = {
     "inspect_networks.ipynb",
     "cut_horse2zebra.ipynb",
     "multiband.ipynb",
+    "unsb_horse2zebra.ipynb",
 }
 KERNEL_NAME = "cyclegan-pl-tests"
 # Per cell; generous because 2-core CI machines vary. No test measures wall-clock time.
@@ -133,6 +134,33 @@ def test_cut_notebook_trains_translates_and_reloads(jupyter_kernel, data_root, m
     assert "OptionError: direction=BtoA: a CUT translates AtoB only" in text
     assert re.search(r"cut\.ckpt: CUT, \d+ tensors \(\d+ of F\), all equal; same translation", text), text
     # The temporary folder is gone at the end.
+    work = re.search(r"outputs: (\S+)", text)
+    assert work is not None and f"removed {work.group(1)}" in text
+    assert not Path(work.group(1)).exists()
+
+
+def test_unsb_notebook_trains_and_follows_the_multi_step_translation(jupyter_kernel, data_root, monkeypatch):
+    monkeypatch.setenv("CYCLEGAN_PL_DATA", str(data_root))
+    notebook = run_notebook("unsb_horse2zebra.ipynb", jupyter_kernel)
+    # The sample grid written during training and the horse beside its five step predictions.
+    assert png_count(notebook) >= 2
+    text = printed_text(notebook)
+    assert "'lambda_sb': 1.0" in text and "'num_timesteps': 5" in text
+    assert "iterations: 24 | optimizer steps: 96" in text
+    assert "time grid: [0.0, 0.5, 0.74, 0.86, 0.94, 1.0]" in text
+    assert "(1, 3, 256, 256) -> [(1, 3, 256, 256), (1, 3, 256, 256), (1, 3, 256, 256)" in text
+    changes = [
+        float(value) for value in re.findall(r"step \d: mean \|change\| from the previous image (\d+\.\d+)", text)
+    ]
+    assert len(changes) == 5 and all(change > 0 for change in changes), text
+    assert "same seed: same translation" in text and "2 steps: the second prediction of the same path" in text
+    seed = re.search(r"seed 1: mean \|difference\| (\d+\.\d+)", text)
+    assert seed is not None and float(seed.group(1)) > 0, text
+    assert "OptionError: direction=BtoA: a UNSB translates AtoB only" in text
+    assert "G(x, t, z) is the same for t = 0 ... 4" in text
+    assert re.search(r"unsb\.ckpt: UNSB, \d+ tensors of \['disc', 'energy', 'gen', 'projection'\], all equal", text), (
+        text
+    )
     work = re.search(r"outputs: (\S+)", text)
     assert work is not None and f"removed {work.group(1)}" in text
     assert not Path(work.group(1)).exists()

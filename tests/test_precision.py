@@ -10,18 +10,21 @@ import torch
 from lightning.pytorch.plugins import MixedPrecision
 from torch.utils.data import DataLoader
 
-from cyclegan_pl import CycleGAN, Pix2Pix
+from cyclegan_pl import DCLGAN, UNSB, CycleGAN, Pix2Pix
 
 MODULES = {
     "cyclegan": lambda: CycleGAN(generator="resnet_2blocks", ngf=8, ndf=8),
     "pix2pix": lambda: Pix2Pix(generator="unet_32", ngf=8, ndf=8),
+    "dclgan": lambda: DCLGAN(generator="resnet_2blocks", nce_layers=(4, 8, 12, 13), ngf=8, ndf=8, num_patches=16),
+    "unsb": lambda: UNSB(ngf=8, ndf=8, num_patches=16, lambda_sb=1.0),
 }
 
 
 def batches(n: int = 2) -> list:
     generator = torch.Generator().manual_seed(0)
     image = lambda: torch.rand(1, 3, 32, 32, generator=generator) * 2 - 1  # noqa: E731
-    return [{"A": image(), "B": image(), "A_paths": ["a"], "B_paths": ["b"]} for _ in range(n)]
+    # A2: UNSB's second A batch (the other methods ignore it).
+    return [{"A": image(), "B": image(), "A2": image(), "A_paths": ["a"], "B_paths": ["b"]} for _ in range(n)]
 
 
 @pytest.fixture
@@ -36,8 +39,17 @@ def fit(make_trainer):
     return run
 
 
-@pytest.mark.parametrize("kind", ["cyclegan", "pix2pix"])
-@pytest.mark.parametrize("precision", ["bf16-mixed", "16-mixed"])
+@pytest.mark.parametrize(
+    "kind, precision",
+    [
+        ("cyclegan", "bf16-mixed"),
+        ("cyclegan", "16-mixed"),
+        ("pix2pix", "bf16-mixed"),
+        ("pix2pix", "16-mixed"),
+        ("dclgan", "bf16-mixed"),
+        ("unsb", "bf16-mixed"),
+    ],
+)
 def test_mixed_precision_trains(kind, precision, fit):
     module = MODULES[kind]()
     initial = copy.deepcopy(module.state_dict())
@@ -49,7 +61,7 @@ def test_mixed_precision_trains(kind, precision, fit):
         assert trainer.precision_plugin.scaler is scaler and scaler._scale is not None
     else:
         trainer = fit(module, precision=precision)
-    assert trainer.global_step == 4  # 2 batches x (G step + D step)
+    assert trainer.global_step == 2 * len(module.optimizer_names)  # 2 batches x one step per optimizer
     params = dict(module.named_parameters())
     assert all(torch.isfinite(p).all() for p in params.values())
     assert any(not torch.equal(p, initial[name]) for name, p in params.items())

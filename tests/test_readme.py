@@ -45,6 +45,8 @@ TINY_GENERATOR["demo_multiband"] = "resnet_2blocks"
 TINY_GENERATOR["h2z_1024"] = "resnet_2blocks"
 # CUT's nce_layers 0,4,8,12,16 reach the fifth residual block: its configs keep resnet_9blocks (at ngf 8).
 TINY_GENERATOR.update({"h2z_cut": "resnet_9blocks", "h2z_fastcut": "resnet_9blocks", "h2z_stream": "resnet_2blocks"})
+# DCLGAN's nce_layers reach the fifth block too; UNSB has one (time-conditional) generator.
+TINY_GENERATOR.update({"h2z_dclgan": "resnet_9blocks", "h2z_unsb": "resnet_9blocks_cond"})
 # Streamed configs read whole converted splits (max_dataset_size belongs to optimize): a few batches.
 TINY_STREAM = ["--trainer.limit_train_batches=2"]
 TINY_BENCHMARK = {

@@ -9,7 +9,17 @@ import pytest
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from cyclegan_pl import CUT, CycleGAN, ImagePoolCallback, LinearDecay, PairedDataModule, Pix2Pix, UnpairedDataModule
+from cyclegan_pl import (
+    CUT,
+    DCLGAN,
+    UNSB,
+    CycleGAN,
+    ImagePoolCallback,
+    LinearDecay,
+    PairedDataModule,
+    Pix2Pix,
+    UnpairedDataModule,
+)
 from cyclegan_pl.data.synthetic import make_demo_dataset, make_demo_paired_dataset
 from cyclegan_pl.weights import SafeCheckpointIO
 
@@ -31,6 +41,20 @@ def make_parts(kind: str, data: Path, seed: int):
             num_patches=32,
         )
         datamodule = UnpairedDataModule(str(data), load_size=36, crop_size=32, num_workers=0, seed=7)
+        callbacks = [LinearDecay(n_epochs=1, n_epochs_decay=1)]
+    elif kind == "dclgan":
+        module = DCLGAN(generator="resnet_2blocks", nce_layers=(4, 8, 12, 13), ngf=8, ndf=8, num_patches=32)
+        # The second epoch resizes without cropping (the decay half of the CUT-family data).
+        datamodule = UnpairedDataModule(
+            str(data), load_size=36, crop_size=32, num_workers=0, seed=7, resize_to_crop_from_epoch=1
+        )
+        callbacks = [LinearDecay(n_epochs=1, n_epochs_decay=1)]
+    elif kind == "unsb":
+        # The step index, the path's noise and latents, the patch positions and A2 must come again alike.
+        module = UNSB(ngf=8, ndf=8, num_patches=32, lambda_sb=1.0, tau=0.1)
+        datamodule = UnpairedDataModule(
+            str(data), load_size=36, crop_size=32, num_workers=0, seed=7, resize_to_crop_from_epoch=1, second_a=True
+        )
         callbacks = [LinearDecay(n_epochs=1, n_epochs_decay=1)]
     else:
         # unet_64 has a block with dropout, so the random stream of the step matters.
@@ -55,10 +79,10 @@ def trainer(root: Path, max_epochs: int, callbacks: list) -> pl.Trainer:
     )
 
 
-@pytest.mark.parametrize("kind", ["cyclegan", "pix2pix", "cut"])
+@pytest.mark.parametrize("kind", ["cyclegan", "pix2pix", "cut", "dclgan", "unsb"])
 def test_resume_equals_uninterrupted_run(kind, tmp_path):
     data = tmp_path / "data"
-    if kind in ("cyclegan", "cut"):
+    if kind != "pix2pix":
         make_demo_dataset(data, n_train=5, n_test=2, size=40)
     else:
         make_demo_paired_dataset(data, n_train=4, n_test=2, size=64)
@@ -79,6 +103,7 @@ def test_resume_equals_uninterrupted_run(kind, tmp_path):
     assert resumed_trainer.current_epoch == 2
     for key, value in straight.items():
         assert torch.equal(module.state_dict()[key], value), key
-    # The second epoch ran at the decayed rate: factor(1) = 1 - 1/2.
+    # The second epoch ran at the decayed rate: factor(1) = 1 - 1/2 (DCLGAN's heads from their own 1e-3).
     for optimizer in resumed_trainer.optimizers:
-        assert optimizer.param_groups[0]["lr"] == pytest.approx(2e-4 * 0.5)
+        assert optimizer.param_groups[0]["lr"] == pytest.approx(optimizer.param_groups[0]["initial_lr"] * 0.5)
+        assert optimizer.param_groups[0]["initial_lr"] in (2e-4, 1e-3)

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from cyclegan_pl.directions import Direction
 from cyclegan_pl.errors import OptionError
 from cyclegan_pl.files import atomic_file
+from cyclegan_pl.models.base import ImageTranslationModule
 from cyclegan_pl.networks.padding import PaddedGenerator
 from cyclegan_pl.weights import load_checkpoint
 
@@ -43,6 +44,19 @@ def _build_wrapper(generator: nn.Module) -> PaddedGenerator:
     wrapper.eval()
     wrapper.requires_grad_(False)
     return wrapper
+
+
+def _refuse_samplers(module: ImageTranslationModule) -> None:
+    """A method whose translation is more than one generator call (it overrides
+    ``generate_for_inference``, e.g. UNSB's multi-step sampler) has no single network to export."""
+    if type(module).generate_for_inference is not ImageTranslationModule.generate_for_inference:
+        name = type(module).__name__
+        raise OptionError(
+            f"Cannot export a {name}: it translates with a multi-step sampler (several calls of its generator "
+            "with fresh latents and noise in between), which a single exported network does not reproduce. "
+            f"Translate with the checkpoint instead (translate, predict or {name}.translate).",
+            option="ckpt_path",
+        )
 
 
 def _save_torchscript(wrapper: PaddedGenerator, path: str) -> None:
@@ -131,12 +145,13 @@ def export(
 
     Args:
         ckpt_path: a checkpoint written by ``fit``, ``import-reference`` or ``download-model``
-            (CycleGAN, Pix2Pix or CUT), a ``save_pretrained`` folder or ``hf://owner/name``.
+            (CycleGAN, Pix2Pix, CUT or DCLGAN; UNSB's multi-step sampler is refused), a
+            ``save_pretrained`` folder or ``hf://owner/name``.
         output: the file to write (e.g. ``horse2zebra.pt`` or ``horse2zebra.onnx``); its folder is
             created. Written atomically: an interrupted export leaves no partial file.
         format: ``torchscript`` (load with ``torch.jit.load``) or ``onnx``.
-        direction: which generator to export: ``AtoB`` or ``BtoA`` (CycleGAN only; Pix2Pix and CUT
-            have one generator, ``AtoB``).
+        direction: which generator to export: ``AtoB`` or ``BtoA`` (CycleGAN and DCLGAN; Pix2Pix
+            and CUT have one generator, ``AtoB``).
         height: height of the example input used while exporting; the exported program accepts
             any size.
         width: width of the example input used while exporting.
@@ -150,13 +165,15 @@ def export(
 
     Raises:
         CheckpointError: ``ckpt_path`` is missing, unreadable or unsafe.
-        OptionError: an option does not fit the checkpoint (e.g. ``BtoA`` for Pix2Pix or CUT).
+        OptionError: an option does not fit the checkpoint (e.g. ``BtoA`` for Pix2Pix or CUT), or
+            the method translates with a multi-step sampler (UNSB).
     """
     ckpt_path, output = Path(ckpt_path), Path(output)
     if height < 1 or width < 1:
         raise OptionError(f"height={height}, width={width}: both must be positive.", option=("height", "width"))
     module = load_checkpoint(ckpt_path)
     module.translation(direction)
+    _refuse_samplers(module)
     wrapper = _build_wrapper(module.generator_for(direction))
     example = torch.rand(1, module.source_channels(direction), height, width) * 2 - 1
     with atomic_file(output) as tmp:

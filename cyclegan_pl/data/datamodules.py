@@ -426,16 +426,39 @@ class UnpairedDataModule(ImageDataModule):
     order with ``serial_batches``. Validation uses ``valA``/``valB`` when both exist, else
     ``testA``/``testB``. ``input_nc`` is domain A's channels, ``output_nc`` domain B's.
 
+    Two options, off by default, reproduce the data of the CUT-family code (DCLGAN, UNSB;
+    docs/method.md#data-of-the-cut-family); their configs turn them on.
+
     Args:
         root: The dataset folder holding trainA, trainB, testA, testB (e.g. data/horse2zebra).
         predict_direction: Which generator predict uses: AtoB reads domain A images (testA by
             default), BtoA domain B images (testB).
+        resize_to_crop_from_epoch: From this 0-based epoch on, training images are resized
+            straight to ``crop_size`` (as if ``load_size`` were ``crop_size``: no random crop with
+            ``resize_and_crop``; flips kept), as the CUT-family code does in the learning-rate
+            decay half. Set it to the schedule's ``n_epochs``; None (default) crops all along.
+        second_a: Each training item also holds ``A2`` (and ``A2_paths``): another domain-A image,
+            independent of ``A`` (its own shuffled order, crop and flip, from seed, epoch and
+            index; random crops in every epoch), which UNSB's second data loader provides.
     """
 
     kind = "unpaired"
 
-    def __init__(self, root: str, *, predict_direction: Direction = "AtoB", **kwargs: Any) -> None:
+    def __init__(
+        self,
+        root: str,
+        *,
+        predict_direction: Direction = "AtoB",
+        resize_to_crop_from_epoch: Optional[int] = None,
+        second_a: bool = False,
+        **kwargs: Any,
+    ) -> None:
         check_direction(predict_direction, what="predict_direction")
+        if resize_to_crop_from_epoch is not None and resize_to_crop_from_epoch < 0:
+            raise OptionError(
+                f"resize_to_crop_from_epoch={resize_to_crop_from_epoch}: must be a 0-based epoch (>= 0), or None.",
+                option="resize_to_crop_from_epoch",
+            )
         super().__init__(root, **kwargs)
 
     @property
@@ -450,7 +473,15 @@ class UnpairedDataModule(ImageDataModule):
         files = require_images(self.root / f"{split}{domain}", f"domain {domain} images", self.layout(), self.hint())
         return files[: self.hparams.max_dataset_size], None
 
-    def _dataset(self, split: str, transform: ImageTransform, serial: bool) -> UnpairedDataset:
+    def _late_transform(self) -> Optional[Tuple[int, ImageTransform]]:
+        """``resize_to_crop_from_epoch`` and the training transform with ``load_size = crop_size``."""
+        hp = self.hparams
+        if hp.resize_to_crop_from_epoch is None:
+            return None
+        late = ImageTransform(hp.preprocess, hp.crop_size, hp.crop_size, hp.flip, train=True, dtype=hp.batch_dtype)
+        return hp.resize_to_crop_from_epoch, late
+
+    def _dataset(self, split: str, transform: ImageTransform, serial: bool, train: bool = False) -> UnpairedDataset:
         files = {
             domain: require_images(
                 self.root / f"{split}{domain}", f"domain {domain} images", self.layout(), self.hint()
@@ -472,10 +503,12 @@ class UnpairedDataModule(ImageDataModule):
             skip_bad_images=self.hparams.skip_bad_images,
             files_a=files["A"],
             files_b=files["B"],
+            transform_from_epoch=self._late_transform() if train else None,
+            second_a=self.hparams.second_a and train,
         )
 
     def _build_train(self) -> Dataset:
-        return self._dataset("train", self.train_transform, self.hparams.serial_batches)
+        return self._dataset("train", self.train_transform, self.hparams.serial_batches, train=True)
 
     def _build_eval(self, split: str) -> Dataset:
         if split == "val":

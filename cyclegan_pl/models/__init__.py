@@ -4,6 +4,18 @@ from cyclegan_pl.methods import METHODS
 from cyclegan_pl.models.base import ImageTranslationModule, Translation
 from cyclegan_pl.models.cut import CUT
 from cyclegan_pl.models.cyclegan import CycleGAN
+from cyclegan_pl.models.dclgan import DCLGAN
 from cyclegan_pl.models.pix2pix import Pix2Pix
+from cyclegan_pl.models.unsb import UNSB, UNSBSampling
 
-__all__ = ["CUT", "METHODS", "CycleGAN", "ImageTranslationModule", "Pix2Pix", "Translation"]
+__all__ = [
+    "CUT",
+    "DCLGAN",
+    "METHODS",
+    "CycleGAN",
+    "ImageTranslationModule",
+    "Pix2Pix",
+    "Translation",
+    "UNSB",
+    "UNSBSampling",
+]

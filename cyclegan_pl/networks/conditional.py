@@ -307,6 +307,13 @@ class TimeConditionalResnetGenerator(nn.Module):
         self.chain_conv_block = chain_conv_block
         self.size_multiple: int = 2**self.n_downsampling
 
+    def set_chain_conv_block(self, chain: bool) -> None:
+        """Switch every residual block between the published first stage (False: the step is
+        ignored) and the chained one (True); the parameters are the same."""
+        self.chain_conv_block = chain
+        for block in self.model_res:
+            block.chain_conv_block = chain
+
     def _conditions(self, t: Optional[Tensor], z: Optional[Tensor]):
         if t is None or z is None:
             raise _missing_condition(type(self).__name__, "a step index t and a latent z")

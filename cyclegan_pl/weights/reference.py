@@ -99,7 +99,8 @@ def describe_state_dict(state_dict: StateDict) -> Dict[str, Any]:
         state_dict: one network's weights (reference or ours, ``module.`` prefix allowed).
 
     Returns:
-        A dict with ``kind`` (``resnet``, ``unet``, ``patchgan``, ``pixel`` or ``unknown``),
+        A dict with ``kind`` (``resnet``, ``unet``, ``patchgan``, ``pixel``, UNSB's
+        ``resnet_cond`` / ``patchgan_cond``, or ``unknown``),
         ``role`` (``generator`` / ``discriminator`` / None), ``name`` (the generator or
         discriminator option value building it, e.g. ``resnet_6blocks``, ``unet_256``, ``basic``),
         ``input_nc``, ``output_nc``, ``ngf``, ``ndf``, ``norm`` (``batch`` when the norm layers
@@ -124,6 +125,9 @@ def describe_state_dict(state_dict: StateDict) -> Dict[str, Any]:
 
 def _infer_architecture(sd: StateDict) -> Dict[str, Any]:
     """The architecture entries of :func:`describe_state_dict`; {} when no layout matches."""
+    conditional = _infer_conditional_architecture(sd)
+    if conditional:
+        return conditional
     unet_stem = _conv_weight(sd, "model.model.0.weight")
     patch_stem = _conv_weight(sd, "model.0.weight")
     resnet_stem = _conv_weight(sd, "model.1.weight")
@@ -187,6 +191,38 @@ def _infer_architecture(sd: StateDict) -> Dict[str, Any]:
     return {}
 
 
+def _infer_conditional_architecture(sd: StateDict) -> Dict[str, Any]:
+    """UNSB's time-conditional networks (kinds ``resnet_cond`` and ``patchgan_cond``); {} for others."""
+    stem = _conv_weight(sd, "model.1.weight")
+    conditional = any(k.startswith("model_res.") for k in sd) and any(k.startswith("z_transform.") for k in sd)
+    if stem is not None and conditional:
+        blocks = {_layer_index(k) for k in sd if k.startswith("model_res.")}
+        head = max((k for k in sd if k.startswith("model_upsample.") and k.endswith(".weight")), key=_layer_index)
+        return dict(
+            kind="resnet_cond",
+            role="generator",
+            n_blocks=len(blocks),
+            name=f"resnet_{len(blocks)}blocks_cond",
+            ngf=stem.shape[0],
+            input_nc=stem.shape[1],
+            output_nc=sd[head].shape[0],
+            # [ReLU, (Dropout), pad, conv, norm]: a Dropout moves the second convolution along.
+            dropout="model_res.0.conv_fin.3.weight" in sd,
+        )
+    first = _conv_weight(sd, "model_main.0.conv1.weight")
+    if first is not None:
+        stages = {_layer_index(k) for k in sd if k.startswith("model_main.")}
+        return dict(
+            kind="patchgan_cond",
+            role="discriminator",
+            n_layers=len(stages) - 1,
+            name="basic_cond",
+            ndf=first.shape[0],
+            input_nc=first.shape[1],
+        )
+    return {}
+
+
 def _resnet_dropout(sd: StateDict, block: int) -> bool:
     prefix = f"model.{block}.conv_block."
     convs = sorted(_layer_index(k, depth=3) for k in sd if k.startswith(prefix) and _conv_weight(sd, k) is not None)
@@ -238,6 +274,14 @@ def format_description(info: Mapping[str, Any]) -> str:
             f"PatchGAN discriminator {info['name']} (n_layers={info['n_layers']}), "
             f"ndf={info['ndf']}, {info['input_nc']} input channels, {norm}"
         )
+    if info["kind"] == "resnet_cond":
+        dropout = ", dropout" if info["dropout"] else ""
+        return (
+            f"time-conditional ResNet generator {info['name']} ({info['n_blocks']} residual blocks{dropout}), "
+            f"ngf={info['ngf']}, {info['input_nc']}->{info['output_nc']} channels, {norm}"
+        )
+    if info["kind"] == "patchgan_cond":
+        return f"time-conditional PatchGAN {info['name']}, ndf={info['ndf']}, {info['input_nc']} input channels, {norm}"
     if info["kind"] == "pixel":
         return f"PixelGAN discriminator pixel, ndf={info['ndf']}, {info['input_nc']} input channels, {norm}"
     return (

@@ -5,7 +5,7 @@ the reference's train-mode inference), so a callback or hook that decides on one
 run a forward (a sample grid, FID, checkpointing) makes the ranks' counts differ. gloo may pair
 mismatched collectives silently where NCCL would hang: counting shows it either way.
 
-    python tests/scripts/ddp_collectives.py cyclegan|pix2pix|cut OUT_DIR
+    python tests/scripts/ddp_collectives.py cyclegan|pix2pix|cut|dclgan|unsb OUT_DIR
 """
 
 import json
@@ -18,7 +18,18 @@ import torch.distributed as dist
 from lightning.pytorch.callbacks import ModelCheckpoint
 from torch import nn
 
-from cyclegan_pl import CUT, FID, CycleGAN, ImagePoolCallback, PairedDataModule, Pix2Pix, SampleGrid, UnpairedDataModule
+from cyclegan_pl import (
+    CUT,
+    DCLGAN,
+    FID,
+    UNSB,
+    CycleGAN,
+    ImagePoolCallback,
+    PairedDataModule,
+    Pix2Pix,
+    SampleGrid,
+    UnpairedDataModule,
+)
 from cyclegan_pl.data.synthetic import make_demo_dataset, make_demo_paired_dataset
 
 kind, out = sys.argv[1], Path(sys.argv[2])
@@ -49,6 +60,19 @@ elif kind == "cut":
     # resnet_9blocks keeps the published nce_layers; its grids add idt_B, a forward of its own.
     module = CUT(ngf=8, ndf=8, num_patches=16)
     datamodule = UnpairedDataModule(str(data), load_size=36, crop_size=32, num_workers=0, val_batch_size=1)
+    callbacks = []
+elif kind == "dclgan":
+    data = make_demo_dataset(out / "data", n_train=4, n_test=3, size=36)
+    module = DCLGAN(ngf=8, ndf=8, num_patches=16)
+    datamodule = UnpairedDataModule(str(data), load_size=36, crop_size=32, num_workers=0, val_batch_size=1)
+    callbacks = []
+elif kind == "unsb":
+    data = make_demo_dataset(out / "data", n_train=4, n_test=3, size=36)
+    # The path runs t + 1 generator calls per chain: the same t on every rank keeps the counts equal.
+    module = UNSB(ngf=8, ndf=8, num_patches=16)
+    datamodule = UnpairedDataModule(
+        str(data), load_size=36, crop_size=32, num_workers=0, val_batch_size=1, second_a=True
+    )
     callbacks = []
 else:
     data = make_demo_paired_dataset(out / "data", n_train=4, n_test=3, size=36)

@@ -1,7 +1,7 @@
 """Fit a tiny model with `strategy="ddp"` on 2 CPU processes; each rank saves its weights.
 
 Run as a script (Lightning's DDP launcher starts rank 1 by re-running this command):
-    python tests/scripts/ddp_fit.py cyclegan|pix2pix|cut OUT_DIR
+    python tests/scripts/ddp_fit.py cyclegan|pix2pix|cut|dclgan|unsb OUT_DIR
 """
 
 import sys
@@ -12,7 +12,17 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 
-from cyclegan_pl import CUT, CycleGAN, ImagePoolCallback, PairedDataModule, Pix2Pix, SampleGrid, UnpairedDataModule
+from cyclegan_pl import (
+    CUT,
+    DCLGAN,
+    UNSB,
+    CycleGAN,
+    ImagePoolCallback,
+    PairedDataModule,
+    Pix2Pix,
+    SampleGrid,
+    UnpairedDataModule,
+)
 from cyclegan_pl.data.synthetic import make_demo_dataset, make_demo_paired_dataset
 
 kind, out = sys.argv[1], Path(sys.argv[2])
@@ -27,6 +37,18 @@ elif kind == "cut":
     # resnet_9blocks keeps the published nce_layers; identity NCE and flips make every draw count.
     module = CUT(ngf=8, ndf=8, num_patches=16, flip_equivariance=True)
     datamodule = UnpairedDataModule(str(data), load_size=36, crop_size=32, num_workers=0)
+    callbacks = []
+elif kind == "dclgan":
+    data = make_demo_dataset(out / "data", n_train=6, n_test=2, size=36)
+    # resnet_9blocks keeps the published nce_layers; both directions' patch positions are drawn.
+    module = DCLGAN(ngf=8, ndf=8, num_patches=16)
+    datamodule = UnpairedDataModule(str(data), load_size=36, crop_size=32, num_workers=0)
+    callbacks = []
+elif kind == "unsb":
+    data = make_demo_dataset(out / "data", n_train=6, n_test=2, size=36)
+    # Half of G never gets a gradient; the step index (and so the path length) is the same on both ranks.
+    module = UNSB(ngf=8, ndf=8, num_patches=16, lambda_sb=1.0)
+    datamodule = UnpairedDataModule(str(data), load_size=36, crop_size=32, num_workers=0, second_a=True)
     callbacks = []
 else:
     data = make_demo_paired_dataset(out / "data", n_train=6, n_test=2, size=36)
