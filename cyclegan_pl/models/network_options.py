@@ -17,13 +17,14 @@ def enable_gradient_checkpointing(networks: Sequence[nn.Module], option: str) ->
         option: the module option that asked for it (named in the error).
 
     Raises:
-        OptionError: a network cannot recompute its layers (every built-in network can).
+        OptionError: a network cannot recompute its layers (UNSB's time-conditional networks, and
+            networks of the user's own).
     """
     for net in networks:
         if not hasattr(net, "gradient_checkpointing"):
             raise OptionError(
                 f"{option}=True: {type(net).__name__} has no gradient checkpointing; the built-in ResNet and "
-                "U-Net generators and PatchGAN/PixelGAN discriminators have.",
+                "U-Net generators and PatchGAN/PixelGAN discriminators have (UNSB's time-conditional ones have not).",
                 option=option,
             )
         net.gradient_checkpointing = True

@@ -133,6 +133,12 @@ class UNSB(ImageTranslationModule):
     published_models = ()
     optimizer_names = ("g", "d", "e", "f")
     progress_bar_losses = ("g", "d", "e", "sb")
+    # Every step of the sampler draws noise and a latent for the whole batch and conditions the
+    # generator's normalisation on them: tiles would each follow a different path.
+    tiling_refusal = (
+        "UNSB's translation is a multi-step sampler drawing noise over the whole image, which tiles cannot "
+        "share; translate whole images (raise --tiling.above above their size) or downscale them first."
+    )
 
     def __init__(
         self,

@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from cyclegan_pl import CUT, CycleGAN, Pix2Pix
+from cyclegan_pl import CUT, DCLGAN, UNSB, CycleGAN, Pix2Pix
 from cyclegan_pl.errors import OptionError
 from cyclegan_pl.networks import define_generator
 from cyclegan_pl.networks.padding import PaddedGenerator
@@ -85,12 +85,13 @@ def test_tiles_with_the_whole_images_statistics_match_the_whole_image(photo512):
     assert abs(seam_ratio(shared, middle_of_overlaps) - seam_ratio(whole, middle_of_overlaps)) < 0.1
 
 
-@pytest.mark.parametrize("method", ["cyclegan", "cut", "pix2pix"])
+@pytest.mark.parametrize("method", ["cyclegan", "cut", "dclgan", "pix2pix"])
 def test_every_method_translates_in_tiles_at_any_size(method):
     torch.manual_seed(0)
     module = {
         "cyclegan": lambda: CycleGAN(ngf=8, ndf=8, generator="resnet_2blocks"),
         "cut": lambda: CUT(ngf=8, ndf=8, nce_layers=(0, 4)),
+        "dclgan": lambda: DCLGAN(ngf=8, ndf=8, nce_layers=(0, 4)),
         "pix2pix": lambda: Pix2Pix(ngf=8, ndf=8, generator="unet_32"),
     }[method]()
     module.eval_mode = True
@@ -107,6 +108,14 @@ def test_every_method_translates_in_tiles_at_any_size(method):
         )
     with pytest.raises(OptionError, match="tile=32, overlap=16: a tile must be more than twice the overlap"):
         module.translate(torch.zeros(1, 3, 100, 100), tiling=Tiling(tile=32, overlap=16))
+
+
+def test_unsb_refuses_tiles_and_translates_whole_below_the_threshold():
+    module = UNSB(ngf=8, ndf=8, nce_layers=(0, 4), inference_steps=1)
+    with pytest.raises(OptionError, match="tile=32: UNSB's translation is a multi-step sampler"):
+        module.translate(torch.zeros(1, 3, 100, 100), tiling=Tiling(tile=32, overlap=8))
+    small = module.translate(torch.zeros(1, 3, 40, 40), tiling=Tiling(tile=32, overlap=8, above=100 * 100))
+    assert small.shape == (1, 3, 40, 40)
 
 
 def test_small_images_are_translated_whole_below_the_threshold():
