@@ -76,7 +76,7 @@ from cyclegan_pl.networks import (
     define_discriminator,
     define_generator,
 )
-from cyclegan_pl.networks.padding import crop_to, pad_to_multiple
+from cyclegan_pl.networks.padding import crop_to, pad_if_needed
 from cyclegan_pl.networks.tiling import Tiling, translate_tiled
 from cyclegan_pl.weights.checkpoints import CHECKPOINT_KEY
 from cyclegan_pl.weights.hub import PretrainedMixin
@@ -660,7 +660,6 @@ class ImageTranslationModule(PretrainedMixin, pl.LightningModule):
         gen = getattr(self, translation.generator)
         multiple = getattr(gen, "size_multiple", 1)
         height, width = images.shape[-2:]
-        padded = pad_to_multiple(self.prepare_images(images, translation.direction[0]), multiple)
         tiled = tiling is not None and tiling.applies(height, width)
         if tiled:
             if self.tiling_refusal is not None:
@@ -668,8 +667,11 @@ class ImageTranslationModule(PretrainedMixin, pl.LightningModule):
             tiling.check(multiple)
         with inference_mode([gen], self.eval_mode):
             if not tiled:
+                padded = pad_if_needed(self.prepare_images(images, translation.direction[0]), multiple)
                 output = self.generate_for_inference(translation, padded)
             else:
+                # Tiles are prepared one by one: an 8-bit photo stays in 8 bits, not 32.
+                padded = pad_if_needed(images, multiple)
                 tiled_images = [self._translate_tiled(translation, image[None], tiling) for image in padded]
                 # One image (the usual case at these sizes) is not copied again.
                 output = tiled_images[0] if len(tiled_images) == 1 else torch.cat(tiled_images)
@@ -687,6 +689,7 @@ class ImageTranslationModule(PretrainedMixin, pl.LightningModule):
             statistics=tiling.statistics,
             network=gen,
             context=tiling.context,
+            prepare=lambda region: self.prepare_images(region, translation.direction[0]),
         )
 
     def generate_for_inference(self, translation: Translation, images: Tensor) -> Tensor:

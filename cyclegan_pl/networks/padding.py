@@ -69,6 +69,15 @@ def pad_to_multiple(images: Tensor, multiple: int, min_side: int = MIN_SIDE) -> 
     return images.index_select(-2, rows).index_select(-1, cols)
 
 
+def pad_if_needed(images: Tensor, multiple: int) -> Tensor:
+    """:func:`pad_to_multiple` for eager code: the images themselves, not a copy, when their sides
+    need no padding (a large image is not duplicated). Traced programs use ``pad_to_multiple``."""
+    height, width = images.shape[-2], images.shape[-1]
+    if (height, width) == (_padded_side(height, multiple, MIN_SIDE), _padded_side(width, multiple, MIN_SIDE)):
+        return images
+    return pad_to_multiple(images, multiple)
+
+
 def crop_to(images: Tensor, height: int, width: int) -> Tensor:
     """The top-left ``height`` x ``width`` of (N, C, H, W) images (undoes :func:`pad_to_multiple`)."""
     return images[..., :height, :width]

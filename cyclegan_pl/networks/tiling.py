@@ -22,7 +22,8 @@ Blending: each tile's output is weighted by a ramp (``linear`` or ``cosine``) th
 across its overlap with a neighbour and is flat elsewhere. The ramps are divided by their sum
 along each side first; a tile's weight is its row ramp times its column ramp, so the weights of
 every position sum to one and a position covered by one tile takes that tile's value as it is.
-Memory: one tile's activations, plus the input and the output at the image's size.
+Memory: one tile's activations, plus the input (as stored: ``prepare`` converts each tile, so an
+8-bit photo is held in 8 bits) and the output at the image's size.
 
 Tiles start at multiples of the generator's ``size_multiple``, so that every layer's grid lines
 up with the image's. Outputs near a tile's edge lack the context beyond it; ``overlap`` should
@@ -46,6 +47,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from cyclegan_pl.errors import OptionError
+from cyclegan_pl.networks.padding import MIN_SIDE
 
 Ramp = Literal["linear", "cosine"]
 Statistics = Literal["whole_image", "thumbnail", "per_tile"]
@@ -251,6 +253,7 @@ def translate_tiled(
     statistics: Statistics = "whole_image",
     network: Optional[nn.Module] = None,
     context: Optional[int] = None,
+    prepare: Optional[Callable[[Tensor], Tensor]] = None,
 ) -> Tensor:
     """Translate one (1, C, H, W) image in tiles (see the module doc); returns (1, C_out, H, W).
 
@@ -269,6 +272,9 @@ def translate_tiled(
         context: pixels of the image around each tile that its translation sees (cut off
             afterwards), so that positions near the tile's edge have their neighbours; default
             ``overlap``. Memory grows with ``(tile + 2 * context) ** 2``.
+        prepare: maps a region of ``image`` to the generator's input (stored 8-bit values to
+            [-1, 1], say), applied to each tile, so the whole image is never converted at once;
+            it must act on each pixel alone. Default: the image is the generator's input.
     """
     if image.shape[0] != 1:
         raise ValueError(f"translate_tiled takes one image at a time, got a batch of {image.shape[0]}")
@@ -276,6 +282,7 @@ def translate_tiled(
     context = overlap if context is None else context
     context -= context % multiple
     tiles = list(tiles_of(height, width, tile, overlap, multiple))
+    prepare = prepare or (lambda region: region)
 
     def run(span: Tuple[int, int, int, int], measured: Optional[Tuple[nn.Module, _Sums]], core) -> Optional[Tensor]:
         """The translation of ``span`` computed with ``context`` around it, cut back to the span
@@ -291,7 +298,7 @@ def translate_tiled(
         local = (core[0] - outer[0], core[1] - outer[0], core[2] - outer[2], core[3] - outer[2])
         translated = None
         with shared.applied(measured, local, size) if shared else contextlib.nullcontext():
-            translated = generator(image[..., outer[0] : outer[1], outer[2] : outer[3]])
+            translated = generator(prepare(image[..., outer[0] : outer[1], outer[2] : outer[3]]))
         if translated is None:
             return None
         return translated[..., top - outer[0] : bottom - outer[0], left - outer[2] : right - outer[2]]
@@ -304,7 +311,7 @@ def translate_tiled(
         if not shared.layers:
             shared = None
         elif statistics == "thumbnail":
-            shared.estimate = _thumbnail_estimate(generator, shared, image, tile, multiple)
+            shared.estimate = _thumbnail_estimate(generator, shared, image, tile, multiple, prepare)
         else:
             # Layer by layer: each layer's input is exact once the layers before it are.
             for layer in shared.layers:
@@ -327,13 +334,20 @@ def translate_tiled(
 
 
 def _thumbnail_estimate(
-    generator: Callable[[Tensor], Tensor], shared: SharedStatistics, image: Tensor, tile: int, multiple: int
+    generator: Callable[[Tensor], Tensor],
+    shared: SharedStatistics,
+    image: Tensor,
+    tile: int,
+    multiple: int,
+    prepare: Callable[[Tensor], Tensor],
 ) -> Dict[nn.Module, Tuple[Tensor, Tensor]]:
     """The statistics of the whole image scaled down to about one tile's pixels (an approximation)."""
     height, width = image.shape[-2:]
     scale = min(1.0, tile / max(height, width))
-    small = [max(multiple, round(side * scale / multiple) * multiple) for side in (height, width)]
-    thumbnail = F.interpolate(image, size=small, mode="area") if small != [height, width] else image
+    # No side under MIN_SIDE: a long, narrow image's thumbnail would otherwise be too thin to run.
+    least = -(-MIN_SIDE // multiple) * multiple
+    small = [min(side, max(least, round(side * scale / multiple) * multiple)) for side in (height, width)]
+    thumbnail = area_scaled(image, small, prepare)
     estimate: Dict[nn.Module, Tuple[Tensor, Tensor]] = {}
     for layer in shared.layers:
         sums = _Sums()
@@ -342,6 +356,25 @@ def _thumbnail_estimate(
         shared.estimate[layer] = estimate[layer] = sums.statistics()
     shared.estimate = {}
     return estimate
+
+
+def area_scaled(image: Tensor, size: List[int], prepare: Callable[[Tensor], Tensor], band: int = 256) -> Tensor:
+    """``F.interpolate(prepare(image), size, mode="area")`` without converting the whole image at once.
+
+    An area average is separable: the columns are averaged in bands of ``band`` rows (each band
+    prepared on its own), then the rows of that narrow result.
+    """
+    height, width = image.shape[-2:]
+    if list(size) == [height, width]:
+        return prepare(image)
+    columns = torch.cat(
+        [
+            F.adaptive_avg_pool2d(prepare(image[..., top : top + band, :]), (min(band, height - top), size[1]))
+            for top in range(0, height, band)
+        ],
+        dim=-2,
+    )
+    return F.adaptive_avg_pool2d(columns, tuple(size))
 
 
 @dataclass(frozen=True)

@@ -5,13 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from cyclegan_pl import CUT, DCLGAN, UNSB, CycleGAN, Pix2Pix
 from cyclegan_pl.errors import OptionError
 from cyclegan_pl.networks import define_generator
 from cyclegan_pl.networks.padding import PaddedGenerator
-from cyclegan_pl.networks.tiling import TileGrid, Tiling, blend_weights, tiles_of, translate_tiled
+from cyclegan_pl.networks.tiling import TileGrid, Tiling, area_scaled, blend_weights, tiles_of, translate_tiled
 
 LSB = 2 / 255  # one 8-bit level in [-1, 1]
 
@@ -160,3 +161,33 @@ def test_translate_tiles_images_over_the_threshold(tmp_path, monkeypatch):
         expected = module.translate(torch.from_numpy(pixels).permute(2, 0, 1)[None], tiling=tiling)[0]
         wrote = torch.from_numpy(np.array(written)).permute(2, 0, 1).float()
         assert (wrote - ((expected + 1) / 2 * 255).clamp(0, 255)).abs().max() <= 1
+
+
+@pytest.mark.parametrize("statistics", ["whole_image", "thumbnail", "per_tile"])
+def test_stored_8bit_images_are_converted_tile_by_tile(statistics):
+    """An 8-bit image is tiled as stored: no float copy of the whole image, the same output."""
+    torch.manual_seed(0)
+    module = CycleGAN(ngf=8, ndf=8, generator="resnet_2blocks")
+    module.eval_mode = True
+    stored = torch.randint(0, 256, (1, 3, 300, 42), dtype=torch.uint8)
+    tiling = Tiling(tile=32, overlap=8, statistics=statistics)
+    converted = []
+    real = module.prepare_images
+    module.prepare_images = lambda images, domain="A": converted.append(images.shape[-2:]) or real(images, domain)
+    from_stored = module.translate(stored, tiling=tiling)
+    # Tiles, or the thumbnail's bands of 256 rows: never the whole (padded) image.
+    assert converted and all(shape[0] <= 256 and shape[0] * shape[1] < 300 * 44 for shape in converted)
+    from_float = module.translate(stored.float() / 127.5 - 1, tiling=tiling)
+    # The thumbnail's average is summed in another order: float rounding, far below an 8-bit level.
+    torch.testing.assert_close(from_stored, from_float, rtol=0, atol=1e-4)
+
+
+def test_area_scaled_in_bands_is_the_whole_image_area_average():
+    image = torch.randint(0, 256, (1, 3, 301, 203), dtype=torch.uint8)
+
+    def prepare(region):
+        return region.float() / 127.5 - 1
+
+    whole = F.interpolate(prepare(image), size=[64, 44], mode="area")
+    torch.testing.assert_close(area_scaled(image, [64, 44], prepare, band=50), whole, rtol=0, atol=1e-6)
+    torch.testing.assert_close(area_scaled(image, [301, 203], prepare), prepare(image))
