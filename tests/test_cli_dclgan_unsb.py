@@ -67,6 +67,10 @@ def test_h2z_dclgan_config_fits_tests_and_translates_both_ways(dclgan_run, data_
         out = tmp_path / direction
         translate(cli_in_process, ckpt, source, out, "--direction", direction)
         assert {p.name: Image.open(p).size for p in out.rglob("*.png")} == {"wide.png": (45, 30), "noise.png": (36, 36)}
+    # One deterministic pass: a sampling seed is refused, not silently ignored.
+    refused = translate(cli_in_process, ckpt, source, tmp_path / "seeded", "--seed=7", check=False)
+    assert refused.returncode != 0 and "Traceback" not in refused.stderr
+    assert "seed=7: DCLGAN translates in one deterministic pass" in refused.stderr
 
     cli_in_process("test", "--config", str(CONFIGS / "h2z_dclgan.yaml"), "--ckpt_path", str(ckpt),
                    f"--data.init_args.root={data_root / 'horse2zebra'}", "--data.init_args.max_dataset_size=2",
@@ -128,6 +132,13 @@ def test_h2z_unsb_predict_takes_the_seed_and_the_steps(unsb_run, data_root, tmp_
     assert np.array_equal(image(again), image(default))
     assert not np.array_equal(image(other_seed), image(default))
     assert not np.array_equal(image(two_steps), image(default))
+    # translate takes the same choices: --seed 7 and --steps 2 give what predict gave with them.
+    translate(cli_in_process, ckpt, source, tmp_path / "t7", "--seed=7", "--depth=float32", "--extension=npy")
+    translate(cli_in_process, ckpt, source, tmp_path / "t2", "--steps=2", "--depth=float32", "--extension=npy")
+    assert np.array_equal(image(tmp_path / "t7"), image(other_seed))
+    assert np.array_equal(image(tmp_path / "t2"), image(two_steps))
+    refused = translate(cli_in_process, ckpt, source, tmp_path / "t9", "--steps=9", check=False)
+    assert refused.returncode != 0 and "inference_steps=9" in refused.stderr and "Traceback" not in refused.stderr
 
 
 def test_h2z_unsb_test_and_evaluate(unsb_run, data_root, tmp_path, cli_in_process):

@@ -30,6 +30,8 @@ def translate(
     depth: OutputDepth = "auto",
     eval_mode: Optional[bool] = None,
     tiling: Tiling = AUTO_TILING,
+    seed: Optional[int] = None,
+    steps: Optional[int] = None,
 ) -> Path:
     """Translate a folder or one image with a checkpoint, keeping relative paths, names, sizes.
 
@@ -62,6 +64,11 @@ def translate(
         tiling: translate large images in tiles (``--tiling.tile 512 --tiling.overlap 64``), with
             the whole image's normalisation statistics, so that memory is bounded by the tile;
             by default images over 4 megapixels are tiled (``--tiling.above``).
+        seed: for a method whose translation samples a path (UNSB): the seed of its noise and
+            latents (default: the checkpoint's ``sampling_seed``); the same seed gives the same
+            images. An error for the other methods.
+        steps: for such a method: how many steps of the path to run (default: the checkpoint's
+            ``inference_steps``, all of them); fewer are faster and translate less.
     """
     if not Path(input).exists():
         raise OptionError(f"input={input} does not exist; pass an image file or a folder of images.", option="input")
@@ -71,6 +78,7 @@ def translate(
     writer = ImageWriter(output_dir=output, extension=extension, depth=depth)
     module = load_checkpoint(ckpt_path)
     module.translation(direction)
+    module.choose_sampling(seed, steps)
     if eval_mode is not None:
         module.eval_mode = eval_mode
     reader = reader_for(module.intensity[direction[0]], f"images of domain {direction[0]}")

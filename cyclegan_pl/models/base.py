@@ -692,6 +692,23 @@ class ImageTranslationModule(PretrainedMixin, pl.LightningModule):
             prepare=lambda region: self.prepare_images(region, translation.direction[0]),
         )
 
+    def choose_sampling(self, seed: Optional[int] = None, steps: Optional[int] = None) -> None:
+        """Set the seed and step count of a translation that is a seeded multi-step sampler.
+
+        A method whose translation is one deterministic pass (every method but a sampler, which
+        overrides this) takes neither: asking for either is an error, not silently ignored.
+
+        Raises:
+            OptionError: ``seed`` or ``steps`` given to a method that does not sample.
+        """
+        for name, value in (("seed", seed), ("steps", steps)):
+            if value is not None:
+                raise OptionError(
+                    f"{name}={value}: {type(self).__name__} translates in one deterministic pass; "
+                    f"{name} applies to methods whose translation samples a path (UNSB).",
+                    option=name,
+                )
+
     def generate_for_inference(self, translation: Translation, images: Tensor) -> Tensor:
         """The translation of prepared, padded images (a method with a multi-step sampler overrides this)."""
         return getattr(self, translation.generator)(images)

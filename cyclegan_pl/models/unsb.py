@@ -438,6 +438,15 @@ class UNSB(ImageTranslationModule):
             )
 
     # --- inference ------------------------------------------------------------------------------
+    def choose_sampling(self, seed: Optional[int] = None, steps: Optional[int] = None) -> None:
+        """Translate with this sampling seed (None: keep ``sampling_seed``) and this many path steps
+        (None: keep ``inference_steps``); the stream restarts from the seed."""
+        if steps is not None:
+            self.inference_steps = steps
+        if seed is not None:
+            self.hparams.sampling_seed = seed
+        self.reset_sampling()
+
     def reset_sampling(self, seed: Optional[int] = None) -> None:
         """Restart the latents and noise of translations from ``seed`` (default: ``sampling_seed``).
 
@@ -527,7 +536,4 @@ class UNSBSampling(pl.Callback):
                 f"UNSBSampling sets a UNSB's sampling seed and steps; the model is a {type(pl_module).__name__}.",
                 option="callbacks",
             )
-        if self.seed is not None:
-            pl_module.hparams.sampling_seed = self.seed
-        if self.steps is not None:
-            pl_module.inference_steps = self.steps
+        pl_module.choose_sampling(self.seed, self.steps)
