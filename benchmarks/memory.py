@@ -17,8 +17,9 @@ the measured size:
 
 Options: ``none``; ``generators`` (gradient_checkpointing); ``discriminators``
 (discriminator_checkpointing); ``checkpointing`` (both); ``channels_last``; ``bf16`` (bf16-mixed
-precision; on CPU only measured at 256 px, where it is already ~60x slower than fp32); ``all``
-(every one of them that the size allows).
+precision; on CPU only at ``bf16_sizes_on_cpu``, 256 px by default: bf16 autocast's speed on a CPU
+depends on the CPU and the torch version, from far slower than fp32 to faster, as with torch 2.14
+on the machine of the README's table); ``all`` (every one of them that the size allows).
 """
 
 from __future__ import annotations
@@ -173,8 +174,8 @@ def main(
         options: memory options, alone and together (see the module doc).
         ngf: generator and discriminator width (64 is the published one).
         device: cpu or cuda.
-        bf16_sizes_on_cpu: the sizes at which rows with bf16 run on CPU (bf16 autocast is far
-            slower than fp32 on CPUs); ignored on CUDA.
+        bf16_sizes_on_cpu: the sizes at which rows with bf16 run on CPU (bf16 autocast can be
+            far slower than fp32 on a CPU); ignored on CUDA.
         iterations: measured iterations per row (the time is their mean; the peak covers all).
         save: write the rows as JSON to this file too.
     """
