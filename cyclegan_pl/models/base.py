@@ -61,7 +61,7 @@ from cyclegan_pl.data.native import RAW_DTYPES
 from cyclegan_pl.data.transforms import IMAGE_KEYS
 from cyclegan_pl.directions import Direction, check_direction
 from cyclegan_pl.errors import OptionError
-from cyclegan_pl.losses import GANMode, build_gan_loss
+from cyclegan_pl.losses import GANMode, build_gan_loss, gradient_penalty
 from cyclegan_pl.methods import class_path
 from cyclegan_pl.models.inference import inference_mode
 from cyclegan_pl.models.loss_log import LossLog
@@ -201,7 +201,8 @@ class ImageTranslationModule(PretrainedMixin, pl.LightningModule):
     #: the reference code's network names (``<epoch>_net_<NAME>.pth``) -> our attributes
     reference_networks: ClassVar[Mapping[str, str]] = {}
     #: how well a reference generator of each (kind, anti-aliased) fits: 2 the published
-    #: architecture, 1 one the options build (see :meth:`reference_fit`)
+    #: architecture, 1 one the options build (see :meth:`reference_fit`); a method listing an
+    #: anti-aliased kind has the ``antialias`` option, which an import sets from the file
     reference_generators: ClassVar[Mapping[Tuple[str, bool], int]] = {}
     #: what the method is, in one sentence for model cards
     card_summary: ClassVar[str] = ""
@@ -293,6 +294,9 @@ class ImageTranslationModule(PretrainedMixin, pl.LightningModule):
         options.update(input_nc=a_channels, output_nc=b_channels)
         if generator["dropout"] is not None:
             options["dropout"] = generator["dropout"]
+        # A method that imports anti-aliased generators has the antialias option.
+        if any(antialiased for _, antialiased in cls.reference_generators):
+            options["antialias"] = generator["antialias"]
         return options
 
     @classmethod
@@ -575,6 +579,39 @@ class ImageTranslationModule(PretrainedMixin, pl.LightningModule):
         for optimizer in optimizers:
             optimizer.step()
         return True
+
+    def discriminator_loss(
+        self,
+        disc: nn.Module,
+        real: Tensor,
+        fake: Tensor,
+        fake_first: bool = False,
+        condition: Optional[Tensor] = None,
+    ) -> Tensor:
+        """``0.5 * (GAN(D(real), real) + GAN(D(fake), fake))``, plus the gradient penalty for wgangp.
+
+        Args:
+            disc: the discriminator.
+            real: images of its domain.
+            fake: translations into it, detached by the caller.
+            fake_first: D judges the fakes first, as the method's reference code does (the
+                order sets the order of BatchNorm's running-statistics updates).
+            condition: a conditional D's input (pix2pix), put in front of each image's channels.
+        """
+        pair = (lambda images: images) if condition is None else (lambda images: torch.cat([condition, images], 1))
+        first, second = (pair(fake), pair(real)) if fake_first else (pair(real), pair(fake))
+        if self.hparams.batched_calls:
+            pred_first, pred_second = disc(torch.cat([first, second])).chunk(2)
+        else:
+            pred_first, pred_second = disc(first), disc(second)
+        pred_fake, pred_real = (pred_first, pred_second) if fake_first else (pred_second, pred_first)
+        loss = 0.5 * (
+            self.gan_loss(pred_real, True, for_discriminator=True)
+            + self.gan_loss(pred_fake, False, for_discriminator=True)
+        )
+        if self.gan_loss.uses_gradient_penalty:
+            loss = loss + self.hparams.gp_weight * gradient_penalty(disc, real, fake, condition=condition)
+        return loss
 
     # --- random streams -----------------------------------------------------------------------
     def on_train_batch_start(self, batch: Dict[str, Any], batch_idx: int) -> None:

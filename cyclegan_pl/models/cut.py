@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from cyclegan_pl.errors import OptionError
-from cyclegan_pl.losses import gradient_penalty, patch_nce_loss
+from cyclegan_pl.losses import patch_nce_loss
 from cyclegan_pl.methods import register_method
 from cyclegan_pl.models.base import ImageTranslationModule, Translation, frozen
 from cyclegan_pl.models.streams import StepGenerator
@@ -161,10 +161,6 @@ class CUT(ImageTranslationModule):
         self._apply_network_options()
 
     @classmethod
-    def reference_options(cls, generator: Mapping[str, Any], direction: str) -> Dict[str, Any]:
-        return {**super().reference_options(generator, direction), "antialias": generator["antialias"]}
-
-    @classmethod
     def reference_option_fixes(cls, options: Mapping[str, Any]) -> Dict[str, Any]:
         # Identity NCE runs G on domain B images, which needs equal channels.
         if "nce_idt" not in options and options.get("input_nc", 3) != options.get("output_nc", 3):
@@ -216,23 +212,9 @@ class CUT(ImageTranslationModule):
         """FastCUT's coin: a boolean scalar on the device, True with probability 0.5."""
         return torch.rand((), generator=draws, device=self.device) < 0.5
 
-    def discriminator_loss(self, real: Tensor, fake: Tensor) -> Tensor:
-        """0.5 * (GAN(D(fake), fake) + GAN(D(real), real)) (+ gradient penalty for wgangp)."""
-        if self.hparams.batched_calls:
-            pred_fake, pred_real = self.disc(torch.cat([fake, real])).chunk(2)
-        else:
-            pred_fake, pred_real = self.disc(fake), self.disc(real)
-        loss = 0.5 * (
-            self.gan_loss(pred_fake, False, for_discriminator=True)
-            + self.gan_loss(pred_real, True, for_discriminator=True)
-        )
-        if self.gan_loss.uses_gradient_penalty:
-            loss = loss + self.hparams.gp_weight * gradient_penalty(self.disc, real, fake)
-        return loss
-
     def discriminator_step(self, opt_d, images: Dict[str, Any]) -> Dict[str, Tensor]:
         """Step 2: one Adam step on D, on the detached fakes and real B images."""
-        losses = {"d": self.discriminator_loss(images["real_b"], images["fake_b"].detach())}
+        losses = {"d": self.discriminator_loss(self.disc, images["real_b"], images["fake_b"].detach(), fake_first=True)}
         self.optimizer_step_with([opt_d], losses["d"], losses)
         return losses
 

@@ -9,7 +9,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from cyclegan_pl.errors import OptionError
-from cyclegan_pl.losses import gradient_penalty
 from cyclegan_pl.methods import register_method
 from cyclegan_pl.models.base import ImageTranslationModule, Translation, frozen
 from cyclegan_pl.weights.published import PublishedModel
@@ -203,20 +202,6 @@ class CycleGAN(ImageTranslationModule):
             losses["g"] = sum(losses.values())
             self.optimizer_step_with([opt_g], losses["g"], losses)
         return losses
-
-    def discriminator_loss(self, disc: nn.Module, real: Tensor, fake: Tensor) -> Tensor:
-        """0.5 * (GAN(D(real), real) + GAN(D(fake), fake)) (+ gradient penalty for wgangp)."""
-        if self.hparams.batched_calls:
-            pred_real, pred_fake = disc(torch.cat([real, fake])).chunk(2)
-        else:
-            pred_real, pred_fake = disc(real), disc(fake)
-        loss = 0.5 * (
-            self.gan_loss(pred_real, True, for_discriminator=True)
-            + self.gan_loss(pred_fake, False, for_discriminator=True)
-        )
-        if self.gan_loss.uses_gradient_penalty:
-            loss = loss + self.hparams.gp_weight * gradient_penalty(disc, real, fake)
-        return loss
 
     def discriminator_step(self, opt_d, images: Dict[str, Tensor]) -> Dict[str, Tensor]:
         """Step 3: one Adam step on both discriminators, fakes drawn through the pools."""

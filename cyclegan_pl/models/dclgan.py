@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from cyclegan_pl.errors import OptionError
-from cyclegan_pl.losses import GANMode, cosine_patch_nce_loss, gradient_penalty
+from cyclegan_pl.losses import GANMode, cosine_patch_nce_loss
 from cyclegan_pl.methods import register_method
 from cyclegan_pl.models.base import ImageTranslationModule, Translation, frozen
 from cyclegan_pl.models.streams import StepGenerator
@@ -165,10 +165,6 @@ class DCLGAN(ImageTranslationModule):
         self._apply_network_options()
 
     @classmethod
-    def reference_options(cls, generator: Mapping[str, Any], direction: str) -> Dict[str, Any]:
-        return {**super().reference_options(generator, direction), "antialias": generator["antialias"]}
-
-    @classmethod
     def reference_option_fixes(cls, options: Mapping[str, Any]) -> Dict[str, Any]:
         # The identity terms run each generator on the other domain, which needs equal channels.
         if "lambda_idt" not in options and options.get("input_nc", 3) != options.get("output_nc", 3):
@@ -228,20 +224,6 @@ class DCLGAN(ImageTranslationModule):
             images["idt_b"] = self.gen_ab(real_b)
             images["idt_a"] = self.gen_ba(real_a)
         return images
-
-    def discriminator_loss(self, disc: nn.Module, real: Tensor, fake: Tensor) -> Tensor:
-        """0.5 * (GAN(D(real), real) + GAN(D(fake), fake)) (+ gradient penalty for wgangp)."""
-        if self.hparams.batched_calls:
-            pred_real, pred_fake = disc(torch.cat([real, fake])).chunk(2)
-        else:
-            pred_real, pred_fake = disc(real), disc(fake)
-        loss = 0.5 * (
-            self.gan_loss(pred_real, True, for_discriminator=True)
-            + self.gan_loss(pred_fake, False, for_discriminator=True)
-        )
-        if self.gan_loss.uses_gradient_penalty:
-            loss = loss + self.hparams.gp_weight * gradient_penalty(disc, real, fake)
-        return loss
 
     def discriminator_step(self, opt_d, images: Dict[str, Tensor]) -> Dict[str, Tensor]:
         """Step 2: one Adam step on both discriminators, on the detached fakes and the real images.

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from cyclegan_pl.losses import GANMode, gradient_penalty
+from cyclegan_pl.losses import GANMode
 from cyclegan_pl.methods import register_method
 from cyclegan_pl.models.base import ImageTranslationModule, Translation, frozen
 from cyclegan_pl.networks import (
@@ -112,19 +112,7 @@ class Pix2Pix(ImageTranslationModule):
 
     def discriminator_step(self, opt_d, real_a: Tensor, real_b: Tensor, fake_b: Tensor) -> Dict[str, Tensor]:
         """0.5 * (GAN(D(A, fake_B), fake) + GAN(D(A, B), real)); fake pair judged first."""
-        fake_pair = torch.cat([real_a, fake_b.detach()], dim=1)
-        real_pair = torch.cat([real_a, real_b], dim=1)
-        if self.hparams.batched_calls:
-            pred_fake, pred_real = self.disc(torch.cat([fake_pair, real_pair])).chunk(2)
-        else:
-            pred_fake = self.disc(fake_pair)
-            pred_real = self.disc(real_pair)
-        loss = 0.5 * (
-            self.gan_loss(pred_fake, False, for_discriminator=True)
-            + self.gan_loss(pred_real, True, for_discriminator=True)
-        )
-        if self.gan_loss.uses_gradient_penalty:
-            loss = loss + self.hparams.gp_weight * gradient_penalty(self.disc, real_b, fake_b, condition=real_a)
+        loss = self.discriminator_loss(self.disc, real_b, fake_b.detach(), fake_first=True, condition=real_a)
         losses = {"d": loss}
         self.optimizer_step_with([opt_d], loss, losses)
         return losses

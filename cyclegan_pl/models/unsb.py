@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import lightning.pytorch as pl
 import torch
@@ -202,10 +202,6 @@ class UNSB(ImageTranslationModule):
         self._sampling: Optional[torch.Generator] = None
         self._times: Dict[torch.device, Tensor] = {}
         self._apply_network_options()
-
-    @classmethod
-    def reference_options(cls, generator: Mapping[str, Any], direction: str) -> Dict[str, Any]:
-        return {**super().reference_options(generator, direction), "antialias": generator["antialias"]}
 
     def discriminators(self) -> List[nn.Module]:
         return [self.disc, self.energy]

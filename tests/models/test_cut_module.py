@@ -46,9 +46,9 @@ def test_batched_discriminator_call_gives_the_same_loss(make_batch):
     module = CUT(**TINY_CUT)
     with torch.no_grad():
         fake = module.gen(batch["A"])
-        plain = module.discriminator_loss(batch["B"], fake)
+        plain = module.discriminator_loss(module.disc, batch["B"], fake, fake_first=True)
         module.hparams.batched_calls = True
-        batched = module.discriminator_loss(batch["B"], fake)
+        batched = module.discriminator_loss(module.disc, batch["B"], fake, fake_first=True)
     torch.testing.assert_close(batched, plain, rtol=1e-5, atol=1e-6)
 
 
