@@ -104,6 +104,12 @@ class IntensityMapping:
         if self.is_8bit and values.dtype == torch.uint8:
             # The photo path, with exactly the numbers it always had (ToTensor, Normalize(0.5, 0.5)).
             return to_float(values)
+        if values.dtype in (torch.uint8, torch.int16, torch.int32):
+            # Integers of up to 16 bits are exact in float32, and so is their distance from ``low``
+            # to within a hundredth of a level: float64 (slow on CPUs and most GPUs) would add nothing.
+            low = torch.tensor(self.low, dtype=torch.float32, device=values.device).view(-1, 1, 1)
+            high = torch.tensor(self.high, dtype=torch.float32, device=values.device).view(-1, 1, 1)
+            return values.to(torch.float32).sub_(low).mul_(2.0 / (high - low)).sub_(1.0)
         scale, offset = self.scale_offset(values.device)
         return (values.to(torch.float64) * scale + offset).to(torch.float32)
 

@@ -96,6 +96,18 @@ def test_the_photo_path_loses_the_low_bits(tmp_path):
     assert errors["native"] == 0 and errors["8bit"] > 100
 
 
+def test_integer_values_are_normalised_in_float32_within_a_hundredth_of_a_level():
+    # Percentile-like bounds, with fractions: the float32 path against the float64 formula.
+    mapping = IntensityMapping("uint16", (1200.25, 0.0, 30000.5), (58000.75, 65535.0, 30010.0))
+    values = torch.randint(0, 65536, (2, 3, 40, 30), dtype=torch.int32)
+    values[:, 2] = torch.randint(29990, 30020, (2, 40, 30), dtype=torch.int32)  # a band 10 levels wide
+    normalized = mapping.normalize(values)
+    scale, offset = mapping.scale_offset()
+    exact = values.to(torch.float64) * scale + offset
+    assert normalized.dtype == torch.float32
+    assert ((normalized.to(torch.float64) - exact).abs() / scale).max() < 0.01
+
+
 def test_percentiles_equal_numpys(multiband):
     dm = datamodule(multiband, normalization="percentile", percentiles=(0.5, 99.5))
     mappings = dm.intensity_mappings()
