@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
 from typing import Callable
 
 import lightning.pytorch as pl
@@ -36,3 +38,15 @@ def fit_batches(make_trainer) -> Callable[..., pl.Trainer]:
         return trainer
 
     return fit
+
+
+@pytest.fixture(scope="module")
+def measure():
+    """The CUT learning test's measures (load_folder, colour_distance, structure), which the
+    learning tests of the later methods use as they are."""
+    spec = importlib.util.spec_from_file_location(
+        "cut_learning_measure", Path(__file__).parent / "test_cut_learning.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

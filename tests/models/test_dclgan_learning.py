@@ -23,8 +23,6 @@ broadcast to about 1e-9 (tests/test_losses.py), 20 times faster on a CPU.
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
 from typing import Dict
 
 import lightning.pytorch as pl
@@ -33,22 +31,12 @@ import torch
 
 from cyclegan_pl import DCLGAN, UnpairedDataModule
 
-HERE = Path(__file__).parent
 SIZE = 32
 # 8 filters, a 6-block anti-aliased ResNet (nce_layers 4..16 reach its fifth block), 64 patches,
 # batches of 4: about 0.15 s per iteration on a 2-core CPU.
 NETWORKS = dict(generator="resnet_6blocks", ngf=8, ndf=8, num_patches=64, nce_pairwise="matmul")
 BATCH_SIZE = 4
 ITERATIONS = 250
-
-
-@pytest.fixture(scope="module")
-def measure():
-    """The CUT learning test's module: load_folder, colour_distance, structure."""
-    spec = importlib.util.spec_from_file_location("cut_learning_measure", HERE / "test_cut_learning.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def translated(module: DCLGAN, images: torch.Tensor, direction: str) -> torch.Tensor:

@@ -8,25 +8,11 @@ from pathlib import Path
 import lightning.pytorch as pl
 import pytest
 import torch
-from torch import nn
 
 from cyclegan_pl import DCLGAN, FID, UNSB, UnpairedDataModule
 from cyclegan_pl.callbacks import BestCheckpoint
 from cyclegan_pl.data.synthetic import make_demo_dataset
-
-
-class SmallFeatures(nn.Module):
-    """A stand-in for Inception (no weights to download): pooled colours through a fixed conv."""
-
-    num_features = 8
-
-    def __init__(self) -> None:
-        super().__init__()
-        torch.manual_seed(0)
-        self.conv = nn.Conv2d(3, 8, 3)
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return torch.tanh(self.conv(images.float())).mean(dim=(2, 3))
+from cyclegan_pl.metrics import StandInFeatures
 
 
 def parts(kind: str, root: Path):
@@ -47,7 +33,7 @@ def test_fid_is_logged_and_the_best_checkpoint_kept(kind, tmp_path, make_trainer
     best = BestCheckpoint(
         dirpath=str(tmp_path / "checkpoints"), monitor="fid/a2b", mode="min", save_top_k=1, filename="best{epoch:03d}"
     )
-    fid = FID(every_n_epochs=1, feature_extractor=SmallFeatures())
+    fid = FID(every_n_epochs=1, feature_extractor=StandInFeatures())
     trainer = make_trainer(
         max_epochs=2, limit_val_batches=None, num_sanity_val_steps=0, enable_checkpointing=True, callbacks=[fid, best]
     )

@@ -15,8 +15,6 @@ zebras and the structure falls from 0.84 to 0.77. The claims:
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
 from typing import Dict
 
 import lightning.pytorch as pl
@@ -25,22 +23,12 @@ import torch
 
 from cyclegan_pl import UNSB, UnpairedDataModule
 
-HERE = Path(__file__).parent
 SIZE = 32
 # 8 filters (the time-conditional generator has 9 blocks), 64 patches, batches of 4: about
 # 0.2 s per iteration on a 2-core CPU; the published command's lambda_sb.
 NETWORKS = dict(ngf=8, ndf=8, num_patches=64, lambda_sb=1.0)
 BATCH_SIZE = 4
 ITERATIONS = 200
-
-
-@pytest.fixture(scope="module")
-def measure():
-    """The CUT learning test's module: load_folder, colour_distance, structure."""
-    spec = importlib.util.spec_from_file_location("cut_learning_measure", HERE / "test_cut_learning.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def translated(module: UNSB, images: torch.Tensor, steps: int) -> torch.Tensor:
