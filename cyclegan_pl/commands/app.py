@@ -49,6 +49,8 @@ def translate_image(module: Any, image: Any, direction: str, tiling: Optional[Ti
         raise OptionError("Upload an image first.")
     module.translation(direction)
     tensor = pil_to_tensor(image, module.source_channels(direction))[None]
+    # A sampler starts its stream again for every upload: the same image, the same translation.
+    module.choose_sampling()
     with torch.no_grad():
         output = module.translate(tensor.to(module.device), direction, tiling=tiling)[0]
     return Image.fromarray(to_uint8(output))
@@ -182,6 +184,8 @@ def app(
     concurrency: int = 1,
     queue_size: int = 16,
     tiling: Tiling = AUTO_TILING,
+    seed: Optional[int] = None,
+    steps: Optional[int] = None,
     block: bool = True,
 ) -> Any:
     """Start a web page to try a model: upload an image, pick the direction, download the result.
@@ -204,6 +208,10 @@ def app(
             the whole image's normalisation statistics, so memory follows the tile, not the
             image (docs/method.md#tiled-translation). As ``translate``: uploads over 4 megapixels
             are tiled (``--tiling.above``), which matters once ``max_pixels`` allows them.
+        seed: for a method whose translation samples a path (UNSB): the seed its noise and
+            latents start from for every upload (default: the model's ``sampling_seed``). An error
+            for the other methods.
+        steps: for such a method: how many steps of the path to run (default: all).
         block: wait until interrupted (Ctrl+C); False returns the running page (tests, notebooks).
     """
     for name, value in (("max_pixels", max_pixels), ("concurrency", concurrency), ("queue_size", queue_size)):
@@ -211,6 +219,7 @@ def app(
             raise OptionError(f"{name}={value}: must be 1 or more.", option=name)
     _import_gradio()  # before the model loads: a missing extra is said at once
     module = load_checkpoint(ckpt_path)
+    module.choose_sampling(seed, steps)
     for direction in module.trained_directions:
         tiling.check(getattr(module.generator_for(direction), "size_multiple", 1))
     if device == "auto":

@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from cyclegan_pl import CycleGAN
+from cyclegan_pl import UNSB, CycleGAN
 from cyclegan_pl.commands.app import app, translate_image
 
 gradio_client = pytest.importorskip("gradio_client")
@@ -141,6 +141,21 @@ def test_app_limits_must_be_positive(tmp_path, tiny_folder, option):
 
     with pytest.raises(OptionError, match=f"{option}=0"):
         app(tiny_folder[1], port=_free_port(), device="cpu", block=False, **{option: 0})
+
+
+def test_a_sampler_translates_every_upload_from_its_seed(tmp_path, tiny_folder):
+    from cyclegan_pl.errors import OptionError
+
+    torch.manual_seed(0)
+    module = UNSB(ngf=8, ndf=8, nce_layers=(0, 4)).eval()
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (32, 40, 3), dtype=np.uint8))
+    first, again = translate_image(module, image, "AtoB"), translate_image(module, image, "AtoB")
+    assert np.array_equal(np.asarray(first), np.asarray(again))  # not the next draws of one stream
+    module.choose_sampling(seed=7)
+    assert not np.array_equal(np.asarray(translate_image(module, image, "AtoB")), np.asarray(first))
+    # A one-pass method has no seed to take: refused before the page starts.
+    with pytest.raises(OptionError, match="seed=7: CycleGAN translates in one deterministic pass"):
+        app(tiny_folder[1], port=_free_port(), device="cpu", block=False, seed=7)
 
 
 def test_uploads_over_the_tiling_threshold_are_translated_in_tiles(tmp_path, tiny_folder, loopback_only, monkeypatch):
