@@ -24,13 +24,12 @@ on the machine of the README's table); ``all`` (every one of them that the size 
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import os
-import resource
 import time
 from typing import Dict, List, Literal, Optional
 
 import torch
+from fresh_process import in_fresh_process, peak_mib, rss_mib
 
 Method = Literal["cyclegan", "cut", "pix2pix"]
 MemoryOption = Literal["none", "generators", "discriminators", "checkpointing", "channels_last", "bf16", "all"]
@@ -49,23 +48,8 @@ OPTION_SETTINGS: Dict[str, Dict] = {
 }
 
 
-def _rss_mib() -> float:
-    """The process's resident memory now (Linux), else its peak so far."""
-    try:
-        with open("/proc/self/statm") as statm:
-            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-    except OSError:
-        return _peak_mib("cpu")
-
-
-def _peak_mib(device: str) -> float:
-    if device == "cuda":
-        return torch.cuda.max_memory_allocated() / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def _now_mib(device: str) -> float:
-    return torch.cuda.memory_allocated() / 2**20 if device == "cuda" else _rss_mib()
+    return torch.cuda.memory_allocated() / 2**20 if device == "cuda" else rss_mib()
 
 
 def _module(method: str, ngf: int, settings: Dict):
@@ -86,13 +70,13 @@ def _batch(size: int, generator: torch.Generator) -> Dict:
 
 
 def _measure(method: str, size: int, option: str, ngf: int, device: str, iterations: int, queue) -> None:
-    libraries = _rss_mib()  # torch is imported; lightning and the package next
+    libraries = rss_mib()  # torch is imported; lightning and the package next
     import lightning.pytorch as pl
     from torch.utils.data import DataLoader
 
     import cyclegan_pl  # noqa: F401
 
-    libraries = max(libraries, _rss_mib()) if device == "cpu" else 0.0
+    libraries = max(libraries, rss_mib()) if device == "cpu" else 0.0
     settings = OPTION_SETTINGS[option]
     torch.manual_seed(0)
     module = _module(method, ngf, settings)
@@ -115,7 +99,7 @@ def _measure(method: str, size: int, option: str, ngf: int, device: str, iterati
                 if device == "cuda":
                     torch.cuda.synchronize()
                 marks["seconds"] = (time.perf_counter() - marks["start"]) / iterations
-                marks["peak"] = _peak_mib(device)
+                marks["peak"] = peak_mib(device)
 
     trainer = pl.Trainer(
         accelerator=device,
@@ -138,14 +122,7 @@ def measure(method: str, size: int, option: str, ngf: int = 64, device: str = "c
     # Every allocation over 64 KiB gets its own mapping, returned to the system when freed, so the
     # process's resident memory follows the tensors alive (glibc otherwise keeps freed blocks).
     os.environ.setdefault("MALLOC_MMAP_THRESHOLD_", "65536")
-    context = mp.get_context("spawn")
-    queue = context.Queue()
-    process = context.Process(target=_measure, args=(method, size, option, ngf, device, iterations, queue))
-    process.start()
-    process.join()
-    if process.exitcode != 0:
-        raise RuntimeError(f"The {method} {size} px {option} row failed (exit code {process.exitcode}); see above.")
-    return queue.get(timeout=60)
+    return in_fresh_process(_measure, method, size, option, ngf, device, iterations)
 
 
 def main(

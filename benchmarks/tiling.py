@@ -20,9 +20,7 @@ Two tables, each run in fresh processes:
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import os
-import resource
 import tempfile
 import time
 from pathlib import Path
@@ -30,6 +28,7 @@ from typing import Dict, List, Literal, Tuple
 
 import numpy as np
 import torch
+from fresh_process import in_fresh_process, peak_mib, rss_mib
 
 Table = Literal["match", "large"]
 Statistics = Literal["whole_image", "thumbnail", "per_tile"]
@@ -112,14 +111,14 @@ def _match(index: int, size: int, tile: int, overlap: int, statistics: List[str]
 
 
 def _large(size: Tuple[int, int], tile: int, overlap: int, statistics: str, ngf: int, queue) -> None:
-    libraries = _rss_mib()
+    libraries = rss_mib()
     from PIL import Image
 
     from cyclegan_pl import CycleGAN
     from cyclegan_pl.commands import translate
     from cyclegan_pl.networks.tiling import Tiling
 
-    libraries = max(libraries, _rss_mib())
+    libraries = max(libraries, rss_mib())
     width, height = size
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
@@ -128,7 +127,7 @@ def _large(size: Tuple[int, int], tile: int, overlap: int, statistics: str, ngf:
         (folder / "in").mkdir()
         Image.fromarray(_photo(0, height, width)).save(folder / "in" / "large.jpg", quality=95)
         del Image
-        before = _rss_mib()
+        before = rss_mib()
         start = time.perf_counter()
         translate(
             folder / "model",
@@ -139,24 +138,8 @@ def _large(size: Tuple[int, int], tile: int, overlap: int, statistics: str, ngf:
         )
         seconds = time.perf_counter() - start
         written = sorted(p.name for p in (folder / "out").iterdir())
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = peak_mib()
     queue.put(dict(libraries=libraries, before=before, peak=peak, seconds=seconds, written=written))
-
-
-def _rss_mib() -> float:
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-def _in_process(target, *args):
-    context = mp.get_context("spawn")
-    queue = context.Queue()
-    process = context.Process(target=target, args=(*args, queue))
-    process.start()
-    process.join()
-    if process.exitcode != 0:
-        raise RuntimeError(f"{target.__name__}{args} failed (exit code {process.exitcode}); see above.")
-    return queue.get(timeout=60)
 
 
 def main(
@@ -197,7 +180,7 @@ def main(
         print("|---|---|---|---|---|---|")
         rows = results["match"] = []
         for index in range(images):
-            for row in _in_process(_match, index, size, tile, overlap, list(statistics), ngf):
+            for row in in_fresh_process(_match, index, size, tile, overlap, list(statistics), ngf):
                 rows.append(dict(image=index, **row))
                 mean = f"{row['mean_levels']:.3f}" if "mean_levels" in row else "-"
                 largest = f"{row['max_levels']:.1f}" if "max_levels" in row else "-"
@@ -213,7 +196,7 @@ def main(
         print("|---|---|---|---|---|")
         rows = results["large"] = []
         for kind in large_statistics:
-            row = _in_process(_large, tuple(large_size), large_tile, overlap, kind, ngf)
+            row = in_fresh_process(_large, tuple(large_size), large_tile, overlap, kind, ngf)
             assert row["written"] == ["large.png"], row["written"]
             rows.append(dict(statistics=kind, **row))
             print(

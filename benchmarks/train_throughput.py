@@ -14,14 +14,13 @@ process) and the ratio to the plain loop.
 
 from __future__ import annotations
 
-import multiprocessing as mp
-import resource
 import time
 from typing import Dict, List, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from fresh_process import in_fresh_process, peak_mib
 
 Method = Literal["cyclegan", "pix2pix", "cut", "fastcut", "dclgan", "dclgan_matmul", "unsb"]
 # Methods measured only through Lightning: their plain-PyTorch iterations are the tests' references
@@ -215,12 +214,6 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def _peak_memory_mib(device: str) -> float:
-    if device == "cuda":
-        return torch.cuda.max_memory_allocated() / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def _measure(
     loop: str,
     method: str,
@@ -279,17 +272,7 @@ def _measure(
         )
         trainer.fit(module, DataLoader([batch] * (warmup + iterations), batch_size=None))
         elapsed = marks["end"] - marks["start"]
-    queue.put((iterations / elapsed, _peak_memory_mib(device)))
-
-
-def run_one(loop: str, **kwargs) -> tuple:
-    context = mp.get_context("spawn")
-    queue = context.Queue()
-    process = context.Process(target=_measure, kwargs=dict(loop=loop, queue=queue, **kwargs))
-    process.start()
-    result = queue.get()
-    process.join()
-    return result
+    queue.put((iterations / elapsed, peak_mib(device)))
 
 
 def main(
@@ -337,7 +320,8 @@ def main(
             for repeat in range(repeats):
                 # Every other repeat runs the loops in reverse, so none always comes first.
                 for loop in loops if repeat % 2 == 0 else loops[::-1]:
-                    rate, memory = run_one(
+                    rate, memory = in_fresh_process(
+                        _measure,
                         loop,
                         method=method,
                         size=size,
