@@ -192,9 +192,9 @@ def load_inception_weights(path: PathLike, weights_sha256: Optional[str] = None)
     return state_dict
 
 
-# torch-fidelity's network loads its weights in its constructor with torch.load(weights_only=False)
-# (from a path, or from torch hub's cache); it is built here with a loader that hands it tensors
-# read by load_inception_weights instead, so no file reaches torch-fidelity's unpickler.
+# torch-fidelity's network loads its weights in its constructor through a full, code-running
+# unpickler (from a path, or from torch hub's cache); it is built here with a loader that hands it
+# tensors read by load_inception_weights instead, so no file reaches torch-fidelity's unpickler.
 _BUILD_LOCK = threading.Lock()
 
 

@@ -92,10 +92,15 @@ class IntensityMapping:
         low, high = (float(value) for value in value_range)
         return cls(dtype, (low,) * channels, (high,) * channels)
 
+    def bounds(self, device: Any = "cpu", dtype: torch.dtype = torch.float64) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Per-band ``low`` and ``high`` as (C, 1, 1) tensors."""
+        low = torch.tensor(self.low, dtype=dtype, device=device).view(-1, 1, 1)
+        high = torch.tensor(self.high, dtype=dtype, device=device).view(-1, 1, 1)
+        return low, high
+
     def scale_offset(self, device: Any = "cpu") -> Tuple[torch.Tensor, torch.Tensor]:
         """Per-band ``scale`` and ``offset`` (C, 1, 1) float64 with ``normalized = value * scale + offset``."""
-        low = torch.tensor(self.low, dtype=torch.float64, device=device).view(-1, 1, 1)
-        high = torch.tensor(self.high, dtype=torch.float64, device=device).view(-1, 1, 1)
+        low, high = self.bounds(device)
         scale = 2.0 / (high - low)
         return scale, -1.0 - low * scale
 
@@ -107,8 +112,7 @@ class IntensityMapping:
         if values.dtype in (torch.uint8, torch.int16, torch.int32):
             # Integers of up to 16 bits are exact in float32, and so is their distance from ``low``
             # to within a hundredth of a level: float64 (slow on CPUs and most GPUs) would add nothing.
-            low = torch.tensor(self.low, dtype=torch.float32, device=values.device).view(-1, 1, 1)
-            high = torch.tensor(self.high, dtype=torch.float32, device=values.device).view(-1, 1, 1)
+            low, high = self.bounds(values.device, torch.float32)
             return values.to(torch.float32).sub_(low).mul_(2.0 / (high - low)).sub_(1.0)
         scale, offset = self.scale_offset(values.device)
         return (values.to(torch.float64) * scale + offset).to(torch.float32)

@@ -25,7 +25,7 @@ from cyclegan_pl.networks import (
     energy_network,
     init_weights,
 )
-from cyclegan_pl.networks.padding import crop_to, pad_to_multiple
+from cyclegan_pl.networks.padding import crop_to, pad_if_needed
 from cyclegan_pl.seeding import hash_seed
 
 #: The stream of a training step's time index: a CPU generator, seeded without the rank, so every
@@ -491,7 +491,7 @@ class UNSB(ImageTranslationModule):
         """Translate images (N, C, H, W in [-1, 1], or stored values) of any size and return every
         step's prediction at the input's size; the last is what :meth:`translate` returns."""
         height, width = images.shape[-2:]
-        padded = pad_to_multiple(self.prepare_images(images, "A"), self.gen.size_multiple)
+        padded = pad_if_needed(self.prepare_images(images, "A"), self.gen.size_multiple)
         with inference_mode([self.gen], self.eval_mode):
             predictions = self.sample_path(padded)
         return [crop_to(prediction, height, width) for prediction in predictions]
@@ -512,8 +512,8 @@ class UNSBSampling(pl.Callback):
     Command-line runs with ``--ckpt_path`` take the model's options from the checkpoint, so
     ``--model.init_args.sampling_seed`` would not reach it; this callback sets them when the run
     starts (``--trainer.callbacks+=cyclegan_pl.UNSBSampling --trainer.callbacks.seed 7
-    --trainer.callbacks.steps 2``). In Python, set ``model.inference_steps`` and call
-    ``model.reset_sampling(seed)`` instead.
+    --trainer.callbacks.steps 2``); ``translate`` and ``app`` take ``--seed`` and ``--steps``. In
+    Python, call ``model.choose_sampling(seed, steps)`` instead.
 
     Args:
         seed: the sampling seed of the run's translations (default: the model's ``sampling_seed``).
